@@ -1,0 +1,690 @@
+# cython: language_level=3
+"""Cython core: spherical expansion, SOAP power spectrum, lambda-SOAP and contracted
+linear lambda-models, for centres given as CSR lists of neighbour displacement vectors.
+
+Input for every entry point (Python wrapper or C ``api`` function) is the same:
+
+* ``offsets[n_centres + 1]`` (int64): neighbours of centre i are ``offsets[i]:offsets[i+1]``;
+* ``vectors[n_pairs][3]`` (float64, Å): r_ij = r_j - r_i (periodic images and LAMMPS
+  ghosts alike); pairs with |r_ij| >= r_cut are skipped, so a longer list is fine;
+* ``species[n_pairs]`` (int32): neighbour species index in [0, n_species).
+
+Coefficients of one centre are stored l-block by l-block: block l is an
+M x (2l+1) row-major matrix (M = n_channels * n_max, row = channel * n_max + n,
+column = m + l) starting at ``M * l*l``; ``M * (l_max+1)^2`` numbers in all.
+
+Equations (NMR_CONVENTIONS.md, "Descriptors"):
+    c^s_nlm = Σ_j fc(r_ij) I_nl(r_ij) Y_lm(r̂_ij)                      (expansion)
+    p^{ab}_l = Σ_m c_{a l m} c_{b l m},  a = (s1, n1) <= b = (s2, n2)     (power spectrum)
+    q^{λμ}_{ab, l1 l2} = Σ_{m1 m2} C^R(l1 m1, l2 m2 | λ μ) c_{a l1 m1} c_{b l2 m2}
+Features that stand for two entries of the full symmetric set (a != b, or l1 != l2)
+carry a factor √2, so Euclidean distances between feature vectors equal those of the
+full set.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.math cimport sqrt, isfinite, M_PI
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.stdint cimport int32_t, int64_t
+
+cnp.import_array()
+
+#: Two neighbours closer than this (Å) are treated as coincident atoms (input error).
+MIN_DISTANCE = 1e-4
+cdef double MLNMR_MIN_DISTANCE = 1e-4
+#: Largest l_max the core supports (scratch buffers are sized for it).
+MAX_L = 16
+cdef int MLNMR_MAX_L = 16
+cdef double SQRT2 = 1.4142135623730951
+
+STATUS_MESSAGES = {
+    MLNMR_ERR_COINCIDENT: "coincident atoms: a neighbour is closer than 1e-4 Å to its centre",
+    MLNMR_ERR_NONFINITE: "NaN or inf in a neighbour displacement vector",
+    MLNMR_ERR_SPECIES: "neighbour species index outside the descriptor's species",
+    MLNMR_ERR_MEMORY: "out of memory in the SOAP core",
+    MLNMR_ERR_ARGUMENT: "inconsistent neighbour offsets",
+}
+
+
+# --------------------------------------------------------------------------------------
+# Real spherical harmonics (orthonormal, no Condon-Shortley phase)
+#   Y_l0 = N_l0 Q_l^0(z),  Y_lm = √2 N_lm Q_l^m(z) Re(x+iy)^m,  Y_l,-m = √2 N_lm Q_l^m(z) Im(x+iy)^m
+#   N_lm = sqrt((2l+1)/(4π) (l-m)!/(l+m)!),  Q_l^m = P_l^m / sin^m θ (a polynomial in z):
+#   Q_m^m = (2m-1)!!,  Q_{m+1}^m = (2m+1) z Q_m^m,
+#   Q_l^m = ((2l-1) z Q_{l-1}^m - (l+m-1) Q_{l-2}^m) / (l-m)
+# --------------------------------------------------------------------------------------
+cdef double[289] _YLM_NORM  # (MAX_L+1)^2, indexed l*l + l + m for m >= 0
+cdef double[289] _REC_A     # (2l-1)/(l-m), indexed l*(l+1)/2 + m
+cdef double[289] _REC_B     # (l+m-1)/(l-m)
+
+cdef void _init_ylm_norm():
+    cdef int l, m, k
+    cdef double ratio
+    for l in range(MLNMR_MAX_L + 1):
+        for m in range(l + 1):
+            ratio = 1.0
+            for k in range(l - m + 1, l + m + 1):
+                ratio /= k
+            _YLM_NORM[l * l + l + m] = sqrt((2 * l + 1) / (4.0 * M_PI) * ratio) * (SQRT2 if m > 0 else 1.0)
+            if l > m:
+                _REC_A[l * (l + 1) // 2 + m] = (2 * l - 1) / <double>(l - m)
+                _REC_B[l * (l + 1) // 2 + m] = (l + m - 1) / <double>(l - m)
+
+_init_ylm_norm()
+
+
+cdef inline void real_spherical_harmonics(double x, double y, double z, int l_max,
+                                          double* q, double* out) noexcept nogil:
+    """Y_lm of the unit vector (x, y, z) into out[l*l + l + m]; q is scratch ((l_max+1)^2)."""
+    cdef int l, m
+    cdef double c_m = 1.0, s_m = 0.0, c_next, qmm = 1.0, value
+    # q[l*(l+1)/2 + m] = Q_l^m
+    for m in range(l_max + 1):
+        if m > 0:
+            qmm *= (2 * m - 1)
+        q[m * (m + 1) // 2 + m] = qmm
+        if m + 1 <= l_max:
+            q[(m + 1) * (m + 2) // 2 + m] = (2 * m + 1) * z * qmm
+        for l in range(m + 2, l_max + 1):
+            q[l * (l + 1) // 2 + m] = (_REC_A[l * (l + 1) // 2 + m] * z * q[(l - 1) * l // 2 + m]
+                                       - _REC_B[l * (l + 1) // 2 + m] * q[(l - 2) * (l - 1) // 2 + m])
+    for m in range(l_max + 1):
+        for l in range(m, l_max + 1):
+            value = _YLM_NORM[l * l + l + m] * q[l * (l + 1) // 2 + m]
+            if m == 0:
+                out[l * l + l] = value
+            else:
+                out[l * l + l + m] = value * c_m
+                out[l * l + l - m] = value * s_m
+        c_next = x * c_m - y * s_m
+        s_m = x * s_m + y * c_m
+        c_m = c_next
+
+
+def spherical_harmonics(const double[:, ::1] unit_vectors, int l_max):
+    """Real spherical harmonics of unit vectors, shape (n, (l_max+1)^2), index l*l + l + m."""
+    if unit_vectors.shape[1] != 3:
+        raise ValueError("unit_vectors must have shape (n, 3)")
+    if l_max < 0 or l_max > MLNMR_MAX_L:
+        raise ValueError(f"l_max={l_max} outside the supported range 0..{MLNMR_MAX_L}")
+    cdef Py_ssize_t n = unit_vectors.shape[0], i
+    out = np.empty((n, (l_max + 1) ** 2))
+    cdef double[:, ::1] out_view = out
+    cdef double[289] q
+    with nogil:
+        for i in range(n):
+            real_spherical_harmonics(unit_vectors[i, 0], unit_vectors[i, 1], unit_vectors[i, 2],
+                                     l_max, q, &out_view[i, 0])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Spherical expansion of one centre
+# --------------------------------------------------------------------------------------
+cdef inline int _n_coefficients(const SoapSpec* spec) noexcept nogil:
+    return spec.n_channels * spec.n_max * (spec.l_max + 1) * (spec.l_max + 1)
+
+
+cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
+                       const double* vectors, const int32_t* species,
+                       double* coefficients, double* work, int64_t* error_pair) noexcept nogil:
+    """c_{a l m} of one centre into ``coefficients`` (l-block layout); work: scratch of
+    size 2*(l_max+1)^2 + (l_max+1)*n_max."""
+    cdef int l_max = spec.l_max, n_max = spec.n_max
+    cdef int n_lm = (l_max + 1) * (l_max + 1)
+    cdef int n_functions = (l_max + 1) * n_max
+    cdef int m_rows = spec.n_channels * n_max
+    cdef double* ylm = work
+    cdef double* q = work + n_lm
+    cdef double* radial = work + 2 * n_lm
+    cdef double r_cut2 = spec.r_cut * spec.r_cut
+    cdef double inv_step = 1.0 / spec.step
+    cdef double dx, dy, dz, d2, d, inv_d, t, weight, r_value
+    cdef const double* piece
+    cdef double* row
+    cdef const double* y_l
+    cdef int64_t k
+    cdef int s, channel, interval, f, l, n, m, width
+    memset(coefficients, 0, _n_coefficients(spec) * sizeof(double))
+    for k in range(start, stop):
+        dx = vectors[3 * k]
+        dy = vectors[3 * k + 1]
+        dz = vectors[3 * k + 2]
+        if not (isfinite(dx) and isfinite(dy) and isfinite(dz)):
+            error_pair[0] = k
+            return MLNMR_ERR_NONFINITE
+        d2 = dx * dx + dy * dy + dz * dz
+        if d2 >= r_cut2:
+            continue
+        d = sqrt(d2)
+        if d < MLNMR_MIN_DISTANCE:
+            error_pair[0] = k
+            return MLNMR_ERR_COINCIDENT
+        s = species[k]
+        if s < 0 or s >= spec.n_species:
+            error_pair[0] = k
+            return MLNMR_ERR_SPECIES
+        inv_d = 1.0 / d
+        real_spherical_harmonics(dx * inv_d, dy * inv_d, dz * inv_d, l_max, q, ylm)
+        interval = <int>(d * inv_step)
+        if interval >= spec.n_intervals:
+            interval = spec.n_intervals - 1
+        t = d - interval * spec.step
+        piece = spec.radial + <int64_t>interval * n_functions * 4
+        for f in range(n_functions):
+            radial[f] = ((piece[4 * f] * t + piece[4 * f + 1]) * t + piece[4 * f + 2]) * t + piece[4 * f + 3]
+        for channel in range(spec.n_channels):
+            if spec.mixing == NULL:
+                if channel != s:
+                    continue
+                weight = 1.0
+            else:
+                weight = spec.mixing[s * spec.n_channels + channel]
+                if weight == 0.0:
+                    continue
+            for l in range(l_max + 1):
+                width = 2 * l + 1
+                y_l = ylm + l * l
+                for n in range(n_max):
+                    r_value = weight * radial[l * n_max + n]
+                    row = coefficients + m_rows * l * l + (channel * n_max + n) * width
+                    for m in range(width):
+                        row[m] += r_value * y_l[m]
+    return MLNMR_OK
+
+
+cdef inline int _check_offsets(int64_t n_centres, const int64_t* offsets) noexcept nogil:
+    cdef int64_t i
+    if offsets[0] < 0:
+        return MLNMR_ERR_ARGUMENT
+    for i in range(n_centres):
+        if offsets[i + 1] < offsets[i]:
+            return MLNMR_ERR_ARGUMENT
+    return MLNMR_OK
+
+
+cdef inline int _work_size(const SoapSpec* spec) noexcept nogil:
+    return 2 * (spec.l_max + 1) * (spec.l_max + 1) + (spec.l_max + 1) * spec.n_max
+
+
+cdef api int mlnmr_spherical_expansion(const SoapSpec* spec, int64_t n_centres,
+                                       const int64_t* offsets, const double* vectors,
+                                       const int32_t* species, double* coefficients,
+                                       int64_t* error_pair) noexcept nogil:
+    """Expansion coefficients of n_centres centres into coefficients[n_centres][n_coeff]."""
+    cdef int status = _check_offsets(n_centres, offsets)
+    if status != MLNMR_OK:
+        return status
+    cdef int n_coeff = _n_coefficients(spec)
+    cdef double* work = <double*>malloc(_work_size(spec) * sizeof(double))
+    if work == NULL:
+        return MLNMR_ERR_MEMORY
+    cdef int64_t i
+    for i in range(n_centres):
+        status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
+                               coefficients + i * n_coeff, work, error_pair)
+        if status != MLNMR_OK:
+            break
+    free(work)
+    return status
+
+
+# --------------------------------------------------------------------------------------
+# Power spectrum
+# --------------------------------------------------------------------------------------
+cdef inline int64_t power_spectrum_size(const SoapSpec* spec) noexcept nogil:
+    cdef int64_t m_rows = spec.n_channels * spec.n_max
+    return (spec.l_max + 1) * m_rows * (m_rows + 1) // 2
+
+
+cdef void power_spectrum_from_coefficients(const SoapSpec* spec, const double* coefficients,
+                                           double* features) noexcept nogil:
+    cdef int m_rows = spec.n_channels * spec.n_max
+    cdef int l, a, b, m, width
+    cdef const double* block
+    cdef const double* row_a
+    cdef const double* row_b
+    cdef double total
+    cdef int64_t f = 0
+    for l in range(spec.l_max + 1):
+        width = 2 * l + 1
+        block = coefficients + m_rows * l * l
+        for a in range(m_rows):
+            row_a = block + a * width
+            for b in range(a, m_rows):
+                row_b = block + b * width
+                total = 0.0
+                for m in range(width):
+                    total += row_a[m] * row_b[m]
+                features[f] = total if a == b else SQRT2 * total
+                f += 1
+
+
+cdef api int mlnmr_power_spectrum(const SoapSpec* spec, int64_t n_centres,
+                                  const int64_t* offsets, const double* vectors,
+                                  const int32_t* species, double* features,
+                                  int64_t* error_pair) noexcept nogil:
+    """SOAP power spectrum of n_centres centres into features[n_centres][n_features]."""
+    cdef int status = _check_offsets(n_centres, offsets)
+    if status != MLNMR_OK:
+        return status
+    cdef int n_coeff = _n_coefficients(spec)
+    cdef int64_t n_features = power_spectrum_size(spec)
+    cdef double* work = <double*>malloc((_work_size(spec) + n_coeff) * sizeof(double))
+    if work == NULL:
+        return MLNMR_ERR_MEMORY
+    cdef double* coefficients = work + _work_size(spec)
+    cdef int64_t i
+    for i in range(n_centres):
+        status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
+                               coefficients, work, error_pair)
+        if status != MLNMR_OK:
+            break
+        power_spectrum_from_coefficients(spec, coefficients, features + i * n_features)
+    free(work)
+    return status
+
+
+# --------------------------------------------------------------------------------------
+# lambda-SOAP features and the contracted linear model
+# --------------------------------------------------------------------------------------
+cdef inline int64_t lambda_pair_size(const SoapSpec* spec, const LambdaSpec* lam, int p) noexcept nogil:
+    cdef int64_t m_rows = spec.n_channels * spec.n_max
+    if lam.l1[p] != lam.l2[p]:
+        return m_rows * m_rows
+    if lam.lam % 2 == 0:
+        return m_rows * (m_rows + 1) // 2
+    return m_rows * (m_rows - 1) // 2
+
+
+cdef inline int64_t lambda_feature_size(const SoapSpec* spec, const LambdaSpec* lam) noexcept nogil:
+    cdef int64_t total = spec.n_channels * spec.n_max if lam.two_body else 0
+    cdef int p
+    for p in range(lam.n_pairs):
+        total += lambda_pair_size(spec, lam, p)
+    return total
+
+
+cdef void lambda_features_from_coefficients(const SoapSpec* spec, const LambdaSpec* lam,
+                                            const double* coefficients, double* features,
+                                            int64_t n_features) noexcept nogil:
+    """features[μ][f] (row-major, (2λ+1) x n_features) of one centre."""
+    cdef int m_rows = spec.n_channels * spec.n_max
+    cdef int n_mu = 2 * lam.lam + 1
+    cdef int p, a, b, b_start, w1, w2, mu
+    cdef int64_t f = 0, t
+    cdef const double* block1
+    cdef const double* block2
+    cdef const double* block
+    cdef double scale
+    memset(features, 0, n_mu * n_features * sizeof(double))
+    if lam.two_body:
+        block = coefficients + m_rows * lam.lam * lam.lam
+        for a in range(m_rows):
+            for mu in range(n_mu):
+                features[mu * n_features + f] = block[a * n_mu + mu]
+            f += 1
+    for p in range(lam.n_pairs):
+        w1 = 2 * lam.l1[p] + 1
+        w2 = 2 * lam.l2[p] + 1
+        block1 = coefficients + m_rows * lam.l1[p] * lam.l1[p]
+        block2 = coefficients + m_rows * lam.l2[p] * lam.l2[p]
+        for a in range(m_rows):
+            if lam.l1[p] != lam.l2[p]:
+                b_start = 0
+            elif lam.lam % 2 == 0:
+                b_start = a
+            else:
+                b_start = a + 1
+            for b in range(b_start, m_rows):
+                scale = 1.0 if (lam.l1[p] == lam.l2[p] and a == b) else SQRT2
+                for t in range(lam.cg_offsets[p], lam.cg_offsets[p + 1]):
+                    features[lam.cg_mu[t] * n_features + f] += (
+                        scale * lam.cg_value[t] * block1[a * w1 + lam.cg_m1[t]] * block2[b * w2 + lam.cg_m2[t]])
+                f += 1
+
+
+cdef api int mlnmr_lambda_features(const SoapSpec* spec, const LambdaSpec* lam, int64_t n_centres,
+                                   const int64_t* offsets, const double* vectors,
+                                   const int32_t* species, double* features,
+                                   int64_t* error_pair) noexcept nogil:
+    """lambda-SOAP features into features[n_centres][2λ+1][n_features]."""
+    cdef int status = _check_offsets(n_centres, offsets)
+    if status != MLNMR_OK:
+        return status
+    cdef int n_coeff = _n_coefficients(spec)
+    cdef int64_t n_features = lambda_feature_size(spec, lam)
+    cdef int64_t per_centre = (2 * lam.lam + 1) * n_features
+    cdef double* work = <double*>malloc((_work_size(spec) + n_coeff) * sizeof(double))
+    if work == NULL:
+        return MLNMR_ERR_MEMORY
+    cdef double* coefficients = work + _work_size(spec)
+    cdef int64_t i
+    for i in range(n_centres):
+        status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
+                               coefficients, work, error_pair)
+        if status != MLNMR_OK:
+            break
+        lambda_features_from_coefficients(spec, lam, coefficients, features + i * per_centre, n_features)
+    free(work)
+    return status
+
+
+cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
+                          const double* coefficients, double* scratch, double* output) noexcept nogil:
+    """output[μ] = Σ_f w_f q^{λμ}_f without building q (weights folded per (l1, l2) pair):
+    B = W_p c_{l2} (M x w2), G = c_{l1}^T B (w1 x w2), output[μ] += Σ C^R(m1, m2, μ) G[m1, m2]."""
+    cdef int m_rows = spec.n_channels * spec.n_max
+    cdef int n_mu = 2 * lam.lam + 1
+    cdef int p, a, b, w1, w2, m1, m2, mu
+    cdef int64_t t
+    cdef const double* block1
+    cdef const double* block2
+    cdef const double* w_row
+    cdef const double* c2_row
+    cdef double* b_row
+    cdef double* product = scratch                        # M x w2
+    cdef double* gram = scratch + m_rows * (2 * spec.l_max + 1)   # w1 x w2
+    cdef double value
+    for mu in range(n_mu):
+        output[mu] = 0.0
+    if lam.two_body and weights.two_body_weights != NULL:
+        block1 = coefficients + m_rows * lam.lam * lam.lam
+        for a in range(m_rows):
+            value = weights.two_body_weights[a]
+            for mu in range(n_mu):
+                output[mu] += value * block1[a * n_mu + mu]
+    for p in range(lam.n_pairs):
+        w1 = 2 * lam.l1[p] + 1
+        w2 = 2 * lam.l2[p] + 1
+        block1 = coefficients + m_rows * lam.l1[p] * lam.l1[p]
+        block2 = coefficients + m_rows * lam.l2[p] * lam.l2[p]
+        # B = W_p c2
+        for a in range(m_rows):
+            b_row = product + a * w2
+            for m2 in range(w2):
+                b_row[m2] = 0.0
+            w_row = weights.pair_weights + (<int64_t>p * m_rows + a) * m_rows
+            for b in range(m_rows):
+                value = w_row[b]
+                if value == 0.0:
+                    continue
+                c2_row = block2 + b * w2
+                for m2 in range(w2):
+                    b_row[m2] += value * c2_row[m2]
+        # G = c1^T B
+        for m1 in range(w1 * w2):
+            gram[m1] = 0.0
+        for a in range(m_rows):
+            b_row = product + a * w2
+            for m1 in range(w1):
+                value = block1[a * w1 + m1]
+                for m2 in range(w2):
+                    gram[m1 * w2 + m2] += value * b_row[m2]
+        for t in range(lam.cg_offsets[p], lam.cg_offsets[p + 1]):
+            output[lam.cg_mu[t]] += lam.cg_value[t] * gram[lam.cg_m1[t] * w2 + lam.cg_m2[t]]
+
+
+cdef api int mlnmr_lambda_contract(const SoapSpec* spec, const LambdaSpec* lam,
+                                   const ContractionSpec* weights, int64_t n_centres,
+                                   const int64_t* offsets, const double* vectors,
+                                   const int32_t* species, double* output,
+                                   int64_t* error_pair) noexcept nogil:
+    """Linear λ-model outputs (spherical components) into output[n_centres][2λ+1]."""
+    cdef int status = _check_offsets(n_centres, offsets)
+    if status != MLNMR_OK:
+        return status
+    cdef int m_rows = spec.n_channels * spec.n_max
+    cdef int n_coeff = _n_coefficients(spec)
+    cdef int64_t scratch_size = m_rows * (2 * spec.l_max + 1) + (2 * spec.l_max + 1) * (2 * spec.l_max + 1)
+    cdef double* work = <double*>malloc((_work_size(spec) + n_coeff + scratch_size) * sizeof(double))
+    if work == NULL:
+        return MLNMR_ERR_MEMORY
+    cdef double* coefficients = work + _work_size(spec)
+    cdef double* scratch = coefficients + n_coeff
+    cdef int n_mu = 2 * lam.lam + 1
+    cdef int64_t i
+    for i in range(n_centres):
+        status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
+                               coefficients, work, error_pair)
+        if status != MLNMR_OK:
+            break
+        contract_centre(spec, lam, weights, coefficients, scratch, output + i * n_mu)
+    free(work)
+    return status
+
+
+# --------------------------------------------------------------------------------------
+# Python-facing objects owning the specs
+# --------------------------------------------------------------------------------------
+def _raise_for_status(int status, int64_t error_pair, offsets):
+    if status == MLNMR_OK:
+        return
+    message = STATUS_MESSAGES.get(status, f"SOAP core error {status}")
+    if status in (MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES):
+        centre = int(np.searchsorted(np.asarray(offsets), error_pair, side="right") - 1)
+        message += f" (centre {centre}, neighbour entry {error_pair})"
+    if status == MLNMR_ERR_MEMORY:
+        raise MemoryError(message)
+    raise ValueError(message)
+
+
+cdef class SoapCore:
+    """Owns the arrays behind a ``SoapSpec`` and runs the expansion / power spectrum.
+
+    Parameters
+    ----------
+    radial_coefficients : (n_intervals, (l_max+1)*n_max, 4) cubic pieces (see radial_basis)
+    step, r_cut : table step and cut-off radius, Å
+    n_max, l_max : radial functions per l, highest l
+    n_species : number of neighbour species indices accepted
+    mixing : optional (n_species, n_channels) species-to-channel weights
+    """
+    cdef SoapSpec spec
+    cdef readonly object radial_coefficients
+    cdef readonly object mixing
+
+    def __init__(self, radial_coefficients, double step, double r_cut, int n_max, int l_max,
+                 int n_species, mixing=None):
+        if l_max < 0 or l_max > MLNMR_MAX_L:
+            raise ValueError(f"l_max={l_max} outside the supported range 0..{MLNMR_MAX_L}")
+        if n_max < 1 or n_species < 1:
+            raise ValueError(f"need n_max >= 1 and n_species >= 1, got {n_max}, {n_species}")
+        table = np.ascontiguousarray(radial_coefficients, dtype=np.float64)
+        if table.ndim != 3 or table.shape[1] != (l_max + 1) * n_max or table.shape[2] != 4:
+            raise ValueError(f"radial table shape {table.shape} does not match n_max={n_max}, l_max={l_max}")
+        self.radial_coefficients = table
+        n_channels = n_species
+        if mixing is not None:
+            mix = np.ascontiguousarray(mixing, dtype=np.float64)
+            if mix.ndim != 2 or mix.shape[0] != n_species or not np.all(np.isfinite(mix)):
+                raise ValueError(f"mixing must be a finite ({n_species}, n_channels) array, got shape {mix.shape}")
+            n_channels = mix.shape[1]
+            self.mixing = mix
+        else:
+            self.mixing = None
+        self.spec.n_species = n_species
+        self.spec.n_channels = n_channels
+        self.spec.n_max = n_max
+        self.spec.l_max = l_max
+        self.spec.r_cut = r_cut
+        self.spec.step = step
+        self.spec.n_intervals = table.shape[0]
+        self.spec.radial = <const double*>cnp.PyArray_DATA(table)
+        self.spec.mixing = NULL if self.mixing is None else <const double*>cnp.PyArray_DATA(self.mixing)
+
+    @property
+    def n_channels(self) -> int:
+        return self.spec.n_channels
+
+    @property
+    def n_coefficients(self) -> int:
+        return _n_coefficients(&self.spec)
+
+    @property
+    def n_power_spectrum(self) -> int:
+        return power_spectrum_size(&self.spec)
+
+    @property
+    def spec_address(self) -> int:
+        """Address of the C ``SoapSpec`` (valid while this object lives), for C/C++ callers."""
+        return <size_t>&self.spec
+
+    def spherical_expansion(self, offsets, vectors, species):
+        """Coefficients, shape (n_centres, n_coefficients), l-block layout (module doc)."""
+        off, vec, spc = _prepare(offsets, vectors, species)
+        cdef int64_t n_centres = off.shape[0] - 1
+        out = np.empty((n_centres, _n_coefficients(&self.spec)))
+        cdef int status
+        cdef int64_t error_pair = -1
+        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
+        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
+        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef double* p_out = <double*>cnp.PyArray_DATA(out)
+        with nogil:
+            status = mlnmr_spherical_expansion(&self.spec, n_centres, p_off, p_vec, p_spc, p_out, &error_pair)
+        _raise_for_status(status, error_pair, off)
+        return out
+
+    def power_spectrum(self, offsets, vectors, species):
+        """Power spectrum, shape (n_centres, n_power_spectrum)."""
+        off, vec, spc = _prepare(offsets, vectors, species)
+        cdef int64_t n_centres = off.shape[0] - 1
+        out = np.empty((n_centres, power_spectrum_size(&self.spec)))
+        cdef int status
+        cdef int64_t error_pair = -1
+        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
+        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
+        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef double* p_out = <double*>cnp.PyArray_DATA(out)
+        with nogil:
+            status = mlnmr_power_spectrum(&self.spec, n_centres, p_off, p_vec, p_spc, p_out, &error_pair)
+        _raise_for_status(status, error_pair, off)
+        return out
+
+
+def _prepare(offsets, vectors, species):
+    off = np.ascontiguousarray(offsets, dtype=np.int64)
+    vec = np.ascontiguousarray(vectors, dtype=np.float64)
+    spc = np.ascontiguousarray(species, dtype=np.int32)
+    if off.ndim != 1 or off.shape[0] < 1:
+        raise ValueError("offsets must be a 1-d array of length n_centres + 1")
+    n_pairs = vec.shape[0] if vec.ndim == 2 else -1
+    if vec.ndim != 2 or vec.shape[1] != 3:
+        raise ValueError(f"vectors must have shape (n_pairs, 3), got {vec.shape}")
+    if spc.shape != (n_pairs,):
+        raise ValueError(f"species must have shape ({n_pairs},), got {spc.shape}")
+    if off[0] != 0 or off[len(off) - 1] != n_pairs or np.any(np.diff(off) < 0):
+        raise ValueError("offsets must start at 0, be non-decreasing and end at n_pairs")
+    return off, vec, spc
+
+
+cdef class LambdaCore:
+    """lambda-SOAP features and contracted linear λ-models on top of a ``SoapCore``.
+
+    Parameters
+    ----------
+    soap : the SoapCore giving the expansion
+    lam : λ
+    pairs : (n_pairs, 2) int array of (l1, l2) couplings
+    cg_offsets, cg_m1, cg_m2, cg_mu, cg_value : sparse real coupling coefficients per pair
+    two_body : include the c_{n λ μ} features first
+    """
+    cdef LambdaSpec spec
+    cdef readonly SoapCore soap
+    cdef object _keep
+
+    def __init__(self, SoapCore soap, int lam, pairs, cg_offsets, cg_m1, cg_m2, cg_mu, cg_value,
+                 bint two_body=True):
+        pairs = np.ascontiguousarray(pairs, dtype=np.int32).reshape(-1, 2)
+        if two_body and lam > soap.spec.l_max:
+            raise ValueError(f"two-body λ={lam} features need l_max >= λ (l_max={soap.spec.l_max})")
+        if np.any(pairs > soap.spec.l_max) or np.any(pairs < 0):
+            raise ValueError("coupling pairs use l outside 0..l_max")
+        l1 = np.ascontiguousarray(pairs[:, 0])
+        l2 = np.ascontiguousarray(pairs[:, 1])
+        arrays = [
+            l1, l2,
+            np.ascontiguousarray(cg_offsets, dtype=np.int64),
+            np.ascontiguousarray(cg_m1, dtype=np.int32),
+            np.ascontiguousarray(cg_m2, dtype=np.int32),
+            np.ascontiguousarray(cg_mu, dtype=np.int32),
+            np.ascontiguousarray(cg_value, dtype=np.float64),
+        ]
+        if arrays[2].shape[0] != pairs.shape[0] + 1:
+            raise ValueError("cg_offsets must have n_pairs + 1 entries")
+        self._keep = arrays
+        self.soap = soap
+        self.spec.lam = lam
+        self.spec.n_pairs = pairs.shape[0]
+        self.spec.l1 = <const int32_t*>cnp.PyArray_DATA(arrays[0])
+        self.spec.l2 = <const int32_t*>cnp.PyArray_DATA(arrays[1])
+        self.spec.cg_offsets = <const int64_t*>cnp.PyArray_DATA(arrays[2])
+        self.spec.cg_m1 = <const int32_t*>cnp.PyArray_DATA(arrays[3])
+        self.spec.cg_m2 = <const int32_t*>cnp.PyArray_DATA(arrays[4])
+        self.spec.cg_mu = <const int32_t*>cnp.PyArray_DATA(arrays[5])
+        self.spec.cg_value = <const double*>cnp.PyArray_DATA(arrays[6])
+        self.spec.two_body = 1 if two_body else 0
+
+    @property
+    def n_features(self) -> int:
+        return lambda_feature_size(&self.soap.spec, &self.spec)
+
+    def pair_sizes(self):
+        """Number of features of each (l1, l2) pair, in order."""
+        return [lambda_pair_size(&self.soap.spec, &self.spec, p) for p in range(self.spec.n_pairs)]
+
+    @property
+    def spec_address(self) -> int:
+        """Address of the C ``LambdaSpec`` (valid while this object lives)."""
+        return <size_t>&self.spec
+
+    def features(self, offsets, vectors, species):
+        """lambda-SOAP features, shape (n_centres, 2λ+1, n_features)."""
+        off, vec, spc = _prepare(offsets, vectors, species)
+        cdef int64_t n_centres = off.shape[0] - 1
+        out = np.empty((n_centres, 2 * self.spec.lam + 1, self.n_features))
+        cdef int status
+        cdef int64_t error_pair = -1
+        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
+        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
+        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef double* p_out = <double*>cnp.PyArray_DATA(out)
+        with nogil:
+            status = mlnmr_lambda_features(&self.soap.spec, &self.spec, n_centres, p_off, p_vec, p_spc,
+                                           p_out, &error_pair)
+        _raise_for_status(status, error_pair, off)
+        return out
+
+    def contract(self, offsets, vectors, species, pair_weights, two_body_weights=None):
+        """Σ_f w_f q^{λμ}_f for folded weights, shape (n_centres, 2λ+1).
+
+        pair_weights: (n_pairs, M, M) float64; two_body_weights: (M,) or None.
+        """
+        off, vec, spc = _prepare(offsets, vectors, species)
+        cdef int m_rows = self.soap.spec.n_channels * self.soap.spec.n_max
+        pw = np.ascontiguousarray(pair_weights, dtype=np.float64)
+        if pw.shape != (self.spec.n_pairs, m_rows, m_rows):
+            raise ValueError(f"pair_weights must have shape {(self.spec.n_pairs, m_rows, m_rows)}, got {pw.shape}")
+        cdef ContractionSpec weights
+        weights.pair_weights = <const double*>cnp.PyArray_DATA(pw)
+        weights.two_body_weights = NULL
+        if two_body_weights is not None:
+            tw = np.ascontiguousarray(two_body_weights, dtype=np.float64)
+            if tw.shape != (m_rows,):
+                raise ValueError(f"two_body_weights must have shape ({m_rows},), got {tw.shape}")
+            weights.two_body_weights = <const double*>cnp.PyArray_DATA(tw)
+        cdef int64_t n_centres = off.shape[0] - 1
+        out = np.empty((n_centres, 2 * self.spec.lam + 1))
+        cdef int status
+        cdef int64_t error_pair = -1
+        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
+        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
+        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef double* p_out = <double*>cnp.PyArray_DATA(out)
+        with nogil:
+            status = mlnmr_lambda_contract(&self.soap.spec, &self.spec, &weights, n_centres, p_off, p_vec,
+                                           p_spc, p_out, &error_pair)
+        _raise_for_status(status, error_pair, off)
+        return out
