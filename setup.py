@@ -16,7 +16,7 @@ extensions = [
     Extension(
         f"ase_mlnmr.{name}",
         [f"ase_mlnmr/{name}.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "ase_mlnmr"],
         extra_compile_args=COMPILE_ARGS,
         define_macros=MACROS,
     )

@@ -1,0 +1,80 @@
+"""NMR tensor conventions, vectorised over atoms: isotopes, shielding (Haeberlen, Mehring,
+Maryland, shift referencing), EFG (CQ, eta, PQ, nuQ, dQIS, wQ), orientation (Euler angles,
+quaternions) and error metrics. Conventions: ``docs/conventions.md``."""
+from .isotopes import (
+    DEFAULT_QUADRUPOLAR_ISOTOPES,
+    Isotope,
+    default_quadrupolar_isotope,
+    get_isotope,
+    list_isotopes,
+    quadrupolar_isotope,
+)
+from .orientation import (
+    DEFAULT_AXIAL_TOL,
+    ZERO_ANISOTROPY_TOL,
+    EulerAngles,
+    PrincipalFrame,
+    TensorOrientation,
+    canonical_euler_angles,
+    canonical_quaternion,
+    equivalent_euler_angles,
+    equivalent_quaternions,
+    euler_from_rotation,
+    principal_frame,
+    proper_rotation,
+    quaternion_from_rotation,
+    quaternion_multiply,
+    rotation_from_euler,
+    rotation_from_quaternion,
+    symmetric_part,
+    tensor_orientation,
+)
+from .shielding import (
+    Haeberlen,
+    Maryland,
+    Mehring,
+    ShiftPrincipal,
+    calibrated_shift,
+    haeberlen,
+    isotropic_shielding,
+    maryland,
+    mehring,
+    mehring_shifts,
+    shielding_from_shift,
+    shift_from_shielding,
+)
+from .efg import (
+    CQ_MHZ_PER_MB_AU,
+    CQ_MHZ_PER_MB_V_PER_A2,
+    EFG_AU_IN_V_PER_A2,
+    EFG_AU_IN_V_PER_M2,
+    EFGPrincipal,
+    QuadrupolarParameters,
+    convert_efg,
+    cq_from_vzz,
+    efg_asymmetry,
+    efg_principal_components,
+    larmor_frequency,
+    omega_q,
+    quadrupolar_coupling,
+    quadrupolar_frequency,
+    quadrupolar_induced_shift,
+    quadrupolar_parameters,
+    quadrupolar_product,
+)
+from .metrics import (
+    EFGErrors,
+    HarperObservables,
+    OrientationSimilarity,
+    ShieldingErrors,
+    component_mae,
+    efg_errors,
+    harper_observables,
+    orientation_similarity,
+    shielding_errors,
+    species_vzz_stats,
+)
+
+from . import efg, isotopes, metrics, orientation, shielding  # noqa: E402
+
+__all__ = [name for name in dir() if not name.startswith("_")]
