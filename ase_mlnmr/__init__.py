@@ -1,0 +1,22 @@
+"""ase_mlnmr: machine-learned solid-state NMR tensors (shielding, EFG) for ASE and LAMMPS.
+
+One numerical core (Cython: neighbour search, SOAP/λ-SOAP, contracted linear models)
+serves the ASE property provider, the LAMMPS plugin and the trajectory tools.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+
+def get_include() -> str:
+    """Directory holding ``mlnmr_core.h`` and the generated ``_soap_core_api.h``.
+
+    C/C++ callers include both (``mlnmr_core.h`` first) and call
+    ``import_ase_mlnmr___soap_core()`` once with the GIL held before using the kernels.
+    """
+    return str(Path(__file__).resolve().parent)
+
+
+__all__ = ["__version__", "get_include"]
