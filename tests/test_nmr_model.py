@@ -1,0 +1,126 @@
+"""NMR models: learning known generating functions, exact equivariance, save/load,
+corrupt files, unknown species, out-of-domain signal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from ase_mlnmr.models.model_file import ModelFileError
+from ase_mlnmr.nmr_model import NMRModel, UnknownSpeciesError
+
+from conftest import random_rotation, random_structure
+from synthetic_data import generating_tensors, synthetic_dataset
+
+CONFIG = {
+    "descriptor": {"r_cut": 5.0, "n_max": 5, "l_max": 4, "sigma": 0.4},
+    "ms_iso": {"n_inducing": 300, "ridge": 1e-8, "length_scale_factor": 2.0},
+    "efg": {"alpha": 1e-8},
+    "ms_aniso": {"alpha": 1e-8},
+    "ood": {"n_inducing": 200},
+}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = synthetic_dataset(n_structures=14, n_atoms=30, seed=0)
+    model = NMRModel.train(data, CONFIG, progress=False, structure_indices=range(12))
+    return data, model
+
+
+def _r2(reference, prediction):
+    reference, prediction = np.ravel(reference), np.ravel(prediction)
+    return 1 - np.sum((reference - prediction) ** 2) / np.sum((reference - reference.mean()) ** 2)
+
+
+def test_models_learn_the_generating_functions(trained):
+    data, model = trained
+    assert set(model.elements) == {"Si", "O"}
+    for index in (12, 13):  # held-out structures
+        atoms = data.structures[index]
+        prediction = model.predict(atoms)
+        ms_ref, efg_ref = data.tensors["ms"][index], data.tensors["efg"][index]
+        assert _r2(np.trace(ms_ref, axis1=1, axis2=2), np.trace(prediction.ms, axis1=1, axis2=2)) > 0.97
+        assert _r2(efg_ref, prediction.efg) > 0.97
+        assert _r2(ms_ref - np.trace(ms_ref, axis1=1, axis2=2)[:, None, None] * np.eye(3) / 3,
+                   prediction.ms - prediction.ms_iso[:, None, None] * np.eye(3)) > 0.95
+
+
+def test_rotated_structure_gives_rotated_tensors_and_same_sigma_iso(trained):
+    data, model = trained
+    atoms = data.structures[12]
+    base = model.predict(atoms)
+    rotation = random_rotation(4)
+    rotated_atoms = atoms.copy()
+    rotated_atoms.positions = atoms.positions @ rotation.T
+    rotated_atoms.cell = atoms.cell.array @ rotation.T
+    rotated = model.predict(rotated_atoms)
+    scale = np.abs(base.efg).max()
+    np.testing.assert_allclose(rotated.efg, rotation @ base.efg @ rotation.T, atol=1e-10 * scale)
+    np.testing.assert_allclose(rotated.ms, rotation @ base.ms @ rotation.T, atol=1e-9 * np.abs(base.ms).max())
+    np.testing.assert_allclose(rotated.ms_iso, base.ms_iso, atol=1e-9)
+    np.testing.assert_allclose(rotated.efg, np.swapaxes(rotated.efg, 1, 2), atol=1e-14 * scale)
+
+
+def test_save_load_gives_identical_predictions(trained, tmp_path):
+    data, model = trained
+    path = model.save(tmp_path / "model.npz")
+    loaded = NMRModel.load(path)
+    atoms = data.structures[13]
+    a, b = model.predict(atoms), loaded.predict(atoms)
+    for name in ("ms", "efg", "ms_iso", "ood"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert loaded.metadata["provenance"]["n_structures"] == 12
+
+
+def test_corrupt_truncated_and_wrong_files_raise(trained, tmp_path):
+    _, model = trained
+    path = model.save(tmp_path / "model.npz")
+    raw = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ModelFileError):
+        NMRModel.load(truncated)
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(bytes(flipped))
+    with pytest.raises(ModelFileError):
+        NMRModel.load(corrupt)
+    with pytest.raises(ModelFileError, match="not found|No such file"):
+        NMRModel.load(tmp_path / "missing.npz")
+
+
+def test_unknown_species_raise_or_skip(trained):
+    _, model = trained
+    atoms = random_structure(20, symbols=("Si", "O", "Na"), seed=99, min_distance=1.5)
+    with pytest.raises(UnknownSpeciesError, match=r"no model for species \['Na'\]"):
+        model.predict(atoms)
+    # the descriptor itself does not know Na as a neighbour: that is named too
+    with pytest.raises(ValueError, match="unknown species"):
+        model.predict(atoms, unknown_species="skip")
+    only_known = random_structure(20, symbols=("Si", "O"), seed=98, min_distance=1.5)
+    prediction = model.predict(only_known, unknown_species="skip")
+    assert prediction.ms_mask.all() and prediction.efg_mask.all()
+
+
+def test_out_of_domain_score_grows_far_from_the_data(trained):
+    data, model = trained
+    seen = model.predict(data.structures[0]).ood
+    assert np.all((seen >= 0) & (seen <= 1))
+    assert np.median(seen) < 0.2
+    # compressed silica: environments with many more, much closer neighbours
+    dense = random_structure(60, symbols=("Si", "O", "O"), seed=5, min_distance=1.0,
+                             cell=np.diag([6.5, 6.5, 6.5]))
+    far = model.predict(dense).ood
+    assert np.median(far) > np.median(seen) + 0.3
+
+
+def test_species_without_tensors_are_not_trained():
+    data = synthetic_dataset(n_structures=4, n_atoms=24, seed=3, symbols=("Si", "O", "Na"), mask_species="Na")
+    model = NMRModel.train(data, {**CONFIG, "ms_iso": {"regressor": "linear", "alpha": 1e-3}}, progress=False)
+    assert model.elements == ["O", "Si"]
+    prediction = model.predict(data.structures[0], unknown_species="skip")
+    na = np.array(data.structures[0].get_chemical_symbols()) == "Na"
+    assert not prediction.ms_mask[na].any() and np.isnan(prediction.ms[na]).all()
+    assert prediction.ms_mask[~na].all()
