@@ -1,0 +1,328 @@
+"""Linear ridge models: scalar targets, and rotation-equivariant lambda-tensor targets.
+
+``RidgeRegression`` (scalars, e.g. sigma_iso in ppm)::
+
+    x' = (x - x_mean) / x_scale,  y' = (y - y_mean) / y_scale
+    w' = (X'^T X' + alpha I)^-1 X'^T y',   f(x) = y_scale * x'.w' + y_mean
+
+(``x_mean``/``y_mean`` are zero without an intercept; ``x_scale`` the per-feature
+standard deviation (RMS without intercept) when ``scale_features``, else 1.)
+
+``EquivariantRidge`` (spherical lambda-tensor targets, e.g. the l = 2 part of the EFG in
+a.u. or of sigma in ppm): features X[n, mu, j] are spherical lambda-tensors (one per
+feature column j), targets y[n, mu]; one weight per feature shared by all mu::
+
+    y_mu(n) = sum_j w_j X[n, mu, j]
+    (sum_mu X_mu^T X_mu + alpha I) w = sum_mu X_mu^T y_mu     (scaled variables)
+
+No intercept and no centring (both break equivariance). Only one positive scale per
+feature (RMS of the feature over samples and mu) and one positive scale for the
+targets (RMS over samples and mu) are applied; ``alpha`` acts on the scaled problem.
+If every feature column rotates with the Wigner matrix D^lambda(R), so does the
+prediction: for lambda = 2 the Cartesian tensor becomes R T R^T.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from ..spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
+
+__all__ = ["RidgeRegression", "EquivariantRidge", "solve_ridge", "ridge_weights"]
+
+
+def solve_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
+    """Solve (G + alpha I) w = b for symmetric positive semi-definite G.
+
+    Cholesky when G + alpha I is positive definite, least squares otherwise
+    (e.g. alpha = 0 with collinear features: minimum-norm solution).
+    """
+    A = gram + alpha * np.eye(gram.shape[0])
+    if alpha > 0:
+        try:
+            factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
+            return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
+        except np.linalg.LinAlgError:
+            pass
+    return scipy.linalg.lstsq(A, rhs, check_finite=False)[0]
+
+
+def ridge_weights(design: np.ndarray, targets: np.ndarray, alpha: float) -> np.ndarray:
+    """argmin_w ||X w - y||² + alpha ||w||², in whichever form is smaller.
+
+    Primal (XᵀX + αI) w = Xᵀy when n_samples >= n_features; otherwise the identical dual
+    solution w = Xᵀ (XXᵀ + αI)⁻¹ y, so memory and time scale with min(n, p)² — λ-SOAP
+    features of many species easily have p ~ 10⁴–10⁵ for a few thousand samples.
+    """
+    n, p = design.shape
+    if p <= n or alpha <= 0:
+        return solve_ridge(design.T @ design, design.T @ targets, alpha)
+    return design.T @ solve_ridge(design @ design.T, targets, alpha)
+
+
+def _positive_scale(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return np.where(values > 0.0, values, 1.0)
+
+
+class RidgeRegression:
+    """Closed-form ridge regression for scalar (or several scalar) targets.
+
+    Parameters
+    ----------
+    alpha:
+        Ridge parameter on the scaled problem (dimensionless).
+    fit_intercept:
+        Centre features and targets on their training means (adds an intercept).
+    scale_features:
+        Divide each feature by its standard deviation (RMS if no intercept).
+    standardize_targets:
+        Divide targets by their standard deviation (RMS if no intercept).
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1e-6,
+        *,
+        fit_intercept: bool = True,
+        scale_features: bool = True,
+        standardize_targets: bool = True,
+    ) -> None:
+        if alpha < 0:
+            raise ValueError("alpha must be >= 0")
+        self.alpha = float(alpha)
+        self.fit_intercept = bool(fit_intercept)
+        self.scale_features = bool(scale_features)
+        self.standardize_targets = bool(standardize_targets)
+        self._fitted = False
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "fit_intercept": self.fit_intercept,
+            "scale_features": self.scale_features,
+            "standardize_targets": self.standardize_targets,
+        }
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "RidgeRegression":
+        """X: (n, p) features; y: (n,) or (n, T) targets (any units)."""
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float)
+        if X.ndim != 2:
+            raise ValueError(f"X must be (n_samples, n_features), got {X.shape}")
+        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets), got {y.shape}")
+        self._y_ndim = y.ndim
+        Y = y.reshape(len(y), -1)
+        if self.fit_intercept:
+            self.x_mean_ = X.mean(axis=0)
+            self.y_mean_ = Y.mean(axis=0)
+        else:
+            self.x_mean_ = np.zeros(X.shape[1])
+            self.y_mean_ = np.zeros(Y.shape[1])
+        Xc = X - self.x_mean_
+        Yc = Y - self.y_mean_
+        self.x_scale_ = (
+            _positive_scale(np.sqrt(np.mean(Xc**2, axis=0))) if self.scale_features else np.ones(X.shape[1])
+        )
+        self.y_scale_ = (
+            _positive_scale(np.sqrt(np.mean(Yc**2, axis=0))) if self.standardize_targets else np.ones(Y.shape[1])
+        )
+        Xs = Xc / self.x_scale_
+        Ys = Yc / self.y_scale_
+        self.scaled_weights_ = ridge_weights(Xs, Ys, self.alpha)
+        self._fitted = True
+        return self
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """Weights on the raw features, target units per feature unit: (p,) or (p, T)."""
+        self._require_fit()
+        coef = self.scaled_weights_ * self.y_scale_ / self.x_scale_[:, None]
+        return coef[:, 0] if self._y_ndim == 1 else coef
+
+    @property
+    def intercept_(self) -> np.ndarray | float:
+        """f(0): y_mean - x_mean . coef."""
+        self._require_fit()
+        coef = self.scaled_weights_ * self.y_scale_ / self.x_scale_[:, None]
+        icpt = self.y_mean_ - self.x_mean_ @ coef
+        return float(icpt[0]) if self._y_ndim == 1 else icpt
+
+    def _require_fit(self) -> None:
+        if not self._fitted:
+            raise RuntimeError("model is not fitted")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """f(x) = y_scale (x' . w') + y_mean, shape (n,) or (n, T)."""
+        self._require_fit()
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != self.x_mean_.size:
+            raise ValueError(f"X must be (n_samples, {self.x_mean_.size}), got {X.shape}")
+        out = ((X - self.x_mean_) / self.x_scale_) @ self.scaled_weights_ * self.y_scale_ + self.y_mean_
+        return out[:, 0] if self._y_ndim == 1 else out
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, params) of a fitted model."""
+        self._require_fit()
+        arrays = {
+            "scaled_weights": self.scaled_weights_,
+            "x_mean": self.x_mean_,
+            "x_scale": self.x_scale_,
+            "y_mean": self.y_mean_,
+            "y_scale": self.y_scale_,
+        }
+        params = {
+            "class": "RidgeRegression",
+            **self.get_params(),
+            "n_features": int(self.x_mean_.size),
+            "target_ndim": int(self._y_ndim),
+        }
+        return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> "RidgeRegression":
+        if params.get("class", "RidgeRegression") != "RidgeRegression":
+            raise ValueError(f"parameters describe a {params.get('class')!r}, not a RidgeRegression")
+        model = cls(**{k: params[k] for k in cls().get_params() if k in params})
+        w = np.asarray(arrays["scaled_weights"], dtype=float)
+        model.scaled_weights_ = w.reshape(w.shape[0], -1)
+        model.x_mean_ = np.asarray(arrays["x_mean"], dtype=float)
+        model.x_scale_ = np.asarray(arrays["x_scale"], dtype=float)
+        model.y_mean_ = np.atleast_1d(np.asarray(arrays["y_mean"], dtype=float))
+        model.y_scale_ = np.atleast_1d(np.asarray(arrays["y_scale"], dtype=float))
+        model._y_ndim = int(params.get("target_ndim", 1))
+        model._fitted = True
+        return model
+
+
+class EquivariantRidge:
+    """Ridge regression of spherical lambda-tensors with one shared weight per feature.
+
+    Parameters
+    ----------
+    lam:
+        Tensor rank lambda of features and targets (2 for EFG / sigma(2), 1 for sigma(1)).
+    alpha:
+        Ridge parameter on the scaled problem (dimensionless).
+    scale_features:
+        Divide feature j by s_j = sqrt(mean_{n, mu} X[n, mu, j]^2) (> 0).
+    scale_targets:
+        Divide targets by sqrt(mean_{n, mu} y[n, mu]^2) (> 0).
+    """
+
+    def __init__(
+        self,
+        lam: int = 2,
+        alpha: float = 1e-6,
+        *,
+        scale_features: bool = True,
+        scale_targets: bool = True,
+    ) -> None:
+        if lam < 0:
+            raise ValueError("lam must be >= 0")
+        if alpha < 0:
+            raise ValueError("alpha must be >= 0")
+        self.lam = int(lam)
+        self.alpha = float(alpha)
+        self.scale_features = bool(scale_features)
+        self.scale_targets = bool(scale_targets)
+        self._fitted = False
+
+    @property
+    def n_components(self) -> int:
+        return 2 * self.lam + 1
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "lam": self.lam,
+            "alpha": self.alpha,
+            "scale_features": self.scale_features,
+            "scale_targets": self.scale_targets,
+        }
+
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 3 or X.shape[1] != self.n_components:
+            raise ValueError(
+                f"features must be (n_samples, {self.n_components}, n_features) for lambda={self.lam}, got {X.shape}"
+            )
+        if self._fitted and X.shape[2] != self.feature_scale_.size:
+            raise ValueError(f"X has {X.shape[2]} features, the model was fitted on {self.feature_scale_.size}")
+        return X
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "EquivariantRidge":
+        """X: (n, 2 lambda + 1, p) spherical features; y: (n, 2 lambda + 1) spherical targets."""
+        self._fitted = False
+        X = self._check_X(X)
+        y = np.asarray(y, dtype=float)
+        if y.shape != X.shape[:2]:
+            raise ValueError(f"targets must be (n_samples, {self.n_components}), got {y.shape}")
+        n, k, p = X.shape
+        flat = X.reshape(n * k, p)  # the mu components act as extra samples
+        self.feature_scale_ = (
+            _positive_scale(np.sqrt(np.mean(flat**2, axis=0))) if self.scale_features else np.ones(p)
+        )
+        self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
+        Xs = flat / self.feature_scale_
+        ys = y.reshape(n * k) / self.target_scale_
+        self.scaled_weights_ = ridge_weights(Xs, ys, self.alpha)
+        self._fitted = True
+        return self
+
+    def _require_fit(self) -> None:
+        if not self._fitted:
+            raise RuntimeError("model is not fitted")
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """Raw weights w_j with y_mu = sum_j w_j X[:, mu, j] (target units per feature unit).
+
+        This vector can be contracted with the Clebsch-Gordan coefficients of the
+        descriptor into weights on the density expansion coefficients.
+        """
+        self._require_fit()
+        return self.scaled_weights_ * self.target_scale_ / self.feature_scale_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Spherical components y_mu = sum_j w_j X[:, mu, j], shape (n, 2 lambda + 1)."""
+        self._require_fit()
+        X = self._check_X(X)
+        return X @ self.coef_
+
+    def predict_cartesian(self, X: np.ndarray) -> np.ndarray:
+        """Cartesian tensors (n, 3, 3): symmetric traceless (lambda = 2) or antisymmetric
+        (lambda = 1, components in the (y, z, x) order of ``spherical_tensors``)."""
+        comps = self.predict(X)
+        if self.lam == 2:
+            return l2_to_symmetric_traceless(comps)
+        if self.lam == 1:
+            return vector_to_antisymmetric(comps)
+        raise ValueError("Cartesian reconstruction is defined for lambda = 1 and 2 only")
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, params) of a fitted model; ``arrays['coef']`` is :attr:`coef_`."""
+        self._require_fit()
+        arrays = {
+            "coef": self.coef_,
+            "scaled_weights": self.scaled_weights_,
+            "feature_scale": self.feature_scale_,
+            "target_scale": np.array(self.target_scale_),
+        }
+        params = {"class": "EquivariantRidge", **self.get_params(), "n_features": int(self.feature_scale_.size)}
+        return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> "EquivariantRidge":
+        if params.get("class", "EquivariantRidge") != "EquivariantRidge":
+            raise ValueError(f"parameters describe a {params.get('class')!r}, not an EquivariantRidge")
+        model = cls(**{k: params[k] for k in cls().get_params() if k in params})
+        model.scaled_weights_ = np.asarray(arrays["scaled_weights"], dtype=float)
+        model.feature_scale_ = np.asarray(arrays["feature_scale"], dtype=float)
+        model.target_scale_ = float(np.asarray(arrays["target_scale"]))
+        if model.scaled_weights_.shape != model.feature_scale_.shape:
+            raise ValueError("inconsistent EquivariantRidge arrays")
+        model._fitted = True
+        return model

@@ -1,0 +1,504 @@
+"""Least-squares support vector regression: Gaussian kernel ridge with a Nyström basis.
+
+Model (Charpentier 2025, eq. 4, reduced to inducing points Z subset of the training X)::
+
+    k(x, y) = exp(-|x - y|^2 / (2 l^2))             (normalised: k(x, x) = 1)
+    w       = (K_ZX K_XZ + eps K_ZZ)^-1 K_ZX y_s    (y_s = (y - mean) / std)
+    f(x)    = (k_xZ w) * std + mean
+
+Features are preprocessed first: optionally each row is normalised to unit length, then
+centred on the training mean (harmless for a translation-invariant kernel, better
+rounding in |a|^2 + |b|^2 - 2 a.b) and optionally divided per feature by the training
+standard deviation. ``length_scale`` is in the units of the preprocessed features.
+
+Inducing points: greedy pivoted (incomplete) Cholesky of K_XX without forming K_XX
+(:func:`pivoted_cholesky`). Solver: the ICD gives a factor L (N x m) with, exactly at the
+pivots, K_XZ = L L_Z^T and K_ZZ = L_Z L_Z^T (L_Z = rows of L at Z, lower triangular with
+diagonal sqrt(pivot residual) > 0). Hence
+
+    K_ZX K_XZ + eps K_ZZ = L_Z (L^T L + eps I) L_Z^T ,   K_ZX y = L_Z L^T y
+    =>  w = L_Z^-T beta,   beta = (L^T L + eps I)^-1 L^T y .
+
+beta is an ordinary ridge problem in the Nyström feature space, solved through the
+eigendecomposition of the m x m Gram matrix L^T L (eigenvalues clipped at 0, so the
+system matrix is >= eps > 0 and no jitter is needed; K_ZZ is never inverted, the ICD
+pivoting keeps L_Z well conditioned). The eigendecomposition is kept after ``fit`` so
+that :meth:`NystromKernelRidge.set_ridge` re-solves for another eps in O(m^2).
+
+Out-of-domain score: the Nyström residual r(x) = k(x, x) - k_xZ K_ZZ^-1 k_Zx
+= 1 - |L_Z^-1 k_Zx|^2 in [0, 1]; ~0 on training points, -> 1 far from the data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.linalg import blas, eigh, solve_triangular
+
+__all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "gaussian_kernel"]
+
+#: Pivots whose residual diagonal is below this are numerically zero (kernel scale is 1).
+PIVOT_FLOOR = 1e-10
+
+#: Rows per chunk when computing new Cholesky columns (keeps temporaries cache-sized).
+_ROW_CHUNK = 4096
+
+
+def _sq_norms(A: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", A, A)
+
+
+def _kernel_block(
+    A: np.ndarray, B: np.ndarray, a2: np.ndarray, b2: np.ndarray, length_scale: float
+) -> np.ndarray:
+    """exp(-|a - b|^2 / (2 l^2)) for all rows a of A and b of B, shape (len(A), len(B))."""
+    D = A @ B.T
+    D *= -2.0
+    D += a2[:, None]
+    D += b2[None, :]
+    np.maximum(D, 0.0, out=D)
+    D *= -0.5 / length_scale**2
+    np.exp(D, out=D)
+    return D
+
+
+def gaussian_kernel(A: np.ndarray, B: np.ndarray, length_scale: float) -> np.ndarray:
+    """Gaussian kernel matrix k(a, b) = exp(-|a - b|^2 / (2 l^2)), shape (len(A), len(B))."""
+    A = np.atleast_2d(np.asarray(A, dtype=float))
+    B = np.atleast_2d(np.asarray(B, dtype=float))
+    return _kernel_block(A, B, _sq_norms(A), _sq_norms(B), float(length_scale))
+
+
+@dataclass
+class PivotedCholesky:
+    """Result of :func:`pivoted_cholesky`.
+
+    ``factor`` L (N x m, Fortran order) with K_XX ~ L L^T and, exactly at the pivots,
+    K_{X,pivots} = L L[pivots]^T; ``residual`` the residual diagonal
+    diag(K - L L^T) (N,); ``trace_history[t]`` = trace(residual)/N after t+1 pivots;
+    ``n_exact``: the first ``n_exact`` pivots are certified identical to the one-at-a-time
+    greedy choice (up to ties), see :func:`pivoted_cholesky`.
+    """
+
+    pivots: np.ndarray
+    factor: np.ndarray
+    residual: np.ndarray
+    trace_history: np.ndarray
+    n_exact: int
+
+    @property
+    def rank(self) -> int:
+        return int(self.pivots.size)
+
+
+def pivoted_cholesky(
+    X: np.ndarray,
+    length_scale: float,
+    max_rank: int,
+    tol: float = 0.0,
+    *,
+    block_size: int = 128,
+    pool_factor: int = 4,
+) -> PivotedCholesky:
+    """Greedy pivoted (incomplete) Cholesky of the Gaussian K_XX, never forming K_XX.
+
+    Classic algorithm: residual diagonal d = 1; repeat: pivot p = argmax d, new column
+    l = (k(X, x_p) - L L[p]^T) / sqrt(d_p), d -= l^2; stop after ``max_rank`` pivots or
+    when trace(d)/N <= ``tol`` (the stop is exact: the block is truncated at the first
+    pivot that reaches the tolerance).
+
+    Blocked variant (``block_size`` b > 1), so that the O(N m^2) work runs as
+    matrix-matrix products instead of one N x j matrix-vector product per pivot:
+    take the c = pool_factor*b points with the largest residual (always including
+    argmax d), form their c x c residual kernel K_CC - L_C L_C^T, run the greedy
+    pivoted Cholesky inside this pool for b steps, then compute the b new columns for
+    all N points at once, R = K_XB - L L_B^T, L_new = R C_B^-T (C_B the Cholesky factor of
+    R_BB). A pool pivot whose residual is >= the largest residual outside the pool is the
+    true greedy choice (residuals only decrease); ``n_exact`` counts the leading pivots
+    certified that way. ``block_size=1`` is the exact classic algorithm.
+
+    Cost (m pivots, D features, b = block_size, p = pool_factor): about N m^2 flops for
+    the column updates (matrix-matrix), N m D for the kernel columns (N m exponentials),
+    N m b for the triangular solves and p^2 b m^2 for the pools (small while p^2 b << N).
+    Memory: L, N x m float64 (1.2 GB for N = 1e5, m = 1500), plus O(p^2 b^2 + 4096 b).
+    Units: X is dimensionless here (preprocessed features), ``length_scale`` in the same.
+    """
+    X = np.ascontiguousarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("pivoted_cholesky needs at least one sample")
+    if length_scale <= 0:
+        raise ValueError("length_scale must be > 0")
+    m_max = int(min(max_rank, n))
+    if m_max < 1:
+        raise ValueError("max_rank must be >= 1")
+    b_max = max(1, int(block_size))
+    x2 = _sq_norms(X)
+    L = np.zeros((n, m_max), order="F")
+    d = np.ones(n)
+    pivots = np.empty(m_max, dtype=np.int64)
+    history: list[np.ndarray] = []
+    n_exact = 0
+    exact_so_far = True
+    j = 0
+    trace = float(n)
+    while j < m_max and trace / n > tol:
+        b = min(b_max, m_max - j)
+        c = min(n, max(b, pool_factor * b))
+        top = int(np.argmax(d))
+        if c < n:
+            part = np.argpartition(-d, c)
+            pool = part[:c].copy()
+            bound = float(d[part[c]])
+            if top not in pool:
+                pool[np.argmin(d[pool])] = top
+        else:
+            pool = np.arange(n)
+            bound = -np.inf
+        pool = pool[np.lexsort((pool, -d[pool]))]  # descending residual, ties by index
+
+        # Greedy pivoted Cholesky inside the pool, left-looking, on S = K_CC - L_C L_C^T.
+        Lc = L[pool, :j]
+        S = _kernel_block(X[pool], X[pool], x2[pool], x2[pool], length_scale)
+        if j:
+            S -= Lc @ Lc.T
+        diag_s = d[pool].copy()  # same residuals as diag(S), without rounding drift
+        Lp = np.zeros((pool.size, b))
+        chosen: list[int] = []
+        for t in range(b):
+            q = int(np.argmax(diag_s))
+            piv = float(diag_s[q])
+            if piv <= PIVOT_FLOOR:
+                break
+            if exact_so_far and piv >= bound:
+                n_exact += 1
+            else:
+                exact_so_far = False
+            col = S[:, q] - Lp[:, :t] @ Lp[q, :t]
+            col /= np.sqrt(piv)
+            col[q] = np.sqrt(piv)
+            Lp[:, t] = col
+            diag_s -= col**2
+            diag_s[q] = -np.inf
+            chosen.append(q)
+        nb = len(chosen)
+        if nb == 0:
+            break
+        block = pool[chosen]
+        CB = np.tril(Lp[chosen, :nb])
+
+        # New columns for all N points: R = K_XB - L L_B^T ; L_new = R C_B^-T, computed
+        # in row chunks (cache-sized temporaries) straight into L[:, j:j+nb].
+        Lnew = L[:, j : j + nb]
+        XB, x2B, LB = X[block], x2[block], L[block, :j]
+        for start in range(0, n, _ROW_CHUNK):
+            stop = min(n, start + _ROW_CHUNK)
+            R = _kernel_block(X[start:stop], XB, x2[start:stop], x2B, length_scale)
+            if j:
+                R -= L[start:stop, :j] @ LB.T
+            Lnew[start:stop] = solve_triangular(CB, R.T, lower=True, check_finite=False).T
+        Lnew[block] = CB
+        if j:
+            Lnew[pivots[:j]] = 0.0
+
+        col_sq = np.einsum("ij,ij->j", Lnew, Lnew)
+        traces = trace - np.cumsum(col_sq)
+        below = np.flatnonzero(traces / n <= tol)
+        keep = int(below[0]) + 1 if below.size else nb
+        if keep < nb:
+            Lnew[:, keep:] = 0.0
+            Lnew = Lnew[:, :keep]
+            block = block[:keep]
+            n_exact = min(n_exact, j + keep)
+        pivots[j : j + keep] = block
+        d -= np.einsum("ij,ij->i", Lnew, Lnew)
+        np.maximum(d, 0.0, out=d)
+        d[pivots[: j + keep]] = 0.0
+        history.append(np.maximum(traces[:keep], 0.0) / n)
+        j += keep
+        trace = float(d.sum())
+        if keep < nb:
+            break
+    return PivotedCholesky(
+        pivots=pivots[:j].copy(),
+        factor=L[:, :j],
+        residual=d,
+        trace_history=np.concatenate(history) if history else np.zeros(0),
+        n_exact=min(n_exact, j),
+    )
+
+
+class NystromKernelRidge:
+    """Gaussian kernel ridge regression (LSSVR) on a pivoted-Cholesky Nyström basis.
+
+    Fit cost: the pivoted Cholesky (:func:`pivoted_cholesky`, ~N m^2 flops), the Gram
+    matrix L^T L (~N m^2) and its eigendecomposition (O(m^3)); prediction O(m D) per
+    sample, out_of_domain O(m^2) per sample (triangular solve).
+
+    Parameters
+    ----------
+    n_inducing:
+        Maximum number of inducing points Nx (clipped to the number of samples).
+    length_scale:
+        l of k(x, y) = exp(-|x - y|^2 / (2 l^2)), in preprocessed-feature units.
+    ridge:
+        eps in w = (K_ZX K_XZ + eps K_ZZ)^-1 K_ZX y_s (y_s standardised, dimensionless).
+    tol:
+        Stop adding inducing points when the mean residual diagonal trace(K - LL^T)/N
+        falls to ``tol``.
+    standardize_features:
+        Divide each feature by its training standard deviation (features are always
+        centred on the training mean).
+    normalize_features:
+        Scale each raw feature vector to unit Euclidean length (before standardising).
+    standardize_targets:
+        Fit (y - mean)/std; otherwise mean 0, std 1.
+    block_size, pool_factor:
+        Blocking of the pivoted Cholesky (see :func:`pivoted_cholesky`).
+    chunk_size:
+        Rows per chunk in predict / out_of_domain (memory ~ chunk_size * Nx * 8 bytes).
+    """
+
+    def __init__(
+        self,
+        n_inducing: int = 1000,
+        length_scale: float = 1.0,
+        ridge: float = 1e-6,
+        tol: float = 1e-8,
+        *,
+        standardize_features: bool = True,
+        normalize_features: bool = False,
+        standardize_targets: bool = True,
+        block_size: int = 128,
+        pool_factor: int = 4,
+        chunk_size: int = 4096,
+    ) -> None:
+        if n_inducing < 1:
+            raise ValueError("n_inducing must be >= 1")
+        if length_scale <= 0:
+            raise ValueError("length_scale must be > 0")
+        if ridge < 0:
+            raise ValueError("ridge must be >= 0")
+        self.n_inducing = int(n_inducing)
+        self.length_scale = float(length_scale)
+        self.ridge = float(ridge)
+        self.tol = float(tol)
+        self.standardize_features = bool(standardize_features)
+        self.normalize_features = bool(normalize_features)
+        self.standardize_targets = bool(standardize_targets)
+        self.block_size = int(block_size)
+        self.pool_factor = int(pool_factor)
+        self.chunk_size = int(chunk_size)
+        self._fitted = False
+        self._solver: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ preprocessing
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if self._fitted and X.shape[1] != self.x_mean_.size:
+            raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.x_mean_.size}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinite values")
+        return X
+
+    def _normalise_rows(self, X: np.ndarray) -> np.ndarray:
+        if not self.normalize_features:
+            return X
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.where(norms > 0.0, norms, 1.0)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Preprocessed features: ((x / |x| if normalize) - mean) / scale."""
+        self._require_fit()
+        X = self._normalise_rows(self._check_X(X))
+        return (X - self.x_mean_) / self.x_scale_
+
+    # ------------------------------------------------------------------------- fit
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "NystromKernelRidge":
+        """Select inducing points by pivoted Cholesky and solve for the weights.
+
+        X: (N, D) features; y: (N,) or (N, T) targets (any units; predictions same units).
+        """
+        self._fitted = False
+        X = self._check_X(X)
+        y = np.asarray(y, dtype=float)
+        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets), got {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinite values")
+        self._y_ndim = y.ndim
+        Y = y.reshape(y.shape[0], -1)
+
+        Xn = self._normalise_rows(X)
+        self.x_mean_ = Xn.mean(axis=0)
+        if self.standardize_features:
+            std = Xn.std(axis=0)
+            self.x_scale_ = np.where(std > 0.0, std, 1.0)
+        else:
+            self.x_scale_ = np.ones(X.shape[1])
+        Xt = (Xn - self.x_mean_) / self.x_scale_
+
+        self.y_mean_ = Y.mean(axis=0) if self.standardize_targets else np.zeros(Y.shape[1])
+        if self.standardize_targets:
+            ystd = Y.std(axis=0)
+            self.y_std_ = np.where(ystd > 0.0, ystd, 1.0)
+        else:
+            self.y_std_ = np.ones(Y.shape[1])
+        Ys = (Y - self.y_mean_) / self.y_std_
+
+        icd = pivoted_cholesky(
+            Xt,
+            self.length_scale,
+            self.n_inducing,
+            self.tol,
+            block_size=self.block_size,
+            pool_factor=self.pool_factor,
+        )
+        L = icd.factor
+        self.inducing_indices_ = icd.pivots
+        self.inducing_points_ = Xt[icd.pivots].copy()
+        self.chol_zz_ = np.tril(np.asarray(L[icd.pivots]))  # L_Z, K_ZZ = L_Z L_Z^T
+        self.train_residual_ = icd.residual
+        self.trace_history_ = icd.trace_history
+        self.n_exact_pivots_ = icd.n_exact
+        self.n_train_ = X.shape[0]
+
+        # L^T L with the symmetric rank-k update (half the flops of a general product).
+        gram = blas.dsyrk(1.0, L, trans=1, lower=0) if L.shape[1] else np.zeros((0, 0))
+        gram = np.triu(gram) + np.triu(gram, 1).T
+        rhs = L.T @ Ys
+        evals, evecs = eigh(gram, check_finite=False)
+        np.maximum(evals, 0.0, out=evals)
+        self._solver = (evals, evecs, evecs.T @ rhs)
+        self._fitted = True
+        self._solve()
+        return self
+
+    def _solve(self) -> None:
+        evals, evecs, proj = self._solver  # type: ignore[misc]
+        denom = evals + self.ridge
+        if np.any(denom <= 0.0):
+            raise np.linalg.LinAlgError("singular system: use ridge > 0")
+        beta = evecs @ (proj / denom[:, None])
+        self.weights_ = solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False)
+
+    def set_ridge(self, ridge: float) -> "NystromKernelRidge":
+        """Re-solve the weights for another eps, reusing the fitted Gram eigenbasis."""
+        if self._solver is None:
+            raise RuntimeError("set_ridge needs a model fitted in this session (not loaded from arrays)")
+        if ridge < 0:
+            raise ValueError("ridge must be >= 0")
+        self.ridge = float(ridge)
+        self._solve()
+        return self
+
+    # --------------------------------------------------------------------- predict
+    def _require_fit(self) -> None:
+        if not self._fitted:
+            raise RuntimeError("model is not fitted")
+
+    @property
+    def n_inducing_(self) -> int:
+        """Number of inducing points actually selected."""
+        self._require_fit()
+        return int(self.inducing_points_.shape[0])
+
+    def _chunks(self, Xt: np.ndarray):
+        z2 = _sq_norms(self.inducing_points_)
+        step = max(1, self.chunk_size)
+        for start in range(0, Xt.shape[0], step):
+            A = Xt[start : start + step]
+            yield start, _kernel_block(A, self.inducing_points_, _sq_norms(A), z2, self.length_scale)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """f(x) = (k_xZ w) * std + mean, shape (n,) or (n, T) as the fitted targets."""
+        Xt = self.transform(X)
+        out = np.empty((Xt.shape[0], self.weights_.shape[1]))
+        for start, K in self._chunks(Xt):
+            out[start : start + K.shape[0]] = K @ self.weights_
+        out = out * self.y_std_ + self.y_mean_
+        return out[:, 0] if self._y_ndim == 1 else out
+
+    def out_of_domain(self, X: np.ndarray) -> np.ndarray:
+        """Nyström residual r(x) = 1 - k_xZ K_ZZ^-1 k_Zx in [0, 1] (0 on the data, -> 1 far)."""
+        Xt = self.transform(X)
+        out = np.empty(Xt.shape[0])
+        for start, K in self._chunks(Xt):
+            phi = solve_triangular(self.chol_zz_, K.T, lower=True, check_finite=False)
+            out[start : start + K.shape[0]] = 1.0 - np.einsum("ij,ij->j", phi, phi)
+        return np.clip(out, 0.0, 1.0)
+
+    # --------------------------------------------------------------- serialisation
+    def get_params(self) -> dict[str, Any]:
+        """Constructor hyper-parameters (JSON-able)."""
+        return {
+            "n_inducing": self.n_inducing,
+            "length_scale": self.length_scale,
+            "ridge": self.ridge,
+            "tol": self.tol,
+            "standardize_features": self.standardize_features,
+            "normalize_features": self.normalize_features,
+            "standardize_targets": self.standardize_targets,
+            "block_size": self.block_size,
+            "pool_factor": self.pool_factor,
+            "chunk_size": self.chunk_size,
+        }
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, params): NumPy arrays and JSON-able hyper-parameters of a fitted model."""
+        self._require_fit()
+        arrays = {
+            "inducing_points": self.inducing_points_,
+            "inducing_indices": self.inducing_indices_,
+            "weights": self.weights_,
+            "chol_zz": self.chol_zz_,
+            "x_mean": self.x_mean_,
+            "x_scale": self.x_scale_,
+            "y_mean": self.y_mean_,
+            "y_std": self.y_std_,
+        }
+        params = {
+            "class": "NystromKernelRidge",
+            **self.get_params(),
+            "n_features": int(self.x_mean_.size),
+            "n_targets": int(self.y_mean_.size),
+            "target_ndim": int(self._y_ndim),
+            "n_train": int(self.n_train_),
+            "n_inducing_selected": self.n_inducing_,
+            "residual_trace_per_sample": float(self.trace_history_[-1]) if self.trace_history_.size else 1.0,
+        }
+        return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> "NystromKernelRidge":
+        """Rebuild a fitted model from :meth:`to_arrays` output."""
+        if params.get("class", "NystromKernelRidge") != "NystromKernelRidge":
+            raise ValueError(f"parameters describe a {params.get('class')!r}, not a NystromKernelRidge")
+        ctor = {k: params[k] for k in cls(1).get_params() if k in params}
+        model = cls(**ctor)
+        model.inducing_points_ = np.asarray(arrays["inducing_points"], dtype=float)
+        model.inducing_indices_ = np.asarray(arrays["inducing_indices"], dtype=np.int64)
+        weights = np.asarray(arrays["weights"], dtype=float)
+        model.weights_ = weights.reshape(weights.shape[0], -1)
+        model.chol_zz_ = np.asarray(arrays["chol_zz"], dtype=float)
+        model.x_mean_ = np.asarray(arrays["x_mean"], dtype=float)
+        model.x_scale_ = np.asarray(arrays["x_scale"], dtype=float)
+        model.y_mean_ = np.atleast_1d(np.asarray(arrays["y_mean"], dtype=float))
+        model.y_std_ = np.atleast_1d(np.asarray(arrays["y_std"], dtype=float))
+        model._y_ndim = int(params.get("target_ndim", 1))
+        model.n_train_ = int(params.get("n_train", 0))
+        model.trace_history_ = np.array([params.get("residual_trace_per_sample", np.nan)])
+        model.train_residual_ = None
+        model.n_exact_pivots_ = None
+        m = model.inducing_points_.shape[0]
+        if model.chol_zz_.shape != (m, m) or model.weights_.shape[0] != m:
+            raise ValueError("inconsistent Nyström arrays (inducing points, weights, chol_zz)")
+        if model.x_mean_.shape != (model.inducing_points_.shape[1],):
+            raise ValueError("inconsistent Nyström arrays (feature dimension)")
+        model._fitted = True
+        return model
