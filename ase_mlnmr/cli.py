@@ -2,14 +2,16 @@
 
 Commands
 --------
-demo      run the main job on the embedded default (see README)
+demo      the main job on the embedded default: train on mp_al27, predict held-out crystals
+train     fit a model on DFT tensors (magres / extended XYZ) and a JSON config
+evaluate  metrics table and parity plots (PNG) of a model on DFT tensors
+predict   tensors for structures: magres or extended XYZ, plus a per-atom CSV of δiso, CQ, η
 features  SOAP power spectrum or λ-SOAP features of structures, saved as .npz
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -75,64 +77,163 @@ def command_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_structure(n_formula_units: int = 360, seed: int = 7):
-    """The embedded default: a random Na2Si2O5 packing at 2.5 g/cm³ (min. distance 1.5 Å).
+def _read_dataset(args: argparse.Namespace):
+    from .dataset import read_tensor_dataset
 
-    Not a relaxed glass: a reproducible stand-in of the benchmark box, 9 atoms per formula unit.
-    """
-    from ase import Atoms
+    try:
+        return read_tensor_dataset(args.files, ms_units=args.ms_units, efg_units=args.efg_units,
+                                   symmetrise_shielding=not args.keep_antisymmetric)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        raise CommandError(str(error)) from error
 
-    rng = np.random.default_rng(seed)
-    symbols = ["Na"] * (2 * n_formula_units) + ["Si"] * (2 * n_formula_units) + ["O"] * (5 * n_formula_units)
-    masses = Atoms(symbols).get_masses().sum()  # amu
-    length = (masses * 1.66053906660 / 2.5) ** (1.0 / 3.0)  # Å: amu·1.6605 / (g/cm³) = Å³
-    cell_count = max(1, int(length // 1.5))
-    grid: dict[tuple[int, int, int], list[np.ndarray]] = {}
-    positions = []
-    while len(positions) < len(symbols):
-        trial = rng.random(3) * length
-        key = tuple((trial // (length / cell_count)).astype(int) % cell_count)
-        ok = True
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                for dz in (-1, 0, 1):
-                    neighbour_key = ((key[0] + dx) % cell_count, (key[1] + dy) % cell_count, (key[2] + dz) % cell_count)
-                    for other in grid.get(neighbour_key, ()):
-                        delta = trial - other
-                        delta -= length * np.round(delta / length)
-                        if delta @ delta < 1.5**2:
-                            ok = False
-                            break
-                    if not ok:
-                        break
-                if not ok:
-                    break
-            if not ok:
-                break
-        if ok:
-            grid.setdefault(key, []).append(trial)
-            positions.append(trial)
-    return Atoms(symbols, positions=positions, cell=[length] * 3, pbc=True)
+
+def _load_model(path: str):
+    from .models.model_file import ModelFileError
+    from .nmr_model import NMRModel
+
+    try:
+        return NMRModel.load(path)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from error
+
+
+def command_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .nmr_model import NMRModel
+
+    config = {}
+    if args.config:
+        try:
+            config = json.loads(Path(args.config).read_text())
+        except FileNotFoundError as error:
+            raise CommandError(f"config file not found: {args.config}") from error
+        except json.JSONDecodeError as error:
+            raise CommandError(f"config file {args.config} is not valid JSON: {error}") from error
+    dataset = _read_dataset(args)
+    print(f"read {len(dataset)} structures: " + ", ".join(f"{dataset.n_tensors(p)} {p} tensors" for p in dataset.properties))
+    try:
+        model = NMRModel.train(dataset, config, progress=not args.quiet)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    model.save(args.output)
+    print(f"wrote {args.output}: elements {model.elements}, properties "
+          + ", ".join(f"{e}:{'+'.join(model.properties_of(e))}" for e in model.elements))
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation import evaluate, metrics_table, parity_plots
+
+    model = _load_model(args.model)
+    dataset = _read_dataset(args)
+    metrics, pairs = evaluate(model, dataset, progress=not args.quiet)
+    if not metrics:
+        raise CommandError(f"no atom of the model's elements {model.elements} carries a tensor in these files")
+    print(metrics_table(metrics))
+    if args.plots:
+        for path in parity_plots(pairs, args.plots):
+            print(f"parity plot: {path}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["structure", "index", "element", "sigma_iso_ppm", "delta_iso_ppm",
+                                                    "cq_MHz", "eta_q", "ood"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in row.items()})
+
+
+def predict_structures(model, structures, names, output: Path, fmt: str, unknown_species: str,
+                       quiet: bool = False) -> list[Path]:
+    """Predict and write one file per structure plus ``predictions.csv``; returns the paths."""
+    from ase.io import write
+    from tqdm import tqdm
+
+    from .calculator import attach_nmr_tensors, prediction_table, write_extxyz_arrays
+    from .nmr_model import UnknownSpeciesError
+
+    output.mkdir(parents=True, exist_ok=True)
+    rows, written = [], []
+    for name, atoms in tqdm(list(zip(names, structures)), desc="predicting", unit="structure", disable=quiet):
+        try:
+            prediction = attach_nmr_tensors(atoms, model, unknown_species=unknown_species)
+        except (UnknownSpeciesError, ValueError) as error:
+            raise CommandError(f"{name}: {error}") from error
+        target = output / f"{name}.{fmt}"
+        if fmt == "magres":
+            write(target, atoms, format="magres")
+        else:
+            write(target, write_extxyz_arrays(atoms, prediction), format="extxyz")
+        written.append(target)
+        rows += [{"structure": name, **row} for row in prediction_table(atoms, prediction, model.isotopes)]
+    table = output / "predictions.csv"
+    _write_csv(table, rows)
+    written.append(table)
+    return written
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    structures, names = [], []
+    for path in args.structures:
+        frames = _read_structures([path])
+        stem = Path(path).stem
+        names += [stem if len(frames) == 1 else f"{stem}_{k}" for k in range(len(frames))]
+        structures += frames
+    written = predict_structures(model, structures, names, Path(args.output), args.format,
+                                 "skip" if args.skip_unknown else "raise", args.quiet)
+    print(f"wrote {len(written) - 1} {args.format} files and {written[-1]}")
+    return 0
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    from .descriptors import LambdaSOAP, SOAP
+    """Train Al/O EFG and Al σ models on 10 embedded mp_al27 oxides, predict the other 3."""
+    from .evaluation import evaluate, metrics_table, parity_plots
+    from .examples import load_mp_al27
+    from .nmr_model import NMRModel
 
-    atoms = default_structure()
-    print(f"embedded default: random Na2Si2O5 packing, {len(atoms)} atoms, cell {atoms.cell.lengths()[0]:.2f} Å")
-    soap = SOAP(["Na", "Si", "O"], r_cut=5.0, n_max=6, l_max=4, sigma=0.4)
-    start = time.perf_counter()
-    features = soap.create(atoms)
-    elapsed = time.perf_counter() - start
-    print(f"SOAP power spectrum: {features.shape[1]} features for {len(atoms)} atoms in {elapsed:.3f} s "
-          f"({len(atoms) / elapsed:,.0f} atoms/s)")
-    descriptor = LambdaSOAP(["Na", "Si", "O"], r_cut=5.0, n_max=6, l_max=4, sigma=0.4)
-    weights = np.random.default_rng(0).normal(size=descriptor.n_features) / descriptor.n_features
-    start = time.perf_counter()
-    tensors = descriptor.contract_tensors(atoms, weights)
-    elapsed = time.perf_counter() - start
-    print(f"contracted λ=2 linear model ({descriptor.n_features} features, random weights): "
-          f"{len(atoms)} traceless tensors in {elapsed:.3f} s; max |trace| {np.abs(np.trace(tensors, axis1=1, axis2=2)).max():.1e}")
+    output = Path(args.output)
+    data = load_mp_al27(oxides_only=True)
+    elements = [set(atoms.get_chemical_symbols()) for atoms in data.structures]
+    test: list[int] = []
+    for candidate in reversed(range(len(data))):  # held-out crystals whose elements training has seen
+        others = set().union(*(elements[j] for j in range(len(data)) if j != candidate and j not in test))
+        if elements[candidate] <= others and len(test) < 3:
+            test.append(candidate)
+    test.sort()
+    train = [i for i in range(len(data)) if i not in test]
+    config = {
+        "descriptor": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.5, "mixing_channels": 4},
+        "species": {"Al": {"properties": ["ms_iso", "ms_aniso", "efg"]}, "O": {"properties": ["efg"]}},
+        "ms_iso": {"n_inducing": 200, "ridge": 1e-4},
+        "efg": {"alpha": 1e-3},
+        "ms_aniso": {"alpha": 1e-3},
+    }
+    print(f"embedded default: mp_al27 (MIT), {len(data)} Al-bearing oxides; training on {len(train)}, "
+          f"predicting {len(test)} held-out crystals")
+    model = NMRModel.train(data, config, progress=not args.quiet, structure_indices=train)
+    output.mkdir(parents=True, exist_ok=True)
+    model_path = model.save(output / "mp_al27_demo_model.npz")
+    held_out = data.subset(test)
+    metrics, pairs = evaluate(model, held_out)
+    print("held-out errors against VASP (a tiny, diverse training set: a pipeline check, not a benchmark):")
+    print(metrics_table(metrics))
+    names = [f"{atoms.get_chemical_formula()}_{k}" for k, atoms in zip(test, held_out.structures)]
+    structures = [atoms.copy() for atoms in held_out.structures]
+    written = predict_structures(model, structures, names, output, "magres", "skip", args.quiet)
+    plots = parity_plots(pairs, output)
+    print(f"model: {model_path}")
+    print("predictions: " + ", ".join(str(p) for p in written))
+    print("parity plots: " + ", ".join(str(p) for p in plots))
     return 0
 
 
@@ -140,8 +241,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ase-mlnmr", description="Machine-learned solid-state NMR tensors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the main job on the embedded default")
+    demo = commands.add_parser("demo", help="train on the embedded mp_al27 oxides and predict held-out crystals")
+    demo.add_argument("-o", "--output", default="ase_mlnmr_demo", help="output folder (default ase_mlnmr_demo)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=command_demo)
+
+    def add_data_options(sub):
+        sub.add_argument("files", nargs="+", help="magres / extended XYZ files or glob patterns with DFT tensors")
+        sub.add_argument("--ms-units", default=None, help="shielding units of extended XYZ files: ppm")
+        sub.add_argument("--efg-units", default=None, help="EFG units of extended XYZ files: au or V/A^2")
+        sub.add_argument("--keep-antisymmetric", action="store_true",
+                         help="keep the antisymmetric shielding part σ(1) (default: symmetrise)")
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    train = commands.add_parser("train", help="fit a model on DFT tensors")
+    add_data_options(train)
+    train.add_argument("--config", default=None, help="JSON config (species, descriptor, per-property settings)")
+    train.add_argument("-o", "--output", default="model.npz", help="model file to write (default model.npz)")
+    train.set_defaults(run=command_train)
+
+    evaluate_parser = commands.add_parser("evaluate", help="metrics table and parity plots of a model")
+    evaluate_parser.add_argument("model", help="model file")
+    add_data_options(evaluate_parser)
+    evaluate_parser.add_argument("--plots", default="parity_plots", help="folder for parity plots (PNG)")
+    evaluate_parser.add_argument("--json", default=None, help="also write the metrics as JSON")
+    evaluate_parser.set_defaults(run=command_evaluate)
+
+    predict = commands.add_parser("predict", help="predict tensors for structures")
+    predict.add_argument("model", help="model file")
+    predict.add_argument("structures", nargs="+", help="structure files ASE can read")
+    predict.add_argument("-o", "--output", default="predictions", help="output folder (default predictions)")
+    predict.add_argument("--format", choices=("magres", "extxyz"), default="magres")
+    predict.add_argument("--skip-unknown", action="store_true",
+                         help="leave atoms of elements without a model unpredicted instead of failing")
+    predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=command_predict)
 
     features = commands.add_parser("features", help="compute SOAP / λ-SOAP features of structures")
     features.add_argument("structures", nargs="+", help="structure files ASE can read")

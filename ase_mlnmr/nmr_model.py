@@ -27,7 +27,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from .dataset import TensorDataset
-from .descriptors import LambdaSOAP, SOAP, atomic_number_of
+from .descriptors import LambdaSOAP, SOAP, atomic_number_of, random_species_mixing
 from .models.linear import EquivariantRidge, RidgeRegression
 from .models.model_file import ModelFileError, load_model, make_provenance, save_model
 from .models.nystrom import NystromKernelRidge
@@ -377,7 +377,7 @@ class NMRModel:
                 if iso_model is not None and isinstance(iso_model.regressor, NystromKernelRidge):
                     ood[element] = (iso_model.descriptor, iso_model.regressor)
                     continue
-                descriptor = SOAP(neighbours, **element_config["descriptor"])
+                descriptor = SOAP(neighbours, **descriptor_parameters(neighbours, element_config))
                 features = _selection_features(descriptor, data, selection)
                 settings = element_config["ood"]
                 nystrom = NystromKernelRidge(
@@ -420,9 +420,20 @@ def _selection_features(descriptor: SOAP | LambdaSOAP, data: TensorDataset, sele
     return out
 
 
+def descriptor_parameters(neighbours: Sequence[str], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Descriptor keyword arguments from a config; ``mixing_channels: K`` (with optional
+    ``mixing_seed``) compresses the neighbour species into K random orthonormal channels."""
+    parameters = dict(config["descriptor"])
+    channels = parameters.pop("mixing_channels", None)
+    seed = int(parameters.pop("mixing_seed", 0))
+    if channels is not None and int(channels) < len(neighbours):
+        parameters["species_mixing"] = random_species_mixing(len(neighbours), int(channels), seed)
+    return parameters
+
+
 def build_descriptor(prop: str, neighbours: Sequence[str], config: Mapping[str, Any]) -> SOAP | LambdaSOAP:
     """The descriptor a property uses: SOAP for σiso, λ-SOAP (λ = 2 or 1) otherwise."""
-    parameters = dict(config["descriptor"])
+    parameters = descriptor_parameters(neighbours, config)
     if prop == "ms_iso":
         return SOAP(neighbours, **parameters)
     if prop == "ms_antisym":
