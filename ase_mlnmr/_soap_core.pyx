@@ -534,32 +534,28 @@ cdef class SoapCore:
     def spherical_expansion(self, offsets, vectors, species):
         """Coefficients, shape (n_centres, n_coefficients), l-block layout (module doc)."""
         off, vec, spc = _prepare(offsets, vectors, species)
-        cdef int64_t n_centres = off.shape[0] - 1
-        out = np.empty((n_centres, _n_coefficients(&self.spec)))
+        out = np.empty((off.shape[0] - 1, _n_coefficients(&self.spec)))
         cdef int status
         cdef int64_t error_pair = -1
-        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
-        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
-        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef CsrInput csr = _csr_input(off, vec, spc)
         cdef double* p_out = <double*>cnp.PyArray_DATA(out)
         with nogil:
-            status = mlnmr_spherical_expansion(&self.spec, n_centres, p_off, p_vec, p_spc, p_out, &error_pair)
+            status = mlnmr_spherical_expansion(&self.spec, csr.n_centres, csr.offsets, csr.vectors, csr.species, p_out,
+                                                       &error_pair)
         _raise_for_status(status, error_pair, off)
         return out
 
     def power_spectrum(self, offsets, vectors, species):
         """Power spectrum, shape (n_centres, n_power_spectrum)."""
         off, vec, spc = _prepare(offsets, vectors, species)
-        cdef int64_t n_centres = off.shape[0] - 1
-        out = np.empty((n_centres, power_spectrum_size(&self.spec)))
+        out = np.empty((off.shape[0] - 1, power_spectrum_size(&self.spec)))
         cdef int status
         cdef int64_t error_pair = -1
-        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
-        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
-        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef CsrInput csr = _csr_input(off, vec, spc)
         cdef double* p_out = <double*>cnp.PyArray_DATA(out)
         with nogil:
-            status = mlnmr_power_spectrum(&self.spec, n_centres, p_off, p_vec, p_spc, p_out, &error_pair)
+            status = mlnmr_power_spectrum(&self.spec, csr.n_centres, csr.offsets, csr.vectors, csr.species, p_out,
+                                                       &error_pair)
         _raise_for_status(status, error_pair, off)
         return out
 
@@ -578,6 +574,23 @@ def _prepare(offsets, vectors, species):
     if off[0] != 0 or off[len(off) - 1] != n_pairs or np.any(np.diff(off) < 0):
         raise ValueError("offsets must start at 0, be non-decreasing and end at n_pairs")
     return off, vec, spc
+
+
+cdef struct CsrInput:
+    int64_t n_centres
+    const int64_t* offsets
+    const double* vectors
+    const int32_t* species
+
+
+cdef CsrInput _csr_input(off, vec, spc):
+    """Raw pointers into arrays already checked by ``_prepare`` (kept alive by the caller)."""
+    cdef CsrInput csr
+    csr.n_centres = off.shape[0] - 1
+    csr.offsets = <const int64_t*>cnp.PyArray_DATA(off)
+    csr.vectors = <const double*>cnp.PyArray_DATA(vec)
+    csr.species = <const int32_t*>cnp.PyArray_DATA(spc)
+    return csr
 
 
 cdef class LambdaCore:
@@ -643,17 +656,14 @@ cdef class LambdaCore:
     def features(self, offsets, vectors, species):
         """lambda-SOAP features, shape (n_centres, 2λ+1, n_features)."""
         off, vec, spc = _prepare(offsets, vectors, species)
-        cdef int64_t n_centres = off.shape[0] - 1
-        out = np.empty((n_centres, 2 * self.spec.lam + 1, self.n_features))
+        out = np.empty((off.shape[0] - 1, 2 * self.spec.lam + 1, self.n_features))
         cdef int status
         cdef int64_t error_pair = -1
-        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
-        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
-        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef CsrInput csr = _csr_input(off, vec, spc)
         cdef double* p_out = <double*>cnp.PyArray_DATA(out)
         with nogil:
-            status = mlnmr_lambda_features(&self.soap.spec, &self.spec, n_centres, p_off, p_vec, p_spc,
-                                           p_out, &error_pair)
+            status = mlnmr_lambda_features(&self.soap.spec, &self.spec, csr.n_centres, csr.offsets, csr.vectors,
+                                           csr.species, p_out, &error_pair)
         _raise_for_status(status, error_pair, off)
         return out
 
@@ -675,16 +685,13 @@ cdef class LambdaCore:
             if tw.shape != (m_rows,):
                 raise ValueError(f"two_body_weights must have shape ({m_rows},), got {tw.shape}")
             weights.two_body_weights = <const double*>cnp.PyArray_DATA(tw)
-        cdef int64_t n_centres = off.shape[0] - 1
-        out = np.empty((n_centres, 2 * self.spec.lam + 1))
+        out = np.empty((off.shape[0] - 1, 2 * self.spec.lam + 1))
         cdef int status
         cdef int64_t error_pair = -1
-        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
-        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
-        cdef const int32_t* p_spc = <const int32_t*>cnp.PyArray_DATA(spc)
+        cdef CsrInput csr = _csr_input(off, vec, spc)
         cdef double* p_out = <double*>cnp.PyArray_DATA(out)
         with nogil:
-            status = mlnmr_lambda_contract(&self.soap.spec, &self.spec, &weights, n_centres, p_off, p_vec,
-                                           p_spc, p_out, &error_pair)
+            status = mlnmr_lambda_contract(&self.soap.spec, &self.spec, &weights, csr.n_centres, csr.offsets,
+                                           csr.vectors, csr.species, p_out, &error_pair)
         _raise_for_status(status, error_pair, off)
         return out

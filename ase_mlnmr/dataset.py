@@ -47,8 +47,7 @@ __all__ = [
     "sha256_file",
 ]
 
-#: One atomic unit of electric field gradient in V/Angstrom^2 (CODATA 2018).
-EFG_AU_IN_V_PER_A2 = 97.173624292
+from .nmr.efg import EFG_AU_IN_V_PER_A2  # one a.u. of EFG in V/Å² (CODATA via scipy.constants)
 
 #: Tensor properties understood by the reader.
 TENSOR_PROPERTIES = ("ms", "efg")
