@@ -19,4 +19,21 @@ def get_include() -> str:
     return str(Path(__file__).resolve().parent)
 
 
-__all__ = ["__version__", "get_include"]
+def __getattr__(name: str):
+    # Lazy imports keep `import ase_mlnmr` light (no SciPy/ASE work until needed).
+    if name in ("NMRCalculator", "attach_nmr_tensors"):
+        from . import calculator
+
+        return getattr(calculator, name)
+    if name in ("NMRModel",):
+        from . import nmr_model
+
+        return nmr_model.NMRModel
+    if name in ("SOAP", "LambdaSOAP"):
+        from . import descriptors
+
+        return getattr(descriptors, name)
+    raise AttributeError(f"module 'ase_mlnmr' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "get_include", "NMRCalculator", "NMRModel", "attach_nmr_tensors", "SOAP", "LambdaSOAP"]
