@@ -112,11 +112,24 @@ def command_train(args: argparse.Namespace) -> int:
             raise CommandError(f"config file {args.config} is not valid JSON: {error}") from error
     dataset = _read_dataset(args)
     print(f"read {len(dataset)} structures: " + ", ".join(f"{dataset.n_tensors(p)} {p} tensors" for p in dataset.properties))
+    extra = {}
     try:
+        if args.cv:
+            from .evaluation import metrics_table
+            from .model_selection import cross_validate_model
+
+            result = cross_validate_model(dataset, config, n_splits=args.cv, n_repeats=args.cv_repeats,
+                                          progress=not args.quiet)
+            extra["cross_validation"] = {"n_splits": args.cv, "n_repeats": result["n_repeats"],
+                                         "summary": result["summary"]}
+            means = {p: {e: {m: v["mean"] for m, v in row.items()} for e, row in per.items()}
+                     for p, per in result["summary"].items()}
+            print(f"{args.cv}-fold cross-validation over structures (mean of folds):")
+            print(metrics_table(means))
         model = NMRModel.train(dataset, config, progress=not args.quiet)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    model.save(args.output)
+    model.save(args.output, extra_metadata=extra)
     print(f"wrote {args.output}: elements {model.elements}, properties "
           + ", ".join(f"{e}:{'+'.join(model.properties_of(e))}" for e in model.elements))
     return 0
@@ -258,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(train)
     train.add_argument("--config", default=None, help="JSON config (species, descriptor, per-property settings)")
     train.add_argument("-o", "--output", default="model.npz", help="model file to write (default model.npz)")
+    train.add_argument("--cv", type=int, default=0, metavar="K",
+                       help="K-fold cross-validation over structures first; metrics stored in the model file")
+    train.add_argument("--cv-repeats", type=int, default=1, help="repeated shuffles of the folds (default 1)")
     train.set_defaults(run=command_train)
 
     evaluate_parser = commands.add_parser("evaluate", help="metrics table and parity plots of a model")
