@@ -55,3 +55,23 @@ def synthetic_dataset(n_structures: int = 12, n_atoms: int = 30, seed: int = 0,
         sources=[f"synthetic-{seed + s}" for s in range(n_structures)],
         frames=list(range(n_structures)),
     )
+
+
+def antisymmetric_shielding(atoms, r_cut: float = 5.0) -> np.ndarray:
+    """A pseudovector field v_i = Σ_{j∈Si, k∈O} f(r_j) f(r_k) r̂_j × r̂_k (ppm) as the
+    antisymmetric shielding part A_i (v_x = A_yz, ...): unchanged by inversion."""
+    nl = neighbour_list_from_atoms(atoms, r_cut)
+    symbols = np.array(atoms.get_chemical_symbols())
+    out = np.zeros((len(atoms), 3, 3))
+    for k, centre in enumerate(nl.centres):
+        rows = slice(nl.offsets[k], nl.offsets[k + 1])
+        vectors, kinds = nl.vectors[rows], symbols[nl.neighbours[rows]]
+        r = np.linalg.norm(vectors, axis=1)
+        weight = 3.0 * np.exp(-((r - 2.0) ** 2)) * 0.5 * (np.cos(np.pi * r / r_cut) + 1)
+        units = vectors / r[:, None]
+        v = np.zeros(3)
+        for a in np.flatnonzero(kinds == "Si"):
+            for b in np.flatnonzero(kinds == "O"):
+                v += weight[a] * weight[b] * np.cross(units[a], units[b])
+        out[centre] = np.array([[0, v[2], -v[1]], [-v[2], 0, v[0]], [v[1], -v[0], 0]])
+    return out

@@ -124,3 +124,27 @@ def test_species_without_tensors_are_not_trained():
     na = np.array(data.structures[0].get_chemical_symbols()) == "Na"
     assert not prediction.ms_mask[na].any() and np.isnan(prediction.ms[na]).all()
     assert prediction.ms_mask[~na].all()
+
+
+def test_antisymmetric_shielding_model_is_a_pseudovector_model():
+    from synthetic_data import antisymmetric_shielding
+
+    from ase_mlnmr.spherical_tensors import antisymmetric_to_vector
+
+    data = synthetic_dataset(n_structures=10, n_atoms=30, seed=60)
+    data.symmetrised_shielding = False
+    for index, atoms in enumerate(data.structures):
+        data.tensors["ms"][index] = data.tensors["ms"][index] + antisymmetric_shielding(atoms)
+    config = {**CONFIG, "species": {"Si": {"properties": ["ms_iso", "ms_antisym"]}}}
+    model = NMRModel.train(data, config, progress=False, structure_indices=range(8))
+    atoms = data.structures[9]
+    prediction = model.predict(atoms, unknown_species="skip")
+    si = prediction.ms_mask
+    reference = antisymmetric_to_vector(data.tensors["ms"][9][si])
+    predicted = antisymmetric_to_vector(prediction.ms[si])
+    assert _r2(reference, predicted) > 0.8
+    inverted = atoms.copy()
+    inverted.positions = -atoms.positions
+    inverted.cell = -atoms.cell.array
+    again = model.predict(inverted, unknown_species="skip").ms[si]
+    np.testing.assert_allclose(again, prediction.ms[si], atol=1e-9 * np.abs(prediction.ms[si]).max())
