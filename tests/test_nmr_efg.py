@@ -23,22 +23,9 @@ from ase_mlnmr.nmr import (
     quadrupolar_product,
 )
 
+from rotation_helpers import random_rotations, rotated, ry, rz
+
 GEHLENITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gehlenite_efg" / "orig" / "T1Si0.magres"
-
-
-def rz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def ry(b):
-    c, s = np.cos(b), np.sin(b)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def rotated(diag, alpha, beta, gamma):
-    r = rz(np.radians(alpha)) @ ry(np.radians(beta)) @ rz(np.radians(gamma))
-    return r @ np.diag(diag) @ r.T
 
 
 def random_traceless(n, seed):
@@ -46,13 +33,6 @@ def random_traceless(n, seed):
     a = rng.normal(size=(n, 3, 3))
     s = 0.5 * (a + np.swapaxes(a, 1, 2))
     return s - np.trace(s, axis1=1, axis2=2)[:, None, None] * np.eye(3) / 3
-
-
-def random_rotations(n, seed):
-    rng = np.random.default_rng(seed)
-    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
-    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-    return q * np.sign(np.linalg.det(q))[:, None, None]
 
 
 def test_unit_constants_against_quoted_numbers():

@@ -11,15 +11,7 @@ from ase_mlnmr.nmr import (
     species_vzz_stats,
 )
 
-
-def rz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def ry(b):
-    c, s = np.cos(b), np.sin(b)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+from rotation_helpers import ry, rz
 
 
 def axis_angle(axis, angle):

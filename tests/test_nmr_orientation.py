@@ -14,28 +14,13 @@ from ase_mlnmr.nmr import (
     tensor_orientation,
 )
 
+from rotation_helpers import random_rotations, ry, rz
+
 FLIPS = [np.diag(d) for d in ([1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1])]
-
-
-def rz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def ry(b):
-    c, s = np.cos(b), np.sin(b)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
 def zyz(a, b, g):
     return rz(a) @ ry(b) @ rz(g)
-
-
-def random_rotations(n, seed):
-    rng = np.random.default_rng(seed)
-    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
-    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
-    return q * np.sign(np.linalg.det(q))[:, None, None]
 
 
 def same_up_to_axis_flips(r_got, r_ref, atol=1e-9):

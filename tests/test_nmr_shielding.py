@@ -16,34 +16,9 @@ from ase_mlnmr.nmr import (
     shift_from_shielding,
 )
 
+from rotation_helpers import random_rotations, rotated, ry, rz
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "magres_fixtures"
-
-
-def rz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def ry(b):
-    c, s = np.cos(b), np.sin(b)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def rotated(diag, alpha, beta, gamma):
-    r = rz(np.radians(alpha)) @ ry(np.radians(beta)) @ rz(np.radians(gamma))
-    return r @ np.diag(diag) @ r.T
-
-
-def random_rotations(n, seed):
-    rng = np.random.default_rng(seed)
-    q = rng.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def test_hand_worked_positive_zeta():
