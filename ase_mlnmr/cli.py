@@ -38,6 +38,8 @@ def _add_descriptor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-max", type=int, default=6, help="radial functions per l (default 6)")
     parser.add_argument("--l-max", type=int, default=4, help="highest l (default 4)")
     parser.add_argument("--sigma", type=float, default=0.4, help="Gaussian width σ in Å (default 0.4)")
+    parser.add_argument("--mixing-channels", type=int, default=None, metavar="K",
+                        help="compress the neighbour species into K random orthonormal channels")
 
 
 def _read_structures(paths: Sequence[str]):
@@ -57,11 +59,15 @@ def _read_structures(paths: Sequence[str]):
 def command_features(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .descriptors import LambdaSOAP, SOAP
+    from .descriptors import LambdaSOAP, SOAP, random_species_mixing
 
     structures = _read_structures(args.structures)
     species = args.species or sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
     options = dict(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max, sigma=args.sigma)
+    if args.mixing_channels is not None:
+        if not 0 < args.mixing_channels:
+            raise CommandError(f"--mixing-channels must be a positive integer, got {args.mixing_channels}")
+        options["species_mixing"] = random_species_mixing(len(species), args.mixing_channels)
     try:
         descriptor = SOAP(species, **options) if args.kind == "soap" else LambdaSOAP(species, lam=args.lam, **options)
     except ValueError as error:
