@@ -36,6 +36,9 @@ cdef double MLNMR_MIN_DISTANCE = 1e-4
 #: Largest l_max the core supports (scratch buffers are sized for it).
 MAX_L = 16
 cdef int MLNMR_MAX_L = 16
+#: Largest n_max the core supports.
+MAX_N = 32
+cdef int MLNMR_MAX_N = 32
 cdef double SQRT2 = 1.4142135623730951
 
 STATUS_MESSAGES = {
@@ -128,16 +131,16 @@ cdef inline int _n_coefficients(const SoapSpec* spec) noexcept nogil:
 
 cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
                        const double* vectors, const int32_t* species,
-                       double* coefficients, double* work, int64_t* error_pair) noexcept nogil:
-    """c_{a l m} of one centre into ``coefficients`` (l-block layout); work: scratch of
-    size 2*(l_max+1)^2 + (l_max+1)*n_max."""
+                       double* coefficients, int64_t* error_pair) noexcept nogil:
+    """c_{a l m} of one centre into ``coefficients`` (l-block layout)."""
     cdef int l_max = spec.l_max, n_max = spec.n_max
     cdef int n_lm = (l_max + 1) * (l_max + 1)
     cdef int n_functions = (l_max + 1) * n_max
     cdef int m_rows = spec.n_channels * n_max
-    cdef double* ylm = work
-    cdef double* q = work + n_lm
-    cdef double* radial = work + 2 * n_lm
+    # Local buffers: the compiler knows they cannot alias ``coefficients``.
+    cdef double ylm[289]
+    cdef double q[289]
+    cdef double radial[544]  # (MAX_L + 1) * MAX_N
     cdef double r_cut2 = spec.r_cut * spec.r_cut
     cdef double inv_step = 1.0 / spec.step
     cdef double dx, dy, dz, d2, d, inv_d, t, weight, r_value
@@ -186,11 +189,12 @@ cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
             for l in range(l_max + 1):
                 width = 2 * l + 1
                 y_l = ylm + l * l
+                row = coefficients + m_rows * l * l + channel * n_max * width  # n_max x width block
                 for n in range(n_max):
                     r_value = weight * radial[l * n_max + n]
-                    row = coefficients + m_rows * l * l + (channel * n_max + n) * width
                     for m in range(width):
                         row[m] += r_value * y_l[m]
+                    row += width
     return MLNMR_OK
 
 
@@ -204,8 +208,13 @@ cdef inline int _check_offsets(int64_t n_centres, const int64_t* offsets) noexce
     return MLNMR_OK
 
 
-cdef inline int _work_size(const SoapSpec* spec) noexcept nogil:
-    return 2 * (spec.l_max + 1) * (spec.l_max + 1) + (spec.l_max + 1) * spec.n_max
+cdef inline int _check_spec(const SoapSpec* spec) noexcept nogil:
+    """Sizes the fixed per-neighbour buffers of expand_centre can hold."""
+    if spec.l_max < 0 or spec.l_max > MLNMR_MAX_L or spec.n_max < 1 or spec.n_max > MLNMR_MAX_N:
+        return MLNMR_ERR_ARGUMENT
+    if spec.n_channels < 1 or spec.n_species < 1 or spec.n_intervals < 1 or spec.step <= 0.0:
+        return MLNMR_ERR_ARGUMENT
+    return MLNMR_OK
 
 
 cdef api int mlnmr_spherical_expansion(const SoapSpec* spec, int64_t n_centres,
@@ -214,19 +223,17 @@ cdef api int mlnmr_spherical_expansion(const SoapSpec* spec, int64_t n_centres,
                                        int64_t* error_pair) noexcept nogil:
     """Expansion coefficients of n_centres centres into coefficients[n_centres][n_coeff]."""
     cdef int status = _check_offsets(n_centres, offsets)
+    if status == MLNMR_OK:
+        status = _check_spec(spec)
     if status != MLNMR_OK:
         return status
     cdef int n_coeff = _n_coefficients(spec)
-    cdef double* work = <double*>malloc(_work_size(spec) * sizeof(double))
-    if work == NULL:
-        return MLNMR_ERR_MEMORY
     cdef int64_t i
     for i in range(n_centres):
         status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
-                               coefficients + i * n_coeff, work, error_pair)
+                               coefficients + i * n_coeff, error_pair)
         if status != MLNMR_OK:
             break
-    free(work)
     return status
 
 
@@ -267,22 +274,23 @@ cdef api int mlnmr_power_spectrum(const SoapSpec* spec, int64_t n_centres,
                                   int64_t* error_pair) noexcept nogil:
     """SOAP power spectrum of n_centres centres into features[n_centres][n_features]."""
     cdef int status = _check_offsets(n_centres, offsets)
+    if status == MLNMR_OK:
+        status = _check_spec(spec)
     if status != MLNMR_OK:
         return status
     cdef int n_coeff = _n_coefficients(spec)
     cdef int64_t n_features = power_spectrum_size(spec)
-    cdef double* work = <double*>malloc((_work_size(spec) + n_coeff) * sizeof(double))
-    if work == NULL:
+    cdef double* coefficients = <double*>malloc(n_coeff * sizeof(double))
+    if coefficients == NULL:
         return MLNMR_ERR_MEMORY
-    cdef double* coefficients = work + _work_size(spec)
     cdef int64_t i
     for i in range(n_centres):
         status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
-                               coefficients, work, error_pair)
+                               coefficients, error_pair)
         if status != MLNMR_OK:
             break
         power_spectrum_from_coefficients(spec, coefficients, features + i * n_features)
-    free(work)
+    free(coefficients)
     return status
 
 
@@ -351,23 +359,24 @@ cdef api int mlnmr_lambda_features(const SoapSpec* spec, const LambdaSpec* lam, 
                                    int64_t* error_pair) noexcept nogil:
     """lambda-SOAP features into features[n_centres][2λ+1][n_features]."""
     cdef int status = _check_offsets(n_centres, offsets)
+    if status == MLNMR_OK:
+        status = _check_spec(spec)
     if status != MLNMR_OK:
         return status
     cdef int n_coeff = _n_coefficients(spec)
     cdef int64_t n_features = lambda_feature_size(spec, lam)
     cdef int64_t per_centre = (2 * lam.lam + 1) * n_features
-    cdef double* work = <double*>malloc((_work_size(spec) + n_coeff) * sizeof(double))
-    if work == NULL:
+    cdef double* coefficients = <double*>malloc(n_coeff * sizeof(double))
+    if coefficients == NULL:
         return MLNMR_ERR_MEMORY
-    cdef double* coefficients = work + _work_size(spec)
     cdef int64_t i
     for i in range(n_centres):
         status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
-                               coefficients, work, error_pair)
+                               coefficients, error_pair)
         if status != MLNMR_OK:
             break
         lambda_features_from_coefficients(spec, lam, coefficients, features + i * per_centre, n_features)
-    free(work)
+    free(coefficients)
     return status
 
 
@@ -433,25 +442,26 @@ cdef api int mlnmr_lambda_contract(const SoapSpec* spec, const LambdaSpec* lam,
                                    int64_t* error_pair) noexcept nogil:
     """Linear λ-model outputs (spherical components) into output[n_centres][2λ+1]."""
     cdef int status = _check_offsets(n_centres, offsets)
+    if status == MLNMR_OK:
+        status = _check_spec(spec)
     if status != MLNMR_OK:
         return status
     cdef int m_rows = spec.n_channels * spec.n_max
     cdef int n_coeff = _n_coefficients(spec)
     cdef int64_t scratch_size = m_rows * (2 * spec.l_max + 1) + (2 * spec.l_max + 1) * (2 * spec.l_max + 1)
-    cdef double* work = <double*>malloc((_work_size(spec) + n_coeff + scratch_size) * sizeof(double))
-    if work == NULL:
+    cdef double* coefficients = <double*>malloc((n_coeff + scratch_size) * sizeof(double))
+    if coefficients == NULL:
         return MLNMR_ERR_MEMORY
-    cdef double* coefficients = work + _work_size(spec)
     cdef double* scratch = coefficients + n_coeff
     cdef int n_mu = 2 * lam.lam + 1
     cdef int64_t i
     for i in range(n_centres):
         status = expand_centre(spec, offsets[i], offsets[i + 1], vectors, species,
-                               coefficients, work, error_pair)
+                               coefficients, error_pair)
         if status != MLNMR_OK:
             break
         contract_centre(spec, lam, weights, coefficients, scratch, output + i * n_mu)
-    free(work)
+    free(coefficients)
     return status
 
 
@@ -489,8 +499,8 @@ cdef class SoapCore:
                  int n_species, mixing=None):
         if l_max < 0 or l_max > MLNMR_MAX_L:
             raise ValueError(f"l_max={l_max} outside the supported range 0..{MLNMR_MAX_L}")
-        if n_max < 1 or n_species < 1:
-            raise ValueError(f"need n_max >= 1 and n_species >= 1, got {n_max}, {n_species}")
+        if n_max < 1 or n_max > MLNMR_MAX_N or n_species < 1:
+            raise ValueError(f"need 1 <= n_max <= {MLNMR_MAX_N} and n_species >= 1, got {n_max}, {n_species}")
         table = np.ascontiguousarray(radial_coefficients, dtype=np.float64)
         if table.ndim != 3 or table.shape[1] != (l_max + 1) * n_max or table.shape[2] != 4:
             raise ValueError(f"radial table shape {table.shape} does not match n_max={n_max}, l_max={l_max}")

@@ -90,8 +90,8 @@ class _SphericalExpansion:
             raise ValueError(f"species must not repeat, got {list(species)}")
         if not (np.isfinite(r_cut) and 0 < r_cut <= MAX_CUTOFF):
             raise ValueError(f"r_cut must lie in (0, {MAX_CUTOFF}] Å, got {r_cut}")
-        if not (isinstance(n_max, (int, np.integer)) and 1 <= n_max <= 32):
-            raise ValueError(f"n_max must be an integer in 1..32, got {n_max}")
+        if not (isinstance(n_max, (int, np.integer)) and 1 <= n_max <= _soap_core.MAX_N):
+            raise ValueError(f"n_max must be an integer in 1..{_soap_core.MAX_N}, got {n_max}")
         if not (isinstance(l_max, (int, np.integer)) and 0 <= l_max <= _soap_core.MAX_L):
             raise ValueError(f"l_max must be an integer in 0..{_soap_core.MAX_L}, got {l_max}")
         if not (np.isfinite(sigma) and 0.05 <= sigma <= r_cut):
