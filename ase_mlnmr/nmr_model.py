@@ -442,15 +442,40 @@ def build_descriptor(prop: str, neighbours: Sequence[str], config: Mapping[str, 
 
 
 def build_regressor(prop: str, config: Mapping[str, Any], features: np.ndarray):
-    """The regressor of a property from its settings (length scale from the data if asked)."""
+    """The regressor of a property from its settings (length scale from the data if asked).
+
+    ``ms_iso`` Nyström settings: ``kernel`` ("gaussian", default, or "dot_product"),
+    ``zeta`` (dot product, default 2), ``n_inducing``, ``ridge``, ``normalize_features``,
+    ``standardize_features`` (default: True for the Gaussian, False for the dot product),
+    and for the Gaussian ``length_scale`` or ``length_scale_factor`` × the median distance
+    between feature rows preprocessed the same way.
+    """
     settings = config[prop]
     if prop == "ms_iso":
         if settings.get("regressor", "nystrom") == "linear":
             return RidgeRegression(alpha=float(settings.get("alpha", 1e-6)))
+        kernel = str(settings.get("kernel", "gaussian"))
         normalise = bool(settings.get("normalize_features", False))
-        length = settings.get("length_scale") or settings.get("length_scale_factor", 1.0) * _median_distance(features, normalise)
-        return NystromKernelRidge(n_inducing=int(settings.get("n_inducing", 2000)), length_scale=float(length),
-                                  ridge=float(settings.get("ridge", 1e-6)), normalize_features=normalise)
+        standardise = settings.get("standardize_features")
+        common = dict(n_inducing=int(settings.get("n_inducing", 2000)), ridge=float(settings.get("ridge", 1e-6)),
+                      standardize_features=None if standardise is None else bool(standardise), kernel=kernel)
+        if kernel == "dot_product":  # no length scale: k = (x̂·ŷ)^ζ
+            return NystromKernelRidge(length_scale=1.0, zeta=settings.get("zeta", 2), **common)
+        length = settings.get("length_scale")
+        if not length:
+            if standardise is None or bool(standardise):
+                median = _median_distance(features, normalise)
+            else:  # unstandardised: median distance of the (normalised) raw rows
+                x = np.asarray(features, dtype=float)
+                if normalise:
+                    norms = np.linalg.norm(x, axis=1, keepdims=True)
+                    x = x / np.where(norms > 0, norms, 1.0)
+                i, j = np.random.default_rng(0).integers(0, len(x), size=(2, min(4000, len(x) ** 2)))
+                distances = np.linalg.norm(x[i] - x[j], axis=1)
+                distances = distances[distances > 0]
+                median = float(np.median(distances)) if len(distances) else 1.0
+            length = settings.get("length_scale_factor", 1.0) * median
+        return NystromKernelRidge(length_scale=float(length), normalize_features=normalise, **common)
     return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, alpha=float(settings.get("alpha", 1e-6)))
 
 

@@ -268,3 +268,193 @@ def test_scaling_many_environments_few_inducing_points() -> None:
         best = min(best, np.sqrt(np.mean((Kt @ alpha + y[sub].mean() - y_test) ** 2)))
     assert rmse < best
     assert rmse < 0.5 * noise
+
+
+# ----------------------------------------------------------------- dot-product kernel
+def unit_rows(A: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (reference; all-zero rows stay zero)."""
+    n = np.sqrt(np.sum(A * A, axis=1, keepdims=True))
+    return A / np.where(n > 0, n, 1.0)
+
+
+def dot_kernel(A: np.ndarray, B: np.ndarray, zeta: int) -> np.ndarray:
+    """Reference normalised dot-product kernel (a.b / |a||b|)^zeta, with k(0, 0) = 1 and
+    k(0, b) = 0 for b != 0 (written independently of the package)."""
+    ua, ub = unit_rows(A), unit_rows(B)
+    K = np.einsum("ik,jk->ij", ua, ub) ** zeta
+    za = ~np.any(A != 0, axis=1)
+    zb = ~np.any(B != 0, axis=1)
+    K[np.outer(za, zb)] = 1.0
+    return K
+
+
+def power_spectrum_like(rng: np.random.Generator, n: int, d: int = 12) -> np.ndarray:
+    """Rows of mixed sign with a dominant positive direction and varied lengths, like SOAP
+    power spectra (the dot-product kernel only sees their directions)."""
+    X = rng.normal(size=(n, d)) + 2.0 * np.linspace(1.0, 0.2, d)
+    return X * rng.uniform(0.5, 3.0, size=(n, 1))
+
+
+def direction_target(X: np.ndarray) -> np.ndarray:
+    U = unit_rows(X)
+    return np.sin(3.0 * U[:, 0]) + 2.0 * U[:, 1] * U[:, 2] - U[:, 3] ** 2
+
+
+@pytest.mark.parametrize("zeta", [1, 2, 3])
+def test_dot_product_equals_exact_krr_with_all_points(zeta: int) -> None:
+    rng = np.random.default_rng(20)
+    X = power_spectrum_like(rng, 160)
+    y = direction_target(X) + 0.05 * rng.normal(size=len(X))
+    eps = 1e-3
+    model = NystromKernelRidge(len(X), 1.0, eps, tol=0.0, kernel="dot_product", zeta=zeta).fit(X, y)
+    assert not model.standardize_features and model.normalize_features
+    np.testing.assert_array_equal(model.x_mean_, 0.0)  # no centring for a dot-product kernel
+    # closed-form kernel ridge on the explicit kernel, standardised targets
+    mu, sd = y.mean(), y.std()
+    alpha = np.linalg.solve(dot_kernel(X, X, zeta) + eps * np.eye(len(X)), (y - mu) / sd)
+    Xt = power_spectrum_like(rng, 60)
+    ref = dot_kernel(Xt, X, zeta) @ alpha * sd + mu
+    if zeta == 1:  # rank 12 < 160: the pivoted Cholesky stops early, and Nyström is still exact
+        assert model.n_inducing_ == 12
+    np.testing.assert_allclose(model.predict(Xt), ref, rtol=1e-7, atol=1e-7)
+    # training residual: the pivots reproduce K exactly, so r ~ 0 everywhere
+    assert np.all(model.train_residual_ < 1e-8)
+
+
+def test_dot_product_standardised_features_reference() -> None:
+    rng = np.random.default_rng(21)
+    X = power_spectrum_like(rng, 120, d=6) * np.array([1e-3, 1.0, 10.0, 1.0, 5.0, 0.1])
+    y = direction_target(X)
+    eps, zeta = 1e-2, 2
+    model = NystromKernelRidge(500, 1.0, eps, tol=0.0, kernel="dot_product", zeta=zeta,
+                               standardize_features=True).fit(X, y)
+    std = X.std(axis=0)  # per-feature scale, no centring, then unit rows
+    Xt = power_spectrum_like(rng, 30, d=6)
+    np.testing.assert_allclose(model.transform(Xt), unit_rows(Xt / std), atol=1e-12)
+    mu, sd = y.mean(), y.std()
+    alpha = np.linalg.solve(dot_kernel(X / std, X / std, zeta) + eps * np.eye(len(X)), (y - mu) / sd)
+    ref = dot_kernel(Xt / std, X / std, zeta) @ alpha * sd + mu
+    np.testing.assert_allclose(model.predict(Xt), ref, rtol=1e-7, atol=1e-7)
+
+
+def test_dot_product_lssvr_equations_ood_and_invariances() -> None:
+    rng = np.random.default_rng(22)
+    X = power_spectrum_like(rng, 500, d=10)
+    y = direction_target(X) + 0.02 * rng.normal(size=len(X))
+    eps, zeta = 1e-3, 3
+    model = NystromKernelRidge(60, 1.0, eps, tol=0.0, kernel="dot_product", zeta=zeta).fit(X, y)
+    assert model.n_inducing_ == 60
+    Z = X[model.inducing_indices_]
+    Kxz, Kzz = dot_kernel(X, Z, zeta), dot_kernel(Z, Z, zeta)
+    mu, sd = y.mean(), y.std()
+    A = Kxz.T @ Kxz + eps * Kzz
+    b = Kxz.T @ ((y - mu) / sd)
+    w = model.weights_[:, 0]
+    assert np.linalg.norm(A @ w - b) < 1e-8 * np.linalg.norm(b)
+    Xt = power_spectrum_like(rng, 40, d=10)
+    np.testing.assert_allclose(model.predict(Xt), dot_kernel(Xt, Z, zeta) @ w * sd + mu, atol=1e-9)
+    # only directions count: rescaling rows changes nothing
+    lengths = rng.uniform(1e-3, 1e3, size=(40, 1))
+    np.testing.assert_allclose(model.predict(Xt * lengths), model.predict(Xt), atol=1e-9)
+    # Nyström residual r = 1 - k_xZ K_ZZ^-1 k_Zx in [0, 1]: near 0 on the data, 1 for a
+    # direction orthogonal to every training row, and for an all-zero row
+    Kt = dot_kernel(Xt, Z, zeta)
+    ref = 1.0 - np.einsum("ij,ji->i", Kt, np.linalg.solve(Kzz, Kt.T))
+    np.testing.assert_allclose(model.out_of_domain(Xt), ref, atol=1e-6)
+    np.testing.assert_allclose(model.out_of_domain(X), model.train_residual_, atol=1e-9)
+    assert np.all(model.out_of_domain(X)[model.inducing_indices_] < 1e-9)
+    far = np.zeros((2, 10))
+    far[0, :] = np.linalg.svd(X)[2][-1]  # least-represented direction (still some overlap)
+    r_far = model.out_of_domain(far)
+    assert r_far[1] == pytest.approx(1.0)  # zero row
+    assert model.predict(far)[1] == pytest.approx(mu)
+    assert np.all((r_far >= 0) & (r_far <= 1)) and r_far[0] > ref.mean()
+
+
+def test_dot_product_zero_rows_in_training() -> None:
+    rng = np.random.default_rng(23)
+    X = power_spectrum_like(rng, 100, d=5)
+    X[[3, 50, 77]] = 0.0  # centres without neighbours
+    y = direction_target(np.where(np.any(X != 0, axis=1, keepdims=True), X, 1.0))
+    model = NystromKernelRidge(100, 1.0, 1e-3, tol=0.0, kernel="dot_product", zeta=2).fit(X, y)
+    mu, sd = y.mean(), y.std()
+    alpha = np.linalg.solve(dot_kernel(X, X, 2) + 1e-3 * np.eye(len(X)), (y - mu) / sd)
+    Xt = np.vstack([power_spectrum_like(rng, 10, d=5), np.zeros((1, 5))])
+    np.testing.assert_allclose(model.predict(Xt), dot_kernel(Xt, X, 2) @ alpha * sd + mu, rtol=1e-7, atol=1e-7)
+    assert model.out_of_domain(np.zeros((1, 5)))[0] < 1e-9  # zero rows were trained on
+
+
+def test_dot_product_pivoted_cholesky_matches_textbook() -> None:
+    rng = np.random.default_rng(24)
+    U = unit_rows(power_spectrum_like(rng, 250, d=8))
+    K = dot_kernel(U, U, 4)
+    ref_piv, ref_L, ref_d = naive_pivoted_cholesky(K, 80)
+    exact = pivoted_cholesky(U, 1.0, 80, block_size=1, kernel="dot_product", zeta=4)
+    np.testing.assert_array_equal(exact.pivots, ref_piv)
+    np.testing.assert_allclose(exact.factor, ref_L, atol=1e-10)
+    np.testing.assert_allclose(exact.residual, ref_d, atol=1e-10)
+    blocked = pivoted_cholesky(U, 1.0, 80, block_size=16, pool_factor=3, kernel="dot_product", zeta=4)
+    L, piv = blocked.factor, blocked.pivots
+    np.testing.assert_allclose(L @ L[piv].T, K[:, piv], atol=1e-10)
+    np.testing.assert_allclose(blocked.residual, np.diag(K - L @ L.T), atol=1e-10)
+    with pytest.raises(ValueError, match="unit length"):
+        pivoted_cholesky(2.0 * U, 1.0, 10, kernel="dot_product")
+
+
+def test_dot_product_round_trip_set_ridge_and_bad_options() -> None:
+    rng = np.random.default_rng(25)
+    X = power_spectrum_like(rng, 300, d=7)
+    Y = np.column_stack([direction_target(X), 400.0 + 10.0 * unit_rows(X)[:, 4]])
+    Xt = power_spectrum_like(rng, 25, d=7)
+    model = NystromKernelRidge(80, 1.0, 1e-3, kernel="dot_product", zeta=2).fit(X, Y)
+    refit = NystromKernelRidge(80, 1.0, 1e-1, kernel="dot_product", zeta=2).fit(X, Y)
+    np.testing.assert_allclose(model.set_ridge(1e-1).predict(Xt), refit.predict(Xt), rtol=1e-9, atol=1e-9)
+    arrays, params = model.to_arrays()
+    params = json.loads(json.dumps(params))
+    assert params["kernel"] == "dot_product" and params["zeta"] == 2
+    loaded = NystromKernelRidge.from_arrays(arrays, params)
+    np.testing.assert_array_equal(loaded.predict(Xt), model.predict(Xt))
+    np.testing.assert_array_equal(loaded.out_of_domain(Xt), model.out_of_domain(Xt))
+    # parameters written before the kernel option existed still load as Gaussian
+    gauss = NystromKernelRidge(80, 1.0, 1e-3).fit(X, Y[:, 0])
+    g_arrays, g_params = gauss.to_arrays()
+    old = {k: v for k, v in g_params.items() if k not in ("kernel", "zeta")}
+    np.testing.assert_array_equal(NystromKernelRidge.from_arrays(g_arrays, old).predict(Xt), gauss.predict(Xt))
+    assert gauss.get_params()["standardize_features"] is True  # Gaussian default unchanged
+    for bad in ({"kernel": "laplacian"}, {"kernel": "dot_product", "zeta": 0},
+                {"kernel": "dot_product", "zeta": 1.5}):
+        with pytest.raises(ValueError):
+            NystromKernelRidge(10, 1.0, 1e-3, **bad)
+
+
+def test_build_regressor_passes_the_kernel_through_and_model_files_keep_it(tmp_path) -> None:
+    from ase_mlnmr.nmr_model import NMRModel, build_regressor
+    from synthetic_data import synthetic_dataset
+
+    features = power_spectrum_like(np.random.default_rng(26), 50)
+    dot = build_regressor("ms_iso", {"ms_iso": {"kernel": "dot_product", "zeta": 3, "n_inducing": 40,
+                                                "ridge": 1e-2}}, features)
+    assert (dot.kernel, dot.zeta, dot.n_inducing, dot.ridge) == ("dot_product", 3, 40, 1e-2)
+    assert not dot.standardize_features
+    gauss = build_regressor("ms_iso", {"ms_iso": {"length_scale": 2.5}}, features)
+    assert (gauss.kernel, gauss.length_scale, gauss.standardize_features) == ("gaussian", 2.5, True)
+    raw = build_regressor("ms_iso", {"ms_iso": {"standardize_features": False, "length_scale_factor": 2.0}},
+                          features)
+    i, j = np.random.default_rng(0).integers(0, 50, size=(2, 2500))
+    d = np.linalg.norm(features[i] - features[j], axis=1)
+    assert raw.length_scale == pytest.approx(2.0 * np.median(d[d > 0]))
+    assert not raw.standardize_features
+
+    data = synthetic_dataset(n_structures=6, n_atoms=20, seed=1)
+    config = {"species": {"Si": {"properties": ["ms_iso"]}},
+              "descriptor": {"r_cut": 4.0, "n_max": 3, "l_max": 2, "sigma": 0.5},
+              "ms_iso": {"kernel": "dot_product", "zeta": 2, "ridge": 1e-3, "n_inducing": 30}}
+    model = NMRModel.train(data, config, progress=False, structure_indices=range(5))
+    regressor = model.models[("Si", "ms_iso")].regressor
+    assert regressor.kernel == "dot_product" and regressor.n_inducing_ <= 30
+    loaded = NMRModel.load(model.save(tmp_path / "dot.npz"))
+    atoms = data.structures[5]
+    first, second = model.predict(atoms, unknown_species="skip"), loaded.predict(atoms, unknown_species="skip")
+    np.testing.assert_array_equal(first.ms_iso, second.ms_iso)
+    np.testing.assert_array_equal(first.ood, second.ood)
+    assert np.all((second.ood[second.ood_mask] >= 0) & (second.ood[second.ood_mask] <= 1))

@@ -1,15 +1,28 @@
-"""Least-squares support vector regression: Gaussian kernel ridge with a Nyström basis.
+"""Least-squares support vector regression: kernel ridge with a Nyström basis.
 
 Model (Charpentier 2025, eq. 4, reduced to inducing points Z subset of the training X)::
 
-    k(x, y) = exp(-|x - y|^2 / (2 l^2))             (normalised: k(x, x) = 1)
+    k(x, y) = exp(-|x - y|^2 / (2 l^2))             (kernel="gaussian", default)
+    k(x, y) = (x̂ . ŷ)^zeta,  x̂ = x / |x|             (kernel="dot_product")
     w       = (K_ZX K_XZ + eps K_ZZ)^-1 K_ZX y_s    (y_s = (y - mean) / std)
     f(x)    = (k_xZ w) * std + mean
 
-Features are preprocessed first: optionally each row is normalised to unit length, then
-centred on the training mean (harmless for a translation-invariant kernel, better
-rounding in |a|^2 + |b|^2 - 2 a.b) and optionally divided per feature by the training
-standard deviation. ``length_scale`` is in the units of the preprocessed features.
+Both kernels are normalised, k(x, x) = 1, so the Nyström residual below lies in [0, 1].
+
+Gaussian kernel: features are preprocessed first: optionally each row is normalised to
+unit length, then centred on the training mean (harmless for a translation-invariant
+kernel, better rounding in |a|^2 + |b|^2 - 2 a.b) and optionally divided per feature by
+the training standard deviation. ``length_scale`` is in the units of the preprocessed
+features.
+
+Dot-product kernel (the usual SOAP kernel, on unit-normalised power spectra): each raw
+feature is optionally divided by its training standard deviation (no centring: the
+kernel is not translation invariant; off by default), then every row is scaled to unit
+length; ``zeta`` is a positive integer (an integer power of a positive semi-definite
+kernel is one, also where x̂ . ŷ < 0). An all-zero feature row (a centre without
+neighbours) has no direction: it is given k(0, 0) = 1 and k(0, y) = 0 for y != 0 (the
+sum of the normalised kernel and the indicator kernel [x = 0][y = 0], still positive
+semi-definite), so it counts as fully out of domain unless such rows were trained on.
 
 Inducing points: greedy pivoted (incomplete) Cholesky of K_XX without forming K_XX
 (:func:`pivoted_cholesky`). Solver: the ICD gives a factor L (N x m) with, exactly at the
@@ -36,7 +49,10 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas, eigh, solve_triangular
 
-__all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "gaussian_kernel"]
+__all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "gaussian_kernel", "KERNELS"]
+
+#: Kernels understood by :func:`pivoted_cholesky` and :class:`NystromKernelRidge`.
+KERNELS = ("gaussian", "dot_product")
 
 #: Pivots whose residual diagonal is below this are numerically zero (kernel scale is 1).
 PIVOT_FLOOR = 1e-10
@@ -50,10 +66,28 @@ def _sq_norms(A: np.ndarray) -> np.ndarray:
 
 
 def _kernel_block(
-    A: np.ndarray, B: np.ndarray, a2: np.ndarray, b2: np.ndarray, length_scale: float
+    A: np.ndarray,
+    B: np.ndarray,
+    a2: np.ndarray,
+    b2: np.ndarray,
+    length_scale: float,
+    kernel: str = "gaussian",
+    zeta: int = 1,
 ) -> np.ndarray:
-    """exp(-|a - b|^2 / (2 l^2)) for all rows a of A and b of B, shape (len(A), len(B))."""
+    """Kernel matrix of all rows a of A and b of B, shape (len(A), len(B)).
+
+    ``gaussian``: exp(-|a - b|^2 / (2 l^2)). ``dot_product``: (a . b)^zeta for rows of unit
+    length (``a2``, ``b2`` = 1), plus 1 where both rows are zero (``a2``, ``b2`` = 0).
+    """
     D = A @ B.T
+    if kernel == "dot_product":
+        np.clip(D, -1.0, 1.0, out=D)
+        if zeta != 1:
+            np.power(D, float(zeta), out=D)
+        zero_a, zero_b = a2 < 0.5, b2 < 0.5
+        if zero_a.any() and zero_b.any():
+            D[np.ix_(zero_a, zero_b)] = 1.0
+        return D
     D *= -2.0
     D += a2[:, None]
     D += b2[None, :]
@@ -68,6 +102,14 @@ def gaussian_kernel(A: np.ndarray, B: np.ndarray, length_scale: float) -> np.nda
     A = np.atleast_2d(np.asarray(A, dtype=float))
     B = np.atleast_2d(np.asarray(B, dtype=float))
     return _kernel_block(A, B, _sq_norms(A), _sq_norms(B), float(length_scale))
+
+
+def _check_kernel(kernel: str, zeta: Any) -> tuple[str, int]:
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; expected one of {KERNELS}")
+    if isinstance(zeta, (bool, np.bool_)) or not float(zeta).is_integer() or int(zeta) < 1:
+        raise ValueError(f"zeta must be an integer >= 1, got {zeta!r}")
+    return kernel, int(zeta)
 
 
 @dataclass
@@ -100,8 +142,14 @@ def pivoted_cholesky(
     *,
     block_size: int = 128,
     pool_factor: int = 4,
+    kernel: str = "gaussian",
+    zeta: int = 1,
 ) -> PivotedCholesky:
-    """Greedy pivoted (incomplete) Cholesky of the Gaussian K_XX, never forming K_XX.
+    """Greedy pivoted (incomplete) Cholesky of the kernel matrix K_XX, never forming K_XX.
+
+    ``kernel``: ``"gaussian"`` (``length_scale`` l) or ``"dot_product"`` ((x . y)^zeta; the
+    rows of X must then have unit length or be all zero, see the module docstring;
+    ``length_scale`` is not used). Both have k(x, x) = 1.
 
     Classic algorithm: residual diagonal d = 1; repeat: pivot p = argmax d, new column
     l = (k(X, x_p) - L L[p]^T) / sqrt(d_p), d -= l^2; stop after ``max_rank`` pivots or
@@ -124,6 +172,7 @@ def pivoted_cholesky(
     Memory: L, N x m float64 (1.2 GB for N = 1e5, m = 1500), plus O(p^2 b^2 + 4096 b).
     Units: X is dimensionless here (preprocessed features), ``length_scale`` in the same.
     """
+    kernel, zeta = _check_kernel(kernel, zeta)
     X = np.ascontiguousarray(X, dtype=float)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
@@ -137,6 +186,11 @@ def pivoted_cholesky(
         raise ValueError("max_rank must be >= 1")
     b_max = max(1, int(block_size))
     x2 = _sq_norms(X)
+    if kernel == "dot_product":
+        if not np.all((np.abs(x2 - 1.0) < 1e-6) | (x2 == 0.0)):
+            raise ValueError("the dot_product kernel needs rows of unit length (or all zero)")
+        x2 = np.where(x2 == 0.0, 0.0, 1.0)
+    kern = {"length_scale": length_scale, "kernel": kernel, "zeta": zeta}
     L = np.zeros((n, m_max), order="F")
     d = np.ones(n)
     pivots = np.empty(m_max, dtype=np.int64)
@@ -162,7 +216,7 @@ def pivoted_cholesky(
 
         # Greedy pivoted Cholesky inside the pool, left-looking, on S = K_CC - L_C L_C^T.
         Lc = L[pool, :j]
-        S = _kernel_block(X[pool], X[pool], x2[pool], x2[pool], length_scale)
+        S = _kernel_block(X[pool], X[pool], x2[pool], x2[pool], **kern)
         if j:
             S -= Lc @ Lc.T
         diag_s = d[pool].copy()  # same residuals as diag(S), without rounding drift
@@ -196,7 +250,7 @@ def pivoted_cholesky(
         XB, x2B, LB = X[block], x2[block], L[block, :j]
         for start in range(0, n, _ROW_CHUNK):
             stop = min(n, start + _ROW_CHUNK)
-            R = _kernel_block(X[start:stop], XB, x2[start:stop], x2B, length_scale)
+            R = _kernel_block(X[start:stop], XB, x2[start:stop], x2B, **kern)
             if j:
                 R -= L[start:stop, :j] @ LB.T
             Lnew[start:stop] = solve_triangular(CB, R.T, lower=True, check_finite=False).T
@@ -232,7 +286,7 @@ def pivoted_cholesky(
 
 
 class NystromKernelRidge:
-    """Gaussian kernel ridge regression (LSSVR) on a pivoted-Cholesky Nyström basis.
+    """Kernel ridge regression (LSSVR) on a pivoted-Cholesky Nyström basis.
 
     Fit cost: the pivoted Cholesky (:func:`pivoted_cholesky`, ~N m^2 flops), the Gram
     matrix L^T L (~N m^2) and its eigendecomposition (O(m^3)); prediction O(m D) per
@@ -243,17 +297,25 @@ class NystromKernelRidge:
     n_inducing:
         Maximum number of inducing points Nx (clipped to the number of samples).
     length_scale:
-        l of k(x, y) = exp(-|x - y|^2 / (2 l^2)), in preprocessed-feature units.
+        l of k(x, y) = exp(-|x - y|^2 / (2 l^2)), in preprocessed-feature units (Gaussian
+        kernel only; must still be > 0 for the dot-product kernel, which ignores it).
     ridge:
         eps in w = (K_ZX K_XZ + eps K_ZZ)^-1 K_ZX y_s (y_s standardised, dimensionless).
     tol:
         Stop adding inducing points when the mean residual diagonal trace(K - LL^T)/N
         falls to ``tol``.
     standardize_features:
-        Divide each feature by its training standard deviation (features are always
-        centred on the training mean).
+        Divide each feature by its training standard deviation. Gaussian kernel: features
+        are always centred on the training mean as well; default True. Dot-product kernel:
+        no centring, applied before the unit-length scaling; default False.
     normalize_features:
-        Scale each raw feature vector to unit Euclidean length (before standardising).
+        Scale each raw feature vector to unit Euclidean length (Gaussian kernel: before
+        standardising). Always on for the dot-product kernel.
+    kernel:
+        ``"gaussian"`` (default) or ``"dot_product"``: k(x, y) = (x̂ . ŷ)^zeta on the
+        unit-normalised (optionally standardised) features.
+    zeta:
+        Integer exponent >= 1 of the dot-product kernel (ignored by the Gaussian kernel).
     standardize_targets:
         Fit (y - mean)/std; otherwise mean 0, std 1.
     block_size, pool_factor:
@@ -269,12 +331,14 @@ class NystromKernelRidge:
         ridge: float = 1e-6,
         tol: float = 1e-8,
         *,
-        standardize_features: bool = True,
+        standardize_features: bool | None = None,
         normalize_features: bool = False,
         standardize_targets: bool = True,
         block_size: int = 128,
         pool_factor: int = 4,
         chunk_size: int = 4096,
+        kernel: str = "gaussian",
+        zeta: int = 2,
     ) -> None:
         if n_inducing < 1:
             raise ValueError("n_inducing must be >= 1")
@@ -282,12 +346,14 @@ class NystromKernelRidge:
             raise ValueError("length_scale must be > 0")
         if ridge < 0:
             raise ValueError("ridge must be >= 0")
+        self.kernel, self.zeta = _check_kernel(kernel, zeta)
+        dot = self.kernel == "dot_product"
         self.n_inducing = int(n_inducing)
         self.length_scale = float(length_scale)
         self.ridge = float(ridge)
         self.tol = float(tol)
-        self.standardize_features = bool(standardize_features)
-        self.normalize_features = bool(normalize_features)
+        self.standardize_features = (not dot) if standardize_features is None else bool(standardize_features)
+        self.normalize_features = True if dot else bool(normalize_features)
         self.standardize_targets = bool(standardize_targets)
         self.block_size = int(block_size)
         self.pool_factor = int(pool_factor)
@@ -312,11 +378,16 @@ class NystromKernelRidge:
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         return X / np.where(norms > 0.0, norms, 1.0)
 
+    def _preprocess(self, X: np.ndarray) -> np.ndarray:
+        if self.kernel == "dot_product":  # x / scale, then unit length (x_mean_ is 0)
+            return self._normalise_rows(X / self.x_scale_)
+        return (self._normalise_rows(X) - self.x_mean_) / self.x_scale_
+
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Preprocessed features: ((x / |x| if normalize) - mean) / scale."""
+        """Preprocessed features: Gaussian ((x / |x| if normalize) - mean) / scale;
+        dot product (x / scale) / |x / scale|."""
         self._require_fit()
-        X = self._normalise_rows(self._check_X(X))
-        return (X - self.x_mean_) / self.x_scale_
+        return self._preprocess(self._check_X(X))
 
     # ------------------------------------------------------------------------- fit
     def fit(self, X: np.ndarray, y: np.ndarray) -> "NystromKernelRidge":
@@ -334,14 +405,15 @@ class NystromKernelRidge:
         self._y_ndim = y.ndim
         Y = y.reshape(y.shape[0], -1)
 
-        Xn = self._normalise_rows(X)
-        self.x_mean_ = Xn.mean(axis=0)
+        dot = self.kernel == "dot_product"
+        Xn = X if dot else self._normalise_rows(X)
+        self.x_mean_ = np.zeros(X.shape[1]) if dot else Xn.mean(axis=0)
         if self.standardize_features:
             std = Xn.std(axis=0)
             self.x_scale_ = np.where(std > 0.0, std, 1.0)
         else:
             self.x_scale_ = np.ones(X.shape[1])
-        Xt = (Xn - self.x_mean_) / self.x_scale_
+        Xt = self._preprocess(X)
 
         self.y_mean_ = Y.mean(axis=0) if self.standardize_targets else np.zeros(Y.shape[1])
         if self.standardize_targets:
@@ -358,6 +430,8 @@ class NystromKernelRidge:
             self.tol,
             block_size=self.block_size,
             pool_factor=self.pool_factor,
+            kernel=self.kernel,
+            zeta=self.zeta,
         )
         L = icd.factor
         self.inducing_indices_ = icd.pivots
@@ -413,7 +487,8 @@ class NystromKernelRidge:
         step = max(1, self.chunk_size)
         for start in range(0, Xt.shape[0], step):
             A = Xt[start : start + step]
-            yield start, _kernel_block(A, self.inducing_points_, _sq_norms(A), z2, self.length_scale)
+            yield start, _kernel_block(A, self.inducing_points_, _sq_norms(A), z2, self.length_scale,
+                                       self.kernel, self.zeta)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """f(x) = (k_xZ w) * std + mean, shape (n,) or (n, T) as the fitted targets."""
@@ -447,6 +522,8 @@ class NystromKernelRidge:
             "block_size": self.block_size,
             "pool_factor": self.pool_factor,
             "chunk_size": self.chunk_size,
+            "kernel": self.kernel,
+            "zeta": self.zeta,
         }
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
