@@ -47,10 +47,10 @@ _SOURCE_TENSOR = {"ms_iso": "ms", "ms_aniso": "ms", "ms_antisym": "ms", "efg": "
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "descriptor": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.4},
-    "ms_iso": {"regressor": "nystrom", "n_inducing": 2000, "length_scale_factor": 1.0, "ridge": 1e-6},
-    "ms_aniso": {"alpha": 1e-6, "two_body": True},
-    "ms_antisym": {"alpha": 1e-6},
-    "efg": {"alpha": 1e-6, "two_body": True},
+    "ms_iso": {"regressor": "nystrom", "kernel": "gaussian", "n_inducing": 2000, "length_scale_factor": 1.0, "ridge": 1e-6},
+    "ms_aniso": {"alpha": "auto", "two_body": True},
+    "ms_antisym": {"alpha": "auto"},
+    "efg": {"alpha": "auto", "two_body": True},
     "ood": {"n_inducing": 500, "length_scale_factor": 1.0},
 }
 
@@ -476,7 +476,53 @@ def build_regressor(prop: str, config: Mapping[str, Any], features: np.ndarray):
                 median = float(np.median(distances)) if len(distances) else 1.0
             length = settings.get("length_scale_factor", 1.0) * median
         return NystromKernelRidge(length_scale=float(length), normalize_features=normalise, **common)
-    return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, alpha=float(settings.get("alpha", 1e-6)))
+    alpha = settings.get("alpha", "auto")
+    return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, alpha=1e-6 if alpha == "auto" else float(alpha))
+
+
+#: Ridge values tried by ``alpha: "auto"`` for the equivariant (λ-SOAP) models.
+ALPHA_GRID = tuple(10.0 ** k for k in range(-6, 5))
+
+
+def select_equivariant_alpha(features: np.ndarray, targets: np.ndarray, groups: np.ndarray,
+                             grid: Sequence[float] = ALPHA_GRID, n_splits: int = 5) -> tuple[float, np.ndarray]:
+    """Ridge α of an :class:`EquivariantRidge` by grouped k-fold CV on the training data.
+
+    Features are scaled as the model scales them (RMS per feature, RMS of the targets), one
+    eigendecomposition per fold of the smaller of XᵀX and XXᵀ serves every α. Returns the
+    α with the lowest component MAE and the MAE of every α.
+    """
+    from .models.validation import fold_assignment
+
+    n, k, p = features.shape
+    labels = np.asarray(groups)
+    n_groups = len(np.unique(labels))
+    if n_groups >= 2:
+        folds = fold_assignment(n, min(n_splits, n_groups), groups=labels, seed=0)
+    else:
+        folds = fold_assignment(n, min(n_splits, n), seed=0)
+    errors = np.zeros(len(grid))
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        x_train = features[train].reshape(-1, p)
+        scale = np.sqrt(np.mean(x_train**2, axis=0))
+        scale[scale <= 0] = 1.0
+        x_train = x_train / scale
+        y_train = targets[train].reshape(-1)
+        x_test = features[test].reshape(-1, p) / scale
+        y_test = targets[test].reshape(-1)
+        if p <= x_train.shape[0]:
+            evals, vectors = np.linalg.eigh(x_train.T @ x_train)
+            projected = vectors.T @ (x_train.T @ y_train)
+            weights = [vectors @ (projected / (np.maximum(evals, 0) + a)) for a in grid]
+        else:
+            evals, vectors = np.linalg.eigh(x_train @ x_train.T)
+            projected = vectors.T @ y_train
+            weights = [x_train.T @ (vectors @ (projected / (np.maximum(evals, 0) + a))) for a in grid]
+        for index, w in enumerate(weights):
+            errors[index] += np.abs(x_test @ w - y_test).sum()
+    errors /= targets.size
+    return float(grid[int(np.argmin(errors))]), errors
 
 
 def fit_property_model(element: str, prop: str, data: TensorDataset, selection, neighbours: Sequence[str],
@@ -485,5 +531,8 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
     descriptor = build_descriptor(prop, neighbours, config)
     features = _selection_features(descriptor, data, selection)
     regressor = build_regressor(prop, config, features)
-    regressor.fit(features, _targets(prop, selection.tensors))
+    targets = _targets(prop, selection.tensors)
+    if isinstance(regressor, EquivariantRidge) and config[prop].get("alpha", "auto") == "auto":
+        regressor.alpha, _ = select_equivariant_alpha(features, targets, selection.structure_index)
+    regressor.fit(features, targets)
     return PropertyModel(element=element, prop=prop, descriptor=descriptor, regressor=regressor)
