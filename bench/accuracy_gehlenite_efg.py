@@ -1,0 +1,1099 @@
+#!/usr/bin/env python
+"""Gehlenite EFG acceptance benchmark: ours (NMRModel, λ = 2 EFG models) against a
+featomic 0.6.7 λ-SOAP + linear ridge baseline, by nested cross-validation on real data.
+
+Run from the repository root::
+
+    PYTHONPATH=. python bench/accuracy_gehlenite_efg.py --quick   # smoke test, ~2-4 min
+    PYTHONPATH=. python bench/accuracy_gehlenite_efg.py           # full protocol (resumable)
+
+Data: the 24 CASTEP gehlenite cells of ``<shared>/data/gehlenite_efg/orig/*.magres``
+(288 atoms each, EFG in atomic units for every atom), ``<shared>`` being
+``$ASE_MLNMR_SHARED`` or ``shared/`` beside the repository. The data are not part of the
+repository and no model trained on them is written anywhere; without them the script
+says so and exits with status 0.
+
+Protocol (see ``docs/accuracy_gehlenite.md``):
+
+* outer 5-fold CV grouped by cell: with the file names sorted, cell i (0-based) is in
+  test fold ``i % 5``;
+* inner CV on the training side only: grouped 4-fold, the inner folds being the other
+  four outer folds (so for outer fold k the model trained for the pair {k, j} is scored
+  on fold j; the ten pair models are shared by all outer folds);
+* hyper-parameters per species and outer fold by a greedy coordinate search over a small
+  grid (one parameter at a time, starting from a default; the ridge alpha is searched at
+  every grid point by a downhill walk on a half-decade grid); the score is the inner-CV
+  MAE of the six independent Cartesian EFG components (a.u.);
+* the chosen model is fitted on all training cells and scored on the test cells with
+  ``ase_mlnmr.evaluation.efg_metrics`` (both methods): component MAE (a.u. and % of the
+  test-side span), CQ and η MAE (27Al, 17O, 43Ca), Harper C̃Q / η̃ MAE and mean q̃;
+* learning curve on outer fold 0 with that fold's hyper-parameters;
+* wall times of the final training and prediction of both methods.
+
+Ours: ``NMRModel.train`` with ``{"species": {el: {"properties": ["efg"], "descriptor":
+{...}, "efg": {"alpha": a, "two_body": b}}}}`` and prediction through ``NMRModel.predict``
+(contracted path). During the search the same ridge problem is solved from cached
+λ-SOAP features (identical to ``EquivariantRidge``; checked at start-up).
+
+Baseline: featomic ``EquivariantPowerSpectrum`` (λ = 2, σ = +1, TensorProduct GTO basis,
+``neighbors_to_properties=True``) per cell, one weight per feature shared by the five μ
+(scikit-learn ``Ridge(fit_intercept=False)`` on the stacked μ rows), targets converted with
+featomic's ``cartesian_to_spherical`` and predictions back with ``spherical_to_cartesian``
+(the round trip and the equivariance of features and conversion are checked at start-up).
+
+The search is expensive (tens of Cholesky factorisations of 1 000-7 000 wide Gram
+matrices per grid point); every inner-CV score, final fit and learning-curve point is
+cached in ``bench/results/gehlenite_cache/`` as soon as it is computed, and
+``--budget-minutes`` stops the run cleanly (exit status 3) so that a rerun continues
+where it stopped. ``--fresh`` empties the cache first.
+
+Output: JSON in ``bench/results/`` (gitignored), a Markdown table on stdout and the
+learning-curve figure ``docs/figures/gehlenite_learning_curve.png`` (``--quick`` writes its
+figure to ``bench/results/`` instead).
+"""
+from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.linalg  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SPECIES = ("Al", "O", "Ca", "Si")
+NEIGHBOURS = ("O", "Al", "Si", "Ca")  # the order NMRModel.train uses (atomic number)
+N_OUTER = 5
+LAMBDA = 2
+UPPER = np.triu_indices(3)
+CACHE_VERSION = 1
+# ridge alpha grid: half decades; ours: alpha of EquivariantRidge on its scaled problem;
+# baseline: alpha relative to the mean squared (scaled) feature value of the training set
+ALPHAS = [float(10.0 ** (e / 2)) for e in range(-16, 5)]  # 1e-8 .. 1e2
+ALPHA_START_INDEX = 8  # 1e-4
+
+FULL_GRID = {
+    "ours": {
+        "start": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.4, "two_body": True},
+        "stages": [
+            ("r_cut", [4.0, 5.0, 6.0]),
+            ("n_max", [4, 6, 8]),
+            ("sigma", [0.3, 0.4, 0.6]),
+            ("two_body", [True, False]),
+        ],
+    },
+    "baseline": {
+        "start": {"cutoff": 5.0, "smoothing": 0.5, "max_radial": 5, "max_angular": 4, "width": 0.4, "scale": "none"},
+        "stages": [
+            ("scale", ["none", "rms"]),
+            ("cutoff", [4.0, 5.0, 6.0]),
+            ("smoothing", [0.5, "cutoff"]),
+            ("max_radial", [3, 5, 7]),
+            ("max_angular", [2, 3, 4]),
+            ("width", [0.3, 0.4, 0.6]),
+        ],
+    },
+}
+QUICK_GRID = {
+    "ours": {
+        "start": {"r_cut": 5.0, "n_max": 4, "l_max": 4, "sigma": 0.4, "two_body": True},
+        "stages": [("r_cut", [4.0, 5.0])],
+    },
+    "baseline": {
+        "start": {"cutoff": 5.0, "smoothing": 0.5, "max_radial": 3, "max_angular": 4, "width": 0.4, "scale": "none"},
+        "stages": [("cutoff", [4.0, 5.0])],
+    },
+}
+# parameters that only select columns / scale features: no new features needed
+VARIANT_KEYS = {"ours": ("two_body",), "baseline": ("scale",)}
+LEARNING_CURVE_FOLD = 0
+LEARNING_CURVE_SIZES = (4, 8, 12, 16, 19)
+QUICK_LEARNING_CURVE_SIZES = (4, 19)
+
+
+class BudgetExceeded(RuntimeError):
+    """Raised when the time budget is used up; the cache keeps what was done."""
+
+
+# ----------------------------------------------------------------------------- data
+def shared_dir() -> Path:
+    return Path(os.environ.get("ASE_MLNMR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def data_files() -> list[Path]:
+    folder = shared_dir() / "data" / "gehlenite_efg" / "orig"
+    return sorted(folder.glob("*.magres"), key=lambda p: p.name)
+
+
+def outer_fold_of_cells(n_cells: int) -> np.ndarray:
+    return np.arange(n_cells) % N_OUTER
+
+
+def pair_key(a: int, b: int) -> str:
+    return f"{min(a, b)}-{max(a, b)}"
+
+
+def cell_reference(dataset, species: str) -> list[np.ndarray]:
+    """Reference EFG tensors (a.u.) of the atoms of one species, per cell."""
+    out = []
+    for atoms, tensors, mask in zip(dataset.structures, dataset.tensors["efg"], dataset.masks["efg"]):
+        rows = np.flatnonzero(mask & (np.array(atoms.get_chemical_symbols()) == species))
+        out.append(tensors[rows])
+    return out
+
+
+def species_centres(atoms, species: str) -> np.ndarray:
+    return np.flatnonzero(np.array(atoms.get_chemical_symbols()) == species)
+
+
+def component_mae(reference: np.ndarray, predicted: np.ndarray) -> float:
+    """MAE of the six independent components (a.u.), as in efg_metrics."""
+    return float(np.mean(np.abs(predicted[:, UPPER[0], UPPER[1]] - reference[:, UPPER[0], UPPER[1]])))
+
+
+# ------------------------------------------------------------------- λ = 2 bases
+def ours_basis() -> np.ndarray:
+    """(5, 3, 3): Cartesian tensor of each of our spherical components."""
+    from ase_mlnmr.spherical_tensors import L2_BASIS
+
+    return np.array(L2_BASIS)
+
+
+def ours_targets(tensors: np.ndarray) -> np.ndarray:
+    from ase_mlnmr.spherical_tensors import symmetric_traceless_to_l2
+
+    return symmetric_traceless_to_l2(0.5 * (tensors + np.swapaxes(tensors, -1, -2)))
+
+
+def featomic_cartesian_to_spherical(tensors: np.ndarray) -> np.ndarray:
+    """λ = 2 components (n, 5) of (n, 3, 3) tensors with featomic's own conversion."""
+    from featomic.clebsch_gordan import cartesian_to_spherical
+    from metatensor import Labels, TensorBlock, TensorMap
+
+    n = len(tensors)
+    block = TensorBlock(
+        values=np.ascontiguousarray(tensors, dtype=float)[..., None],
+        samples=Labels(["sample"], np.arange(n).reshape(-1, 1)),
+        components=[Labels(["xyz_1"], np.arange(3).reshape(-1, 1)), Labels(["xyz_2"], np.arange(3).reshape(-1, 1))],
+        properties=Labels(["efg"], np.array([[0]])),
+    )
+    spherical = cartesian_to_spherical(TensorMap(Labels(["tensor"], np.array([[0]])), [block]),
+                                       components=["xyz_1", "xyz_2"], keep_l_in_keys=True)
+    return np.array(spherical.block(o3_lambda=2, o3_sigma=1).values[..., 0])
+
+
+def featomic_spherical_to_cartesian(components: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) Cartesian tensors of λ = 2 components (n, 5) with featomic's conversion.
+
+    featomic 0.6.7's ``spherical_to_cartesian`` needs the ``l_1``/``l_2`` key dimensions
+    even for rank 2 (its docstring says they are re-created, the code checks the input
+    names) and one more key dimension (else it builds a TensorMap with no key names).
+    """
+    from featomic.clebsch_gordan import spherical_to_cartesian
+    from metatensor import Labels, TensorBlock, TensorMap
+
+    n = len(components)
+    block = TensorBlock(
+        values=np.ascontiguousarray(components, dtype=float)[..., None],
+        samples=Labels(["sample"], np.arange(n).reshape(-1, 1)),
+        components=[Labels(["o3_mu"], np.arange(-2, 3).reshape(-1, 1))],
+        properties=Labels(["efg"], np.array([[0]])),
+    )
+    keys = Labels(["o3_lambda", "o3_sigma", "l_2", "l_1", "tensor"], np.array([[2, 1, 1, 1, 0]]))
+    cartesian = spherical_to_cartesian(TensorMap(keys, [block]))
+    return np.array(cartesian.block(0).values[..., 0])
+
+
+def featomic_basis() -> np.ndarray:
+    """(5, 3, 3) through featomic's own spherical_to_cartesian (unit components)."""
+    return featomic_spherical_to_cartesian(np.eye(5))
+
+
+# --------------------------------------------------------------------- features
+def ours_descriptor(setting: dict):
+    from ase_mlnmr.descriptors import LambdaSOAP
+
+    return LambdaSOAP(list(NEIGHBOURS), r_cut=float(setting["r_cut"]), n_max=int(setting["n_max"]),
+                      l_max=int(setting["l_max"]), sigma=float(setting["sigma"]), lam=LAMBDA, two_body=True)
+
+
+def ours_two_body_columns(setting: dict) -> int:
+    return len(NEIGHBOURS) * int(setting["n_max"])
+
+
+def featomic_hypers(setting: dict) -> dict:
+    cutoff = float(setting["cutoff"])
+    smoothing = cutoff if setting["smoothing"] == "cutoff" else float(setting["smoothing"])
+    return {
+        "cutoff": {"radius": cutoff, "smoothing": {"type": "ShiftedCosine", "width": smoothing}},
+        "density": {"type": "Gaussian", "width": float(setting["width"])},  # centre atom weight: default 1
+        "basis": {"type": "TensorProduct", "max_angular": int(setting["max_angular"]),
+                  "radial": {"type": "Gto", "max_radial": int(setting["max_radial"])}},
+    }
+
+
+class FeatomicFeatures:
+    """featomic λ = 2 equivariant power spectrum, one cell at a time, split by centre species."""
+
+    def __init__(self, setting: dict) -> None:
+        import featomic
+        import metatensor
+        from ase.data import atomic_numbers
+        from featomic.clebsch_gordan import EquivariantPowerSpectrum
+
+        self.calculator = EquivariantPowerSpectrum(
+            featomic.SphericalExpansion(**featomic_hypers(setting)),
+            neighbor_types=sorted(atomic_numbers[s] for s in NEIGHBOURS),
+        )
+        self.keys = metatensor.Labels(["o3_lambda", "o3_sigma"], np.array([[LAMBDA, 1]]))
+        self.properties = None
+
+    def cell(self, atoms) -> dict[str, np.ndarray]:
+        """{species: (n_species_atoms, 5, p)} in the order of the atoms."""
+        from ase.data import chemical_symbols
+
+        tensor = self.calculator.compute(atoms, selected_keys=self.keys, neighbors_to_properties=True)
+        out = {}
+        for key, block in tensor.items():
+            if self.properties is None:
+                self.properties = block.properties
+            elif block.properties != self.properties:
+                raise RuntimeError("featomic property labels differ between blocks")
+            atom = np.asarray(block.samples.column("atom"))
+            order = np.argsort(atom)
+            out[chemical_symbols[int(key["center_type"])]] = np.ascontiguousarray(np.asarray(block.values)[order])
+        return out
+
+
+def ours_cell_features(descriptor, atoms, species: str) -> np.ndarray:
+    return descriptor.create(atoms, centres=species_centres(atoms, species))
+
+
+# ------------------------------------------------------------------------ ridge
+class FoldBlocks:
+    """One species, one feature setting: per outer fold the stacked features (rows =
+    atoms x μ), spherical targets, reference Cartesian tensors and the Gram statistics."""
+
+    def __init__(self, cell_features: list[np.ndarray], cell_targets: list[np.ndarray],
+                 cell_reference: list[np.ndarray], fold_of_cell: np.ndarray, basis: np.ndarray) -> None:
+        self.basis = basis
+        self.n_features = cell_features[0].shape[-1]
+        self.X, self.y, self.ref, self.gram, self.rhs, self.n_rows = {}, {}, {}, {}, {}, {}
+        for f in (int(f) for f in np.unique(fold_of_cell)):
+            cells = np.flatnonzero(fold_of_cell == f)
+            X = np.concatenate([cell_features[c] for c in cells]).reshape(-1, self.n_features)
+            y = np.concatenate([cell_targets[c] for c in cells]).reshape(-1)
+            self.X[f], self.y[f] = X, y
+            self.ref[f] = np.concatenate([cell_reference[c] for c in cells])
+            self.gram[f] = X.T @ X
+            self.rhs[f] = X.T @ y
+            self.n_rows[f] = X.shape[0]
+        self._kernels: dict = {}
+
+    def coefficients(self, train: list[int], columns: slice, scale: str, alpha: float, relative: bool) -> np.ndarray:
+        """Ridge weights on the raw features ``columns`` (one per feature, shared by μ).
+
+        ``scale='rms'``: features divided by their RMS over the training rows (our
+        EquivariantRidge); ``'none'``: raw features. ``relative``: alpha multiplied by the
+        mean squared (scaled) feature value, i.e. alpha of the problem whose features are
+        divided by one global RMS.
+        """
+        n = sum(self.n_rows[f] for f in train)
+        diag = sum(np.diag(self.gram[f])[columns] for f in train)
+        s = np.sqrt(diag / n) if scale == "rms" else np.ones_like(diag)
+        s = np.where(s > 0, s, 1.0)
+        ridge = alpha * (float(np.mean(diag / s**2)) / n if relative else 1.0)
+        p = len(diag)
+        if n < p:  # dual: w = Xs^T (Xs Xs^T + a I)^-1 y
+            key = (tuple(train), columns.start, columns.stop, scale)
+            if key not in self._kernels:
+                while len(self._kernels) >= 4:  # the four inner folds of one outer fold
+                    self._kernels.pop(next(iter(self._kernels)))
+                Xs = np.concatenate([self.X[f][:, columns] for f in train]) / s
+                self._kernels[key] = (Xs, Xs @ Xs.T, np.concatenate([self.y[f] for f in train]))
+            Xs, K, y = self._kernels[key]
+            c = _solve(K, y, ridge)
+            return (Xs.T @ c) / s
+        G = sum(self.gram[f][columns, columns] for f in train) / np.outer(s, s)
+        b = sum(self.rhs[f][columns] for f in train) / s
+        return _solve(G, b, ridge) / s
+
+    def predict(self, fold: int, columns: slice, coef: np.ndarray) -> np.ndarray:
+        spherical = (self.X[fold][:, columns] @ coef).reshape(-1, 2 * LAMBDA + 1)
+        return np.einsum("nm,mij->nij", spherical, self.basis)
+
+
+def _solve(A: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
+    M = A + ridge * np.eye(A.shape[0])
+    try:
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(M, lower=True, check_finite=False), b,
+                                      check_finite=False)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.lstsq(M, b, check_finite=False)[0]
+
+
+# ------------------------------------------------------------------ cache, budget
+class Budget:
+    def __init__(self, minutes: float | None) -> None:
+        self.start = time.time()
+        self.deadline = None if minutes is None else self.start + 60.0 * minutes
+
+    def check(self, what: str) -> None:
+        if self.deadline is not None and time.time() > self.deadline:
+            raise BudgetExceeded(f"time budget used up before {what}")
+
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha1(canonical(obj).encode()).hexdigest()[:12]
+
+
+class Cache:
+    """JSON files under one folder; ``get``/``put`` by name, written on ``flush``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._data: dict[str, dict] = {}
+        self._dirty: set[str] = set()
+
+    def load(self, name: str) -> dict:
+        if name not in self._data:
+            path = self.folder / f"{name}.json"
+            data = json.loads(path.read_text()) if path.exists() else {}
+            if data.get("cache_version") != CACHE_VERSION:
+                data = {"cache_version": CACHE_VERSION}
+            self._data[name] = data
+        return self._data[name]
+
+    def mark(self, name: str) -> None:
+        self._dirty.add(name)
+
+    def flush(self) -> None:
+        for name in sorted(self._dirty):
+            path = self.folder / f"{name}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._data[name], indent=1, sort_keys=True))
+            tmp.replace(path)
+        self._dirty.clear()
+
+
+# ----------------------------------------------------------------------- context
+class Context:
+    """The data set, folds, per-species references and targets in both bases."""
+
+    def __init__(self, files: list[Path]) -> None:
+        from ase_mlnmr.dataset import read_tensor_dataset
+
+        self.files = files
+        self.dataset = read_tensor_dataset([str(f) for f in files], properties=["efg"])
+        self.n_cells = len(self.dataset)
+        self.fold_of_cell = outer_fold_of_cells(self.n_cells)
+        self.reference = {sp: cell_reference(self.dataset, sp) for sp in SPECIES}
+        self.targets = {
+            "ours": {sp: [ours_targets(t) for t in self.reference[sp]] for sp in SPECIES},
+            "baseline": {sp: [featomic_cartesian_to_spherical(t) for t in self.reference[sp]] for sp in SPECIES},
+        }
+        self.basis = {"ours": ours_basis(), "baseline": featomic_basis()}
+
+    def cells_of_folds(self, folds) -> list[int]:
+        return [int(c) for c in np.flatnonzero(np.isin(self.fold_of_cell, list(folds)))]
+
+
+# probe-only variant of ours: "scale": "none" (unscaled features, alpha relative to the mean
+# squared feature) -- NMRModel's config cannot do this (EquivariantRidge always scales)
+PROBE_ONLY_VARIANT_KEYS = {"ours": ("scale",), "baseline": ()}
+
+
+def split_setting(method: str, setting: dict) -> tuple[dict, dict]:
+    """(feature parameters, variant parameters) of a full setting."""
+    keys = VARIANT_KEYS[method] + PROBE_ONLY_VARIANT_KEYS[method]
+    features = {k: v for k, v in setting.items() if k not in keys}
+    variant = {k: setting[k] for k in keys if k in setting}
+    return features, variant
+
+
+def variant_columns(method: str, features: dict, variant: dict) -> tuple[slice, str, bool]:
+    """(columns, scaling, relative alpha) of a variant."""
+    if method == "ours":
+        start = 0 if variant["two_body"] else ours_two_body_columns(features)
+        scale = variant.get("scale", "rms")
+        return slice(start, None), scale, scale != "rms"
+    return slice(0, None), variant["scale"], True
+
+
+class BlockProvider:
+    """Features and FoldBlocks of one method and feature setting, built on first use."""
+
+    def __init__(self, method: str, features: dict, context: Context, budget: Budget) -> None:
+        self.method, self.features, self.context, self.budget = method, features, context, budget
+        self._cells: dict[str, list[np.ndarray]] | None = None
+        self._blocks: dict[str, FoldBlocks] = {}
+        self.seconds = {"features": 0.0, "gram": 0.0}
+        self.charged = 0.0
+
+    def _cell_features(self, species: str) -> list[np.ndarray]:
+        structures = self.context.dataset.structures
+        t0 = time.perf_counter()
+        if self.method == "ours":
+            descriptor = ours_descriptor(self.features)
+            out = [ours_cell_features(descriptor, atoms, species) for atoms in structures]
+        else:
+            if self._cells is None or species not in self._cells:
+                calculator = FeatomicFeatures(self.features)
+                per_cell = [calculator.cell(atoms) for atoms in structures]
+                self._cells = {sp: [c[sp] for c in per_cell] for sp in SPECIES}
+            out = self._cells.pop(species)
+        self.seconds["features"] += time.perf_counter() - t0
+        return out
+
+    def blocks(self, species: str) -> FoldBlocks:
+        if species not in self._blocks:
+            self.budget.check(f"{self.method} features {self.features} ({species})")
+            self._blocks.clear()
+            gc.collect()
+            features = self._cell_features(species)
+            t0 = time.perf_counter()
+            self._blocks[species] = FoldBlocks(features, self.context.targets[self.method][species],
+                                               self.context.reference[species], self.context.fold_of_cell,
+                                               self.context.basis[self.method])
+            self.seconds["gram"] += time.perf_counter() - t0
+        return self._blocks[species]
+
+
+# ------------------------------------------------------------------------ search
+class Search:
+    """Greedy coordinate search per (species, outer fold) on inner-CV component MAE."""
+
+    def __init__(self, method: str, grid: dict, context: Context, folds: list[int], cache: Cache,
+                 budget: Budget, log=print) -> None:
+        self.method, self.grid, self.context, self.folds = method, grid, context, folds
+        self.cache, self.budget, self.log = cache, budget, log
+        self.history: dict[str, dict[str, list]] = {sp: {str(k): [] for k in folds} for sp in SPECIES}
+        self.used_names: set[str] = set()
+        self.solve_seconds = 0.0
+        self.n_solves = 0
+
+    def _cache_name(self, features: dict, species: str) -> str:
+        return f"inner_{self.method}_{species}_{short_hash(features)}"
+
+    def _val(self, provider: BlockProvider, species: str, features: dict, variant: dict, fold: int, other: int,
+             alpha_index: int) -> float:
+        """MAE on outer fold ``other`` of the model trained without folds {fold, other}."""
+        name = self._cache_name(features, species)
+        self.used_names.add(name)
+        entry = self.cache.load(name)
+        entry.setdefault("features", features)
+        scores = entry.setdefault("scores", {})
+        key = f"{pair_key(fold, other)}|{canonical(variant)}|{alpha_index}"
+        if key not in scores:
+            self.budget.check("an inner-CV solve")
+            blocks = provider.blocks(species)
+            columns, scale, relative = variant_columns(self.method, features, variant)
+            train = [f for f in range(N_OUTER) if f not in (fold, other)]
+            t0 = time.perf_counter()
+            coef = blocks.coefficients(train, columns, scale, ALPHAS[alpha_index], relative)
+            scores[key] = {str(f): component_mae(blocks.ref[f], blocks.predict(f, columns, coef)) for f in (fold, other)}
+            elapsed = time.perf_counter() - t0
+            self.solve_seconds += elapsed
+            seconds = entry.setdefault("seconds", {"solves": 0.0, "features_and_gram": 0.0})
+            seconds["solves"] += elapsed
+            built = provider.seconds["features"] + provider.seconds["gram"]
+            seconds["features_and_gram"] += built - provider.charged
+            provider.charged = built
+            self.n_solves += 1
+            self.cache.mark(name)
+        return scores[key][str(other)]
+
+    def _score(self, provider, species, features, variant, fold, alpha_index) -> float:
+        return float(np.mean([self._val(provider, species, features, variant, fold, j, alpha_index)
+                              for j in range(N_OUTER) if j != fold]))
+
+    def _alpha_walk(self, provider, species, features, variant, fold, start: int) -> tuple[int, float, dict]:
+        """Downhill walk on the alpha grid; a step must gain more than 0.1 %."""
+        seen: dict[int, float] = {}
+
+        def f(i: int) -> float:
+            if i < 0 or i >= len(ALPHAS):
+                return math.inf
+            if i not in seen:
+                seen[i] = self._score(provider, species, features, variant, fold, i)
+            return seen[i]
+
+        i = start
+        while True:
+            here, left, right = f(i), f(i - 1), f(i + 1)
+            best_side = i - 1 if left <= right else i + 1
+            if min(left, right) < here * (1.0 - 1e-3):
+                i = best_side
+            else:
+                return i, here, {ALPHAS[k]: v for k, v in sorted(seen.items())}
+
+    def run(self) -> dict:
+        start = dict(self.grid["start"])
+        state = {sp: {k: {"setting": dict(start), "alpha_index": ALPHA_START_INDEX, "score": math.inf}
+                      for k in self.folds} for sp in SPECIES}
+        stages = [("start", [None])] + list(self.grid["stages"])
+        for stage, values in stages:
+            # candidates, grouped by feature setting so that features are built once
+            groups: dict[str, tuple[dict, list]] = {}
+            for sp in SPECIES:
+                for k in self.folds:
+                    for value in values:
+                        setting = dict(state[sp][k]["setting"])
+                        if value is not None:
+                            setting[stage] = value
+                        features, variant = split_setting(self.method, setting)
+                        groups.setdefault(canonical(features), (features, []))[1].append((sp, k, setting, variant))
+            results: dict[tuple[str, int], list] = {}
+            for fkey in sorted(groups):
+                features, todo = groups[fkey]
+                provider = BlockProvider(self.method, features, self.context, self.budget)
+                t0 = time.perf_counter()
+                n0 = self.n_solves
+                try:
+                    for sp, k, setting, variant in sorted(todo, key=lambda t: (SPECIES.index(t[0]), t[1])):
+                        a0 = state[sp][k]["alpha_index"]
+                        i, score, curve = self._alpha_walk(provider, sp, features, variant, k, a0)
+                        results.setdefault((sp, k), []).append((score, setting, i, curve))
+                finally:
+                    self.cache.flush()
+                if self.n_solves > n0:
+                    self.log(f"  [{self.method}] stage {stage}: {features}: {self.n_solves - n0} solves, "
+                             f"{time.perf_counter() - t0:.0f} s (features {provider.seconds['features']:.0f} s, "
+                             f"gram {provider.seconds['gram']:.0f} s)")
+                del provider
+                gc.collect()
+            for (sp, k), candidates in results.items():
+                for score, setting, i, curve in candidates:
+                    self.history[sp][str(k)].append({"stage": stage, "setting": setting, "alpha": ALPHAS[i],
+                                                     "inner_mae": score, "alpha_curve": curve})
+                best = min(candidates, key=lambda c: c[0])
+                if best[0] < state[sp][k]["score"]:
+                    state[sp][k] = {"setting": best[1], "alpha_index": best[2], "score": best[0]}
+        chosen = {}
+        for sp in SPECIES:
+            chosen[sp] = {}
+            for k in self.folds:
+                s = state[sp][k]
+                chosen[sp][str(k)] = {"setting": s["setting"], "alpha": ALPHAS[s["alpha_index"]],
+                                      "inner_mae": s["score"],
+                                      "alpha_at_grid_edge": s["alpha_index"] in (0, len(ALPHAS) - 1)}
+        return chosen
+
+    def tuning_seconds(self) -> dict:
+        """CPU-side wall time spent on this search, summed over all runs (from the cache)."""
+        total = {"solves": 0.0, "features_and_gram": 0.0}
+        for name in self.used_names:
+            for k, v in self.cache.load(name).get("seconds", {}).items():
+                total[k] += v
+        return total
+
+
+# -------------------------------------------------------------------- final fits
+def ours_config(chosen: dict) -> dict:
+    """NMRModel.train config from the chosen settings {species: {"setting", "alpha"}}."""
+    species = {}
+    for sp, entry in chosen.items():
+        s = entry["setting"]
+        species[sp] = {
+            "properties": ["efg"],
+            "descriptor": {"r_cut": float(s["r_cut"]), "n_max": int(s["n_max"]), "l_max": int(s["l_max"]),
+                           "sigma": float(s["sigma"])},
+            "efg": {"alpha": float(entry["alpha"]), "two_body": bool(s["two_body"])},
+        }
+    return {"species": species}
+
+
+def fit_and_score_ours(context: Context, chosen: dict, train_cells: list[int], test_cells: list[int]) -> dict:
+    from ase_mlnmr.evaluation import collect_predictions, efg_metrics
+    from ase_mlnmr.nmr_model import NMRModel
+
+    config = ours_config(chosen)
+    t0 = time.perf_counter()
+    model = NMRModel.train(context.dataset, config, progress=False, structure_indices=train_cells)
+    t_train = time.perf_counter() - t0
+    test = context.dataset.subset(test_cells)
+    t0 = time.perf_counter()
+    pairs = collect_predictions(model, test)["efg"]
+    t_predict = time.perf_counter() - t0
+    # the EFG part alone (contracted λ = 2 path, neighbour list included), without the OOD models
+    t0 = time.perf_counter()
+    for atoms in test.structures:
+        for sp in SPECIES:
+            model.models[(sp, "efg")].predict(atoms, species_centres(atoms, sp))
+    t_predict_efg = time.perf_counter() - t0
+    return {
+        "metrics": efg_metrics(pairs, model.isotopes),
+        "seconds": {"train_total": t_train, "predict_total": t_predict, "predict_efg_only": t_predict_efg},
+        "config": config,
+        "n_train_cells": len(train_cells),
+        "n_test_atoms": int(len(pairs.elements)),
+    }
+
+
+def fit_and_score_baseline(context: Context, chosen: dict, train_cells: list[int], test_cells: list[int]) -> dict:
+    from sklearn.linear_model import Ridge
+
+    from ase_mlnmr.evaluation import PairedTensors, efg_metrics
+
+    structures = context.dataset.structures
+    groups: dict[str, tuple[dict, list[str]]] = {}
+    for sp in SPECIES:
+        features, _ = split_setting("baseline", chosen[sp]["setting"])
+        groups.setdefault(canonical(features), (features, []))[1].append(sp)
+
+    seconds = {"features_train": 0.0, "fit": 0.0, "features_test": 0.0, "predict": 0.0}
+    elements, reference, predicted, index = [], [], [], []
+    for features, species in groups.values():
+        calculator = FeatomicFeatures(features)
+        t0 = time.perf_counter()
+        train_features = [calculator.cell(structures[c]) for c in train_cells]
+        seconds["features_train"] += time.perf_counter() - t0
+        models = {}
+        for sp in species:
+            t0 = time.perf_counter()
+            X = np.concatenate([cf[sp] for cf in train_features])
+            X = X.reshape(-1, X.shape[-1])
+            y = featomic_cartesian_to_spherical(np.concatenate([context.reference[sp][c] for c in train_cells])).reshape(-1)
+            if chosen[sp]["setting"]["scale"] == "rms":
+                s = np.sqrt(np.mean(X**2, axis=0))
+                s = np.where(s > 0, s, 1.0)
+            else:
+                s = np.ones(X.shape[1])
+            Xs = X / s
+            alpha = chosen[sp]["alpha"] * float(np.mean(Xs**2))  # relative to the mean squared feature
+            ridge = Ridge(alpha=alpha, fit_intercept=False).fit(Xs, y)
+            models[sp] = (ridge, s)
+            seconds["fit"] += time.perf_counter() - t0
+            del X, Xs
+        del train_features
+        gc.collect()
+        for c in test_cells:
+            t0 = time.perf_counter()
+            cell = calculator.cell(structures[c])
+            seconds["features_test"] += time.perf_counter() - t0
+            for sp in species:
+                t0 = time.perf_counter()
+                ridge, s = models[sp]
+                X = cell[sp]
+                spherical = ridge.predict(X.reshape(-1, X.shape[-1]) / s).reshape(len(X), 2 * LAMBDA + 1)
+                cartesian = featomic_spherical_to_cartesian(spherical)
+                seconds["predict"] += time.perf_counter() - t0
+                elements.append(np.full(len(X), sp))
+                reference.append(context.reference[sp][c])
+                predicted.append(cartesian)
+                index.append(np.full(len(X), c))
+    pairs = PairedTensors("efg", np.concatenate(elements), np.concatenate(reference), np.concatenate(predicted),
+                          np.concatenate(index))
+    seconds["train_total"] = seconds["features_train"] + seconds["fit"]
+    seconds["predict_total"] = seconds["features_test"] + seconds["predict"]
+    return {"metrics": efg_metrics(pairs), "seconds": seconds, "n_train_cells": len(train_cells),
+            "n_test_atoms": int(len(pairs.elements)),
+            "hypers": {sp: featomic_hypers(split_setting("baseline", chosen[sp]["setting"])[0]) for sp in SPECIES}}
+
+
+FIT_AND_SCORE = {"ours": fit_and_score_ours, "baseline": fit_and_score_baseline}
+
+
+def cached_fit(cache: Cache, budget: Budget, name: str, method: str, context: Context, chosen: dict,
+               train_cells: list[int], test_cells: list[int], log=print) -> dict:
+    entry = cache.load(name)
+    key = canonical({"chosen": {sp: {"setting": c["setting"], "alpha": c["alpha"]} for sp, c in chosen.items()},
+                     "train": train_cells, "test": test_cells})
+    if entry.get("key") != key:
+        budget.check(f"the fit {name}")
+        t0 = time.perf_counter()
+        result = FIT_AND_SCORE[method](context, chosen, train_cells, test_cells)
+        log(f"  {name}: {time.perf_counter() - t0:.0f} s")
+        entry.clear()
+        entry.update({"cache_version": CACHE_VERSION, "key": key, "result": result})
+        cache.mark(name)
+        cache.flush()
+    return entry["result"]
+
+
+# ------------------------------------------------------------------ self-checks
+def random_rotation(seed: int) -> np.ndarray:
+    q = np.random.default_rng(seed).normal(size=4)
+    a, b, c, d = q / np.linalg.norm(q)
+    return np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+    ])
+
+
+def self_checks(context: Context, grid: dict) -> dict:
+    """Basis conventions and solver equivalences, on a few cells (seconds)."""
+    from sklearn.linear_model import Ridge
+
+    from ase_mlnmr.descriptors import LambdaSOAP
+    from ase_mlnmr.models.linear import EquivariantRidge
+    from ase_mlnmr.nmr_model import NMRModel
+
+    checks: dict = {}
+    tensors = np.concatenate([context.reference[sp][0] for sp in SPECIES])
+    # 1. featomic conversion: Cartesian -> spherical -> Cartesian, and the basis matrix
+    spherical = featomic_cartesian_to_spherical(tensors)
+    checks["featomic_round_trip_max_abs_au"] = float(np.abs(featomic_spherical_to_cartesian(spherical) - tensors).max())
+    checks["featomic_basis_matrix_vs_tensormap_max_abs"] = float(np.abs(
+        np.einsum("nm,mij->nij", spherical, context.basis["baseline"]) - featomic_spherical_to_cartesian(spherical)).max())
+    checks["featomic_vs_ours_l2_components_max_abs"] = float(np.abs(spherical - ours_targets(tensors)).max())
+    # 2. equivariance: rotate cell 0, features of the rotated cell mapped to Cartesian = R C R^T
+    atoms = context.dataset.structures[0]
+    rotation = random_rotation(7)
+    rotated = atoms.copy()
+    rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    base_features = split_setting("baseline", grid["baseline"]["start"])[0]
+    ours_features = split_setting("ours", grid["ours"]["start"])[0]
+    descriptor = ours_descriptor(ours_features)
+    calculator = FeatomicFeatures(base_features)
+    for method, get in (("ours", lambda a: ours_cell_features(descriptor, a, "Al")),
+                        ("baseline", lambda a: calculator.cell(a)["Al"])):
+        basis = context.basis[method]
+        cart = np.einsum("nmf,mij->nfij", get(atoms)[:, :, :200], basis)
+        cart_rot = np.einsum("nmf,mij->nfij", get(rotated)[:, :, :200], basis)
+        expected = np.einsum("ij,nfjk,lk->nfil", rotation, cart, rotation)
+        checks[f"{method}_features_equivariance_rel_err"] = float(
+            np.abs(cart_rot - expected).max() / np.abs(expected).max())
+    # 3. two-body columns come first in our λ-SOAP
+    no_two_body = LambdaSOAP(list(NEIGHBOURS), r_cut=ours_features["r_cut"], n_max=ours_features["n_max"],
+                             l_max=ours_features["l_max"], sigma=ours_features["sigma"], lam=LAMBDA, two_body=False)
+    full = ours_cell_features(descriptor, atoms, "Si")
+    checks["ours_two_body_columns_first_max_abs"] = float(np.abs(
+        full[:, :, ours_two_body_columns(ours_features):] - ours_cell_features(no_two_body, atoms, "Si")).max())
+    # 4. our search solver = EquivariantRidge = NMRModel.train + predict (contracted path)
+    sp, train_cells, test_cells, alpha = "Si", [1, 2, 3], [0, 5], 1e-3
+    X = [ours_cell_features(descriptor, context.dataset.structures[c], sp) for c in range(context.n_cells)]
+    fold = np.array([0 if c in train_cells else 1 for c in range(context.n_cells)])
+    fold[[c for c in range(context.n_cells) if c not in train_cells + test_cells]] = 2
+    blocks = FoldBlocks(X, context.targets["ours"][sp], context.reference[sp], fold, context.basis["ours"])
+    coef = blocks.coefficients([0], slice(0, None), "rms", alpha, False)
+    ridge = EquivariantRidge(lam=2, alpha=alpha).fit(np.concatenate([X[c] for c in train_cells]),
+                                                     np.concatenate([context.targets["ours"][sp][c] for c in train_cells]))
+    checks["ours_solver_vs_EquivariantRidge_rel_err"] = float(np.abs(coef - ridge.coef_).max() / np.abs(ridge.coef_).max())
+    config = ours_config({sp: {"setting": dict(grid["ours"]["start"]), "alpha": alpha}})
+    model = NMRModel.train(context.dataset, config, progress=False, structure_indices=train_cells)
+    diffs = []
+    for c in test_cells:
+        a = context.dataset.structures[c]
+        centres = species_centres(a, sp)
+        mine = np.einsum("nm,mij->nij", X[c] @ coef, context.basis["ours"])
+        diffs.append(np.abs(model.predict(a, unknown_species="skip").efg[centres] - mine).max())
+    checks["ours_solver_vs_NMRModel_predict_max_abs_au"] = float(max(diffs))
+    # 5. baseline search solver = scikit-learn Ridge(fit_intercept=False)
+    F = [calculator.cell(context.dataset.structures[c])[sp] for c in range(context.n_cells)]
+    blocks = FoldBlocks(F, context.targets["baseline"][sp], context.reference[sp], fold, context.basis["baseline"])
+    for scale in ("none", "rms"):
+        coef = blocks.coefficients([0], slice(0, None), scale, alpha, True)
+        Xt = np.concatenate([F[c] for c in train_cells]).reshape(-1, F[0].shape[-1])
+        s = np.sqrt(np.mean(Xt**2, axis=0)) if scale == "rms" else np.ones(Xt.shape[1])
+        s = np.where(s > 0, s, 1.0)
+        yt = np.concatenate([context.targets["baseline"][sp][c] for c in train_cells]).reshape(-1)
+        sk = Ridge(alpha=alpha * float(np.mean((Xt / s) ** 2)), fit_intercept=False).fit(Xt / s, yt).coef_ / s
+        checks[f"baseline_solver_vs_sklearn_{scale}_rel_err"] = float(np.abs(coef - sk).max() / np.abs(sk).max())
+    return checks
+
+
+# ----------------------------------------------------------------------- report
+METRIC_KEYS = ("efg_mae_au", "efg_mae_pct_span", "cq_mae_MHz", "eta_mae", "cq_tilde_mae", "eta_tilde_mae",
+               "q_tilde_mean")
+
+
+def aggregate(final: dict) -> dict:
+    """{method: {species: {metric: {"mean", "std", "folds"}}}} over the outer folds."""
+    out = {}
+    for method, per_fold in final.items():
+        out[method] = {}
+        for sp in SPECIES:
+            out[method][sp] = {}
+            for key in METRIC_KEYS + ("n",):
+                values = [per_fold[k]["metrics"][sp][key] for k in sorted(per_fold) if key in per_fold[k]["metrics"][sp]]
+                if values:
+                    out[method][sp][key] = {"mean": float(np.mean(values)),
+                                            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                                            "folds": values}
+    return out
+
+
+def fmt(entry: dict | None, digits: int = 3, scale: float = 1.0, fixed: int | None = None) -> str:
+    if entry is None:
+        return "—"
+    if fixed is not None:
+        return f"{entry['mean'] * scale:.{fixed}f} ± {entry['std'] * scale:.{fixed}f}"
+    return f"{entry['mean'] * scale:.{digits}g} ± {entry['std'] * scale:.2g}"
+
+
+def markdown_tables(summary: dict) -> str:
+    ours, base = summary["ours"], summary["baseline"]
+    lines = [
+        "| species | n test atoms / fold | MAE ours (10⁻³ a.u.) | MAE featomic (10⁻³ a.u.) | % span ours | % span featomic | ours ≤ featomic |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for sp in SPECIES:
+        o, b = ours[sp], base[sp]
+        wins = sum(x <= y for x, y in zip(o["efg_mae_au"]["folds"], b["efg_mae_au"]["folds"]))
+        verdict = "yes" if o["efg_mae_au"]["mean"] <= b["efg_mae_au"]["mean"] else "**no**"
+        lines.append(f"| {sp} | {o['n']['mean']:.0f} | {fmt(o['efg_mae_au'], scale=1e3)} | {fmt(b['efg_mae_au'], scale=1e3)} "
+                     f"| {fmt(o['efg_mae_pct_span'])} | {fmt(b['efg_mae_pct_span'])} | {verdict} ({wins}/{len(o['efg_mae_au']['folds'])} folds) |")
+    lines += [
+        "",
+        "| species | CQ MAE ours (MHz) | CQ MAE featomic (MHz) | η MAE ours | η MAE featomic | C̃Q MAE ours | C̃Q MAE featomic | η̃ MAE ours | η̃ MAE featomic | mean q̃ ours | mean q̃ featomic |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for sp in SPECIES:
+        o, b = ours[sp], base[sp]
+        cells = [fmt(o.get("cq_mae_MHz")), fmt(b.get("cq_mae_MHz")), fmt(o.get("eta_mae")), fmt(b.get("eta_mae")),
+                 fmt(o["cq_tilde_mae"]), fmt(b["cq_tilde_mae"]), fmt(o["eta_tilde_mae"]), fmt(b["eta_tilde_mae"]),
+                 fmt(o["q_tilde_mean"], fixed=5), fmt(b["q_tilde_mean"], fixed=5)]
+        lines.append(f"| {sp} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def learning_curve_figure(curve: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, len(SPECIES), figsize=(13, 3.4), dpi=120)
+    for ax, sp in zip(axes, SPECIES):
+        for method, label, style in (("ours", "ase_mlnmr (NMRModel)", "o-"), ("baseline", "featomic λ-SOAP + ridge", "s--")):
+            sizes = sorted(int(n) for n in curve[method])
+            values = [1e3 * curve[method][str(n)]["metrics"][sp]["efg_mae_au"] for n in sizes]
+            ax.plot(sizes, values, style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([str(n) for n in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.set_xlabel("training cells (288 atoms each)")
+        ax.set_title(sp)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("EFG component MAE (10⁻³ a.u.)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def machine_info() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for distribution in ("numpy", "scipy", "ase", "featomic", "metatensor-core", "scikit-learn"):
+        try:
+            versions[distribution] = version(distribution)
+        except PackageNotFoundError:
+            versions[distribution] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "threads": 1, "versions": versions, "git_commit": commit}
+
+
+# ------------------------------------------------------------------------ probe
+def probe(context: Context, cache: Cache, budget: Budget, method: str, setting: dict, folds: list[int],
+          species: list[str], log=print) -> dict:
+    """Inner-CV score (alpha walked) of one full setting, for investigating beyond the grid."""
+    search = Search(method, {"start": setting, "stages": []}, context, folds, cache, budget, log)
+    features, variant = split_setting(method, setting)
+    provider = BlockProvider(method, features, context, budget)
+    out = {}
+    try:
+        for sp in species:
+            out[sp] = {}
+            for k in folds:
+                i, score, curve = search._alpha_walk(provider, sp, features, variant, k, ALPHA_START_INDEX)
+                out[sp][str(k)] = {"inner_mae": score, "alpha": ALPHAS[i], "alpha_curve": curve}
+                log(f"  probe {method} {sp} fold {k}: inner MAE {1e3 * score:.4f}e-3 a.u. at alpha {ALPHAS[i]:.3g}")
+    finally:
+        cache.flush()
+    return out
+
+
+# ------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny grids, outer fold 0 only, 2-point learning curve")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="stop cleanly (exit 3) after this many minutes; rerun to continue from the cache")
+    parser.add_argument("--fresh", action="store_true", help="empty the cache first")
+    parser.add_argument("--no-learning-curve", action="store_true")
+    parser.add_argument("--skip-checks", action="store_true", help="skip the start-up self-checks")
+    parser.add_argument("--probe", nargs=2, metavar=("METHOD", "SETTING_JSON"),
+                        help="only score one setting (JSON, all keys of the method's grid start) on the inner CV "
+                             "of --probe-folds, for investigations beyond the grid; e.g. --probe ours "
+                             "'{\"r_cut\": 7, \"n_max\": 8, \"l_max\": 4, \"sigma\": 0.4, \"two_body\": true}'")
+    parser.add_argument("--probe-folds", default="0", help="outer folds for --probe (comma separated)")
+    parser.add_argument("--probe-species", default=",".join(SPECIES), help="species for --probe")
+    args = parser.parse_args(argv)
+
+    files = data_files()
+    if len(files) == 0:
+        print(f"gehlenite data not found under {shared_dir() / 'data' / 'gehlenite_efg' / 'orig'} "
+              "(set ASE_MLNMR_SHARED): nothing to do")
+        return 0
+    budget = Budget(args.budget_minutes)
+    mode = "quick" if args.quick else "full"
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    folds = [0] if args.quick else list(range(N_OUTER))
+    sizes = QUICK_LEARNING_CURVE_SIZES if args.quick else LEARNING_CURVE_SIZES
+    results_dir = REPO / "bench" / "results"
+    cache_dir = results_dir / "gehlenite_cache"
+    if args.fresh and cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    cache = Cache(cache_dir)
+    load_start = os.getloadavg()
+    t_start = time.time()
+
+    def log(message: str) -> None:
+        print(f"[{time.time() - t_start:7.1f} s] {message}", flush=True)
+
+    context = Context(files)
+    log(f"read {context.n_cells} cells ({', '.join(f.name for f in files[:3])}, ...); mode {mode}")
+    if len(files) != 24:
+        log(f"warning: expected 24 cells, found {len(files)}")
+    if args.probe:
+        method, setting = args.probe[0], json.loads(args.probe[1])
+        allowed = set(FULL_GRID.get(method, {}).get("start", {})) | set(PROBE_ONLY_VARIANT_KEYS.get(method, ()))
+        if method not in FULL_GRID or not set(FULL_GRID[method]["start"]) <= set(setting) <= allowed:
+            parser.error(f"--probe needs a method in {list(FULL_GRID)} and the keys {sorted(FULL_GRID[method]['start'])}")
+        probe_folds = [int(k) for k in args.probe_folds.split(",")]
+        try:
+            result = probe(context, cache, budget, method, setting, probe_folds, args.probe_species.split(","), log)
+        except BudgetExceeded as stop:
+            print(f"stopped: {stop}; rerun to continue")
+            return 3
+        results_dir.mkdir(parents=True, exist_ok=True)
+        path = results_dir / f"gehlenite_probe_{method}_{short_hash(setting)}_{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(json.dumps({"method": method, "setting": setting, "folds": probe_folds, "result": result,
+                                    "machine": machine_info()}, indent=1))
+        log(f"probe results: {path}")
+        return 0
+    checks = {}
+    if not args.skip_checks:
+        checks = self_checks(context, grid)
+        for name, value in checks.items():
+            log(f"check {name}: {value:.3g}")
+        bad = {k: v for k, v in checks.items() if not v < 1e-6}
+        if bad:
+            print(f"self-checks failed: {bad}")
+            return 2
+
+    try:
+        searches, chosen = {}, {}
+        for method in ("ours", "baseline"):
+            log(f"hyper-parameter search: {method}")
+            searches[method] = Search(method, grid[method], context, folds, cache, budget, log)
+            chosen[method] = searches[method].run()
+        final: dict = {"ours": {}, "baseline": {}}
+        for k in folds:
+            test_cells = context.cells_of_folds([k])
+            train_cells = [c for c in range(context.n_cells) if c not in test_cells]
+            for method in ("ours", "baseline"):
+                picked = {sp: chosen[method][sp][str(k)] for sp in SPECIES}
+                final[method][k] = cached_fit(cache, budget, f"{mode}_final_{method}_fold{k}", method, context, picked,
+                                              train_cells, test_cells, log)
+        curve: dict = {"ours": {}, "baseline": {}}
+        if not args.no_learning_curve:
+            k = LEARNING_CURVE_FOLD
+            test_cells = context.cells_of_folds([k])
+            pool = [c for c in range(context.n_cells) if c not in test_cells]
+            order = list(np.random.default_rng(0).permutation(pool))
+            for n in sizes:
+                train_cells = sorted(int(c) for c in order[:n])
+                for method in ("ours", "baseline"):
+                    picked = {sp: chosen[method][sp][str(k)] for sp in SPECIES}
+                    name = (f"{mode}_final_{method}_fold{k}" if n == len(pool)
+                            else f"{mode}_curve_{method}_fold{k}_n{n}")
+                    curve[method][str(n)] = cached_fit(cache, budget, name, method, context, picked, train_cells,
+                                                       test_cells, log)
+    except BudgetExceeded as stop:
+        cache.flush()
+        print(f"stopped: {stop}; the work done so far is cached in {cache_dir}: rerun the same command to continue")
+        return 3
+
+    summary = aggregate(final)
+    table = markdown_tables(summary)
+    print()
+    print(table)
+    wins = {sp: summary["ours"][sp]["efg_mae_au"]["mean"] <= summary["baseline"][sp]["efg_mae_au"]["mean"]
+            for sp in SPECIES}
+    print(f"\nours matches or beats featomic on the component MAE for every species: {all(wins.values())} {wins}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    figure = None
+    if curve["ours"]:
+        figure = (results_dir / f"gehlenite_learning_curve_quick.png" if args.quick
+                  else REPO / "docs" / "figures" / "gehlenite_learning_curve.png")
+        learning_curve_figure(curve, figure, f"gehlenite EFG, outer fold {LEARNING_CURVE_FOLD} "
+                                             f"({len(context.cells_of_folds([LEARNING_CURVE_FOLD]))} test cells), "
+                                             "hyper-parameters tuned on the full training side of that fold")
+        log(f"figure: {figure}")
+    output = {
+        "mode": mode,
+        "protocol": {"outer_folds": N_OUTER, "fold_of_cell": {f.name: int(k) for f, k in zip(files, context.fold_of_cell)},
+                     "inner": "grouped 4-fold: the other four outer folds", "score": "inner-CV MAE of the six "
+                     "independent EFG components (a.u.)", "alpha_grid": ALPHAS, "alpha_start": ALPHAS[ALPHA_START_INDEX],
+                     "grids": grid, "learning_curve_fold": LEARNING_CURVE_FOLD, "learning_curve_sizes": list(sizes)},
+        "self_checks": checks,
+        "chosen": chosen,
+        "search_history": {m: s.history for m, s in searches.items()},
+        "tuning_seconds": {m: s.tuning_seconds() for m, s in searches.items()},
+        "final": {m: {str(k): v for k, v in per.items()} for m, per in final.items()},
+        "summary": summary,
+        "ours_wins_every_species": all(wins.values()),
+        "wins": wins,
+        "learning_curve": curve,
+        "figure": None if figure is None else str(figure.relative_to(REPO)),
+        "machine": machine_info(),
+        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+        "wall_seconds_this_run": time.time() - t_start,
+        "markdown": table,
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"accuracy_gehlenite_efg_{mode}_{stamp}.json"
+    path.write_text(json.dumps(output, indent=1, default=float))
+    log(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
