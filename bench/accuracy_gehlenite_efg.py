@@ -88,7 +88,7 @@ CACHE_VERSION = 1
 ALPHAS = [float(10.0 ** (e / 2)) for e in range(-16, 5)]  # 1e-8 .. 1e2
 ALPHA_START_INDEX = 8  # 1e-4
 
-FULL_GRID = {
+BRIEF_GRID = {
     "ours": {
         "start": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.4, "two_body": True},
         "stages": [
@@ -120,6 +120,32 @@ QUICK_GRID = {
         "stages": [("cutoff", [4.0, 5.0])],
     },
 }
+
+
+def _extended(grid: dict) -> dict:
+    """The brief grid plus a second sweep of the cut-off radius, up to 7 Å, at the end."""
+    out = json.loads(json.dumps(grid))
+    out["ours"]["stages"].append(("r_cut", [4.0, 5.0, 6.0, 7.0]))
+    out["baseline"]["stages"].append(("cutoff", [4.0, 5.0, 6.0, 7.0]))
+    return out
+
+
+def _with_scale_option(grid: dict) -> dict:
+    """Adds "ours_scaleopt": our search path, then a last stage choosing the ridge's feature
+    scaling (per-feature RMS as EquivariantRidge does in NMRModel, or none)."""
+    out = json.loads(json.dumps(grid))
+    out["ours_scaleopt"] = {"start": dict(out["ours"]["start"]),
+                            "stages": out["ours"]["stages"] + [("scale", ["rms", "none"])]}
+    return out
+
+
+GRIDS = {"brief": _with_scale_option(BRIEF_GRID), "extended": _with_scale_option(_extended(BRIEF_GRID))}
+QUICK_GRID = _with_scale_option(QUICK_GRID)
+FULL_GRID = GRIDS["brief"]  # the keys a setting of each method has
+METHODS = ("ours", "ours_scaleopt", "baseline")
+BASE_METHOD = {"ours": "ours", "ours_scaleopt": "ours", "baseline": "baseline"}
+METHOD_LABELS = {"ours": "ase_mlnmr NMRModel", "ours_scaleopt": "ase_mlnmr + unscaled-ridge option",
+                 "baseline": "featomic λ-SOAP + ridge"}
 # parameters that only select columns / scale features: no new features needed
 VARIANT_KEYS = {"ours": ("two_body",), "baseline": ("scale",)}
 LEARNING_CURVE_FOLD = 0
@@ -426,15 +452,18 @@ PROBE_ONLY_VARIANT_KEYS = {"ours": ("scale",), "baseline": ()}
 
 def split_setting(method: str, setting: dict) -> tuple[dict, dict]:
     """(feature parameters, variant parameters) of a full setting."""
-    keys = VARIANT_KEYS[method] + PROBE_ONLY_VARIANT_KEYS[method]
+    base = BASE_METHOD[method]
+    keys = VARIANT_KEYS[base] + PROBE_ONLY_VARIANT_KEYS[base]
     features = {k: v for k, v in setting.items() if k not in keys}
     variant = {k: setting[k] for k in keys if k in setting}
+    if base == "ours" and variant.get("scale") == "rms":
+        del variant["scale"]  # the default: same cache entries as NMRModel's ridge
     return features, variant
 
 
 def variant_columns(method: str, features: dict, variant: dict) -> tuple[slice, str, bool]:
     """(columns, scaling, relative alpha) of a variant."""
-    if method == "ours":
+    if BASE_METHOD[method] == "ours":
         start = 0 if variant["two_body"] else ours_two_body_columns(features)
         scale = variant.get("scale", "rms")
         return slice(start, None), scale, scale != "rms"
@@ -487,6 +516,7 @@ class Search:
     def __init__(self, method: str, grid: dict, context: Context, folds: list[int], cache: Cache,
                  budget: Budget, log=print) -> None:
         self.method, self.grid, self.context, self.folds = method, grid, context, folds
+        self.base = BASE_METHOD[method]
         self.cache, self.budget, self.log = cache, budget, log
         self.history: dict[str, dict[str, list]] = {sp: {str(k): [] for k in folds} for sp in SPECIES}
         self.used_names: set[str] = set()
@@ -494,7 +524,7 @@ class Search:
         self.n_solves = 0
 
     def _cache_name(self, features: dict, species: str) -> str:
-        return f"inner_{self.method}_{species}_{short_hash(features)}"
+        return f"inner_{self.base}_{species}_{short_hash(features)}"
 
     def _val(self, provider: BlockProvider, species: str, features: dict, variant: dict, fold: int, other: int,
              alpha_index: int) -> float:
@@ -567,7 +597,7 @@ class Search:
             results: dict[tuple[str, int], list] = {}
             for fkey in sorted(groups):
                 features, todo = groups[fkey]
-                provider = BlockProvider(self.method, features, self.context, self.budget)
+                provider = BlockProvider(self.base, features, self.context, self.budget)
                 t0 = time.perf_counter()
                 n0 = self.n_solves
                 try:
@@ -712,7 +742,52 @@ def fit_and_score_baseline(context: Context, chosen: dict, train_cells: list[int
             "hypers": {sp: featomic_hypers(split_setting("baseline", chosen[sp]["setting"])[0]) for sp in SPECIES}}
 
 
-FIT_AND_SCORE = {"ours": fit_and_score_ours, "baseline": fit_and_score_baseline}
+def fit_and_score_ours_parts(context: Context, chosen: dict, train_cells: list[int], test_cells: list[int]) -> dict:
+    """Our LambdaSOAP + EquivariantRidge without NMRModel, so that the ridge may run on
+    unscaled features (``scale_features=False``, alpha relative to the mean squared
+    feature); prediction through the contracted path (``LambdaSOAP.contract``)."""
+    from ase_mlnmr.descriptors import LambdaSOAP
+    from ase_mlnmr.evaluation import PairedTensors, efg_metrics
+    from ase_mlnmr.models.linear import EquivariantRidge
+    from ase_mlnmr.spherical_tensors import l2_to_symmetric_traceless
+
+    structures = context.dataset.structures
+    seconds = {"train_total": 0.0, "predict_total": 0.0}
+    elements, reference, predicted, index = [], [], [], []
+    for sp in SPECIES:
+        s = chosen[sp]["setting"]
+        t0 = time.perf_counter()
+        descriptor = LambdaSOAP(list(NEIGHBOURS), r_cut=float(s["r_cut"]), n_max=int(s["n_max"]), l_max=int(s["l_max"]),
+                                sigma=float(s["sigma"]), lam=LAMBDA, two_body=bool(s["two_body"]))
+        X = np.concatenate([descriptor.create(structures[c], centres=species_centres(structures[c], sp))
+                            for c in train_cells])
+        y = np.concatenate([context.targets["ours"][sp][c] for c in train_cells])
+        if s.get("scale", "rms") == "rms":
+            ridge = EquivariantRidge(lam=LAMBDA, alpha=float(chosen[sp]["alpha"]))
+        else:
+            ridge = EquivariantRidge(lam=LAMBDA, alpha=float(chosen[sp]["alpha"]) * float(np.mean(X**2)),
+                                     scale_features=False)
+        ridge.fit(X, y)
+        weights = ridge.coef_
+        del X
+        seconds["train_total"] += time.perf_counter() - t0
+        for c in test_cells:
+            centres = species_centres(structures[c], sp)
+            t0 = time.perf_counter()
+            tensors = l2_to_symmetric_traceless(descriptor.contract(structures[c], weights, centres=centres))
+            seconds["predict_total"] += time.perf_counter() - t0
+            elements.append(np.full(len(centres), sp))
+            reference.append(context.reference[sp][c])
+            predicted.append(tensors)
+            index.append(np.full(len(centres), c))
+    pairs = PairedTensors("efg", np.concatenate(elements), np.concatenate(reference), np.concatenate(predicted),
+                          np.concatenate(index))
+    return {"metrics": efg_metrics(pairs), "seconds": seconds, "n_train_cells": len(train_cells),
+            "n_test_atoms": int(len(pairs.elements))}
+
+
+FIT_AND_SCORE = {"ours": fit_and_score_ours, "ours_scaleopt": fit_and_score_ours_parts,
+                 "baseline": fit_and_score_baseline}
 
 
 def cached_fit(cache: Cache, budget: Budget, name: str, method: str, context: Context, chosen: dict,
@@ -793,6 +868,12 @@ def self_checks(context: Context, grid: dict) -> dict:
     ridge = EquivariantRidge(lam=2, alpha=alpha).fit(np.concatenate([X[c] for c in train_cells]),
                                                      np.concatenate([context.targets["ours"][sp][c] for c in train_cells]))
     checks["ours_solver_vs_EquivariantRidge_rel_err"] = float(np.abs(coef - ridge.coef_).max() / np.abs(ridge.coef_).max())
+    coef_none = blocks.coefficients([0], slice(0, None), "none", alpha, True)
+    Xt = np.concatenate([X[c] for c in train_cells])
+    unscaled = EquivariantRidge(lam=2, alpha=alpha * float(np.mean(Xt**2)), scale_features=False).fit(
+        Xt, np.concatenate([context.targets["ours"][sp][c] for c in train_cells]))
+    checks["ours_unscaled_solver_vs_EquivariantRidge_rel_err"] = float(
+        np.abs(coef_none - unscaled.coef_).max() / np.abs(unscaled.coef_).max())
     config = ours_config({sp: {"setting": dict(grid["ours"]["start"]), "alpha": alpha}})
     model = NMRModel.train(context.dataset, config, progress=False, structure_indices=train_cells)
     diffs = []
@@ -845,29 +926,43 @@ def fmt(entry: dict | None, digits: int = 3, scale: float = 1.0, fixed: int | No
     return f"{entry['mean'] * scale:.{digits}g} ± {entry['std'] * scale:.2g}"
 
 
+def _verdict(summary: dict, method: str, sp: str) -> str:
+    o, b = summary[method][sp]["efg_mae_au"], summary["baseline"][sp]["efg_mae_au"]
+    wins = sum(x <= y for x, y in zip(o["folds"], b["folds"]))
+    word = "yes" if o["mean"] <= b["mean"] else "**no**"
+    return f"{word} ({wins}/{len(o['folds'])})"
+
+
 def markdown_tables(summary: dict) -> str:
-    ours, base = summary["ours"], summary["baseline"]
+    methods = [m for m in METHODS if m in summary]
+    short = {"ours": "ours", "ours_scaleopt": "ours+opt", "baseline": "featomic"}
+    header = " | ".join
     lines = [
-        "| species | n test atoms / fold | MAE ours (10⁻³ a.u.) | MAE featomic (10⁻³ a.u.) | % span ours | % span featomic | ours ≤ featomic |",
-        "|---|---|---|---|---|---|---|",
+        "| species | n test atoms / fold | " + header(f"MAE {short[m]} (10⁻³ a.u.)" for m in methods) + " | "
+        + header(f"% span {short[m]}" for m in methods) + " | ours ≤ featomic (folds) | ours+opt ≤ featomic (folds) |",
+        "|---" * (2 + 2 * len(methods) + 2) + "|",
     ]
     for sp in SPECIES:
-        o, b = ours[sp], base[sp]
-        wins = sum(x <= y for x, y in zip(o["efg_mae_au"]["folds"], b["efg_mae_au"]["folds"]))
-        verdict = "yes" if o["efg_mae_au"]["mean"] <= b["efg_mae_au"]["mean"] else "**no**"
-        lines.append(f"| {sp} | {o['n']['mean']:.0f} | {fmt(o['efg_mae_au'], scale=1e3)} | {fmt(b['efg_mae_au'], scale=1e3)} "
-                     f"| {fmt(o['efg_mae_pct_span'])} | {fmt(b['efg_mae_pct_span'])} | {verdict} ({wins}/{len(o['efg_mae_au']['folds'])} folds) |")
-    lines += [
-        "",
-        "| species | CQ MAE ours (MHz) | CQ MAE featomic (MHz) | η MAE ours | η MAE featomic | C̃Q MAE ours | C̃Q MAE featomic | η̃ MAE ours | η̃ MAE featomic | mean q̃ ours | mean q̃ featomic |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+        row = [sp, f"{summary['ours'][sp]['n']['mean']:.0f}"]
+        row += [fmt(summary[m][sp]["efg_mae_au"], scale=1e3) for m in methods]
+        row += [fmt(summary[m][sp]["efg_mae_pct_span"]) for m in methods]
+        row += [_verdict(summary, "ours", sp),
+                _verdict(summary, "ours_scaleopt", sp) if "ours_scaleopt" in summary else "—"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| species | " + header(f"CQ MAE {short[m]} (MHz)" for m in methods) + " | "
+              + header(f"η MAE {short[m]}" for m in methods) + " |", "|---" * (1 + 2 * len(methods)) + "|"]
     for sp in SPECIES:
-        o, b = ours[sp], base[sp]
-        cells = [fmt(o.get("cq_mae_MHz")), fmt(b.get("cq_mae_MHz")), fmt(o.get("eta_mae")), fmt(b.get("eta_mae")),
-                 fmt(o["cq_tilde_mae"]), fmt(b["cq_tilde_mae"]), fmt(o["eta_tilde_mae"]), fmt(b["eta_tilde_mae"]),
-                 fmt(o["q_tilde_mean"], fixed=5), fmt(b["q_tilde_mean"], fixed=5)]
-        lines.append(f"| {sp} | " + " | ".join(cells) + " |")
+        row = [sp] + [fmt(summary[m][sp].get("cq_mae_MHz")) for m in methods]
+        row += [fmt(summary[m][sp].get("eta_mae")) for m in methods]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| species | " + header(f"C̃Q MAE {short[m]}" for m in methods) + " | "
+              + header(f"η̃ MAE {short[m]}" for m in methods) + " | " + header(f"mean q̃ {short[m]}" for m in methods)
+              + " |", "|---" * (1 + 3 * len(methods)) + "|"]
+    for sp in SPECIES:
+        row = [sp] + [fmt(summary[m][sp]["cq_tilde_mae"]) for m in methods]
+        row += [fmt(summary[m][sp]["eta_tilde_mae"]) for m in methods]
+        row += [fmt(summary[m][sp]["q_tilde_mean"], fixed=5) for m in methods]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -878,12 +973,15 @@ def learning_curve_figure(curve: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, len(SPECIES), figsize=(13, 3.4), dpi=120)
+    styles = {"ours": "o-", "ours_scaleopt": "^:", "baseline": "s--"}
+    fig, axes = plt.subplots(1, len(SPECIES), figsize=(13, 3.6), dpi=120)
     for ax, sp in zip(axes, SPECIES):
-        for method, label, style in (("ours", "ase_mlnmr (NMRModel)", "o-"), ("baseline", "featomic λ-SOAP + ridge", "s--")):
+        for method in METHODS:
+            if not curve.get(method):
+                continue
             sizes = sorted(int(n) for n in curve[method])
             values = [1e3 * curve[method][str(n)]["metrics"][sp]["efg_mae_au"] for n in sizes]
-            ax.plot(sizes, values, style, label=label)
+            ax.plot(sizes, values, styles[method], label=METHOD_LABELS[method])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(sizes)
@@ -895,7 +993,7 @@ def learning_curve_figure(curve: dict, path: Path, title: str) -> None:
         ax.set_title(sp)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("EFG component MAE (10⁻³ a.u.)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -935,7 +1033,7 @@ def probe(context: Context, cache: Cache, budget: Budget, method: str, setting: 
     """Inner-CV score (alpha walked) of one full setting, for investigating beyond the grid."""
     search = Search(method, {"start": setting, "stages": []}, context, folds, cache, budget, log)
     features, variant = split_setting(method, setting)
-    provider = BlockProvider(method, features, context, budget)
+    provider = BlockProvider(BASE_METHOD[method], features, context, budget)
     out = {}
     try:
         for sp in species:
@@ -953,6 +1051,9 @@ def probe(context: Context, cache: Cache, budget: Budget, method: str, setting: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny grids, outer fold 0 only, 2-point learning curve")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="extended",
+                        help="'brief': r_cut/cutoff 4-6 Å as briefed; 'extended' (default): the same search "
+                             "followed by a second cut-off sweep over 4-7 Å")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop cleanly (exit 3) after this many minutes; rerun to continue from the cache")
     parser.add_argument("--fresh", action="store_true", help="empty the cache first")
@@ -961,7 +1062,8 @@ def main(argv=None) -> int:
     parser.add_argument("--probe", nargs=2, metavar=("METHOD", "SETTING_JSON"),
                         help="only score one setting (JSON, all keys of the method's grid start) on the inner CV "
                              "of --probe-folds, for investigations beyond the grid; e.g. --probe ours "
-                             "'{\"r_cut\": 7, \"n_max\": 8, \"l_max\": 4, \"sigma\": 0.4, \"two_body\": true}'")
+                             "'{\"r_cut\": 7, \"n_max\": 8, \"l_max\": 4, \"sigma\": 0.4, \"two_body\": true}' "
+                             "(ours also takes \"scale\": \"none\")")
     parser.add_argument("--probe-folds", default="0", help="outer folds for --probe (comma separated)")
     parser.add_argument("--probe-species", default=",".join(SPECIES), help="species for --probe")
     args = parser.parse_args(argv)
@@ -973,7 +1075,9 @@ def main(argv=None) -> int:
         return 0
     budget = Budget(args.budget_minutes)
     mode = "quick" if args.quick else "full"
-    grid = QUICK_GRID if args.quick else FULL_GRID
+    grid_name = "quick" if args.quick else args.grid
+    grid = QUICK_GRID if args.quick else GRIDS[args.grid]
+    prefix = mode if grid_name in ("quick", "brief") else f"{mode}-{grid_name}"
     folds = [0] if args.quick else list(range(N_OUTER))
     sizes = QUICK_LEARNING_CURVE_SIZES if args.quick else LEARNING_CURVE_SIZES
     results_dir = REPO / "bench" / "results"
@@ -988,14 +1092,14 @@ def main(argv=None) -> int:
         print(f"[{time.time() - t_start:7.1f} s] {message}", flush=True)
 
     context = Context(files)
-    log(f"read {context.n_cells} cells ({', '.join(f.name for f in files[:3])}, ...); mode {mode}")
+    log(f"read {context.n_cells} cells ({', '.join(f.name for f in files[:3])}, ...); mode {mode}, grid {grid_name}")
     if len(files) != 24:
         log(f"warning: expected 24 cells, found {len(files)}")
     if args.probe:
         method, setting = args.probe[0], json.loads(args.probe[1])
         allowed = set(FULL_GRID.get(method, {}).get("start", {})) | set(PROBE_ONLY_VARIANT_KEYS.get(method, ()))
-        if method not in FULL_GRID or not set(FULL_GRID[method]["start"]) <= set(setting) <= allowed:
-            parser.error(f"--probe needs a method in {list(FULL_GRID)} and the keys {sorted(FULL_GRID[method]['start'])}")
+        if method not in ("ours", "baseline") or not set(FULL_GRID[method]["start"]) <= set(setting) <= allowed:
+            parser.error("--probe needs the method 'ours' or 'baseline' and the keys of its grid start")
         probe_folds = [int(k) for k in args.probe_folds.split(",")]
         try:
             result = probe(context, cache, budget, method, setting, probe_folds, args.probe_species.split(","), log)
@@ -1020,19 +1124,19 @@ def main(argv=None) -> int:
 
     try:
         searches, chosen = {}, {}
-        for method in ("ours", "baseline"):
+        for method in METHODS:
             log(f"hyper-parameter search: {method}")
             searches[method] = Search(method, grid[method], context, folds, cache, budget, log)
             chosen[method] = searches[method].run()
-        final: dict = {"ours": {}, "baseline": {}}
+        final: dict = {m: {} for m in METHODS}
         for k in folds:
             test_cells = context.cells_of_folds([k])
             train_cells = [c for c in range(context.n_cells) if c not in test_cells]
-            for method in ("ours", "baseline"):
+            for method in METHODS:
                 picked = {sp: chosen[method][sp][str(k)] for sp in SPECIES}
-                final[method][k] = cached_fit(cache, budget, f"{mode}_final_{method}_fold{k}", method, context, picked,
-                                              train_cells, test_cells, log)
-        curve: dict = {"ours": {}, "baseline": {}}
+                final[method][k] = cached_fit(cache, budget, f"{prefix}_final_{method}_fold{k}", method, context,
+                                              picked, train_cells, test_cells, log)
+        curve: dict = {m: {} for m in METHODS}
         if not args.no_learning_curve:
             k = LEARNING_CURVE_FOLD
             test_cells = context.cells_of_folds([k])
@@ -1040,10 +1144,10 @@ def main(argv=None) -> int:
             order = list(np.random.default_rng(0).permutation(pool))
             for n in sizes:
                 train_cells = sorted(int(c) for c in order[:n])
-                for method in ("ours", "baseline"):
+                for method in METHODS:
                     picked = {sp: chosen[method][sp][str(k)] for sp in SPECIES}
-                    name = (f"{mode}_final_{method}_fold{k}" if n == len(pool)
-                            else f"{mode}_curve_{method}_fold{k}_n{n}")
+                    name = (f"{prefix}_final_{method}_fold{k}" if n == len(pool)
+                            else f"{prefix}_curve_{method}_fold{k}_n{n}")
                     curve[method][str(n)] = cached_fit(cache, budget, name, method, context, picked, train_cells,
                                                        test_cells, log)
     except BudgetExceeded as stop:
@@ -1055,20 +1159,24 @@ def main(argv=None) -> int:
     table = markdown_tables(summary)
     print()
     print(table)
-    wins = {sp: summary["ours"][sp]["efg_mae_au"]["mean"] <= summary["baseline"][sp]["efg_mae_au"]["mean"]
-            for sp in SPECIES}
-    print(f"\nours matches or beats featomic on the component MAE for every species: {all(wins.values())} {wins}")
+    wins = {m: {sp: summary[m][sp]["efg_mae_au"]["mean"] <= summary["baseline"][sp]["efg_mae_au"]["mean"]
+                for sp in SPECIES} for m in ("ours", "ours_scaleopt")}
+    for m in wins:
+        print(f"{METHOD_LABELS[m]} matches or beats featomic on the component MAE for every species: "
+              f"{all(wins[m].values())} {wins[m]}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     figure = None
     if curve["ours"]:
-        figure = (results_dir / f"gehlenite_learning_curve_quick.png" if args.quick
-                  else REPO / "docs" / "figures" / "gehlenite_learning_curve.png")
+        figure = (results_dir / "gehlenite_learning_curve_quick.png" if args.quick
+                  else REPO / "docs" / "figures" / ("gehlenite_learning_curve.png" if grid_name == "extended"
+                                                    else f"gehlenite_learning_curve_{grid_name}.png"))
         learning_curve_figure(curve, figure, f"gehlenite EFG, outer fold {LEARNING_CURVE_FOLD} "
                                              f"({len(context.cells_of_folds([LEARNING_CURVE_FOLD]))} test cells), "
-                                             "hyper-parameters tuned on the full training side of that fold")
+                                             f"grid '{grid_name}', hyper-parameters tuned on the full training side")
         log(f"figure: {figure}")
     output = {
         "mode": mode,
+        "grid_name": grid_name,
         "protocol": {"outer_folds": N_OUTER, "fold_of_cell": {f.name: int(k) for f, k in zip(files, context.fold_of_cell)},
                      "inner": "grouped 4-fold: the other four outer folds", "score": "inner-CV MAE of the six "
                      "independent EFG components (a.u.)", "alpha_grid": ALPHAS, "alpha_start": ALPHAS[ALPHA_START_INDEX],
@@ -1079,8 +1187,8 @@ def main(argv=None) -> int:
         "tuning_seconds": {m: s.tuning_seconds() for m, s in searches.items()},
         "final": {m: {str(k): v for k, v in per.items()} for m, per in final.items()},
         "summary": summary,
-        "ours_wins_every_species": all(wins.values()),
         "wins": wins,
+        "ours_wins_every_species": all(wins["ours"].values()),
         "learning_curve": curve,
         "figure": None if figure is None else str(figure.relative_to(REPO)),
         "machine": machine_info(),
@@ -1089,7 +1197,7 @@ def main(argv=None) -> int:
         "markdown": table,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"accuracy_gehlenite_efg_{mode}_{stamp}.json"
+    path = results_dir / f"accuracy_gehlenite_efg_{mode}_{grid_name}_{stamp}.json"
     path.write_text(json.dumps(output, indent=1, default=float))
     log(f"results: {path}")
     return 0
