@@ -28,7 +28,7 @@ from ase.data import chemical_symbols
 
 from .dataset import TensorDataset
 from .descriptors import LambdaSOAP, SOAP, atomic_number_of, random_species_mixing
-from .models.linear import EquivariantRidge, RidgeRegression
+from .models.linear import EquivariantRidge, RidgeRegression, equivariant_feature_scale
 from .models.model_file import ModelFileError, load_model, make_provenance, save_model
 from .models.nystrom import NystromKernelRidge
 from .spherical_tensors import (
@@ -48,9 +48,9 @@ _SOURCE_TENSOR = {"ms_iso": "ms", "ms_aniso": "ms", "ms_antisym": "ms", "efg": "
 DEFAULT_CONFIG: dict[str, Any] = {
     "descriptor": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.4},
     "ms_iso": {"regressor": "nystrom", "kernel": "gaussian", "n_inducing": 2000, "length_scale_factor": 1.0, "ridge": 1e-6},
-    "ms_aniso": {"alpha": "auto", "two_body": True},
-    "ms_antisym": {"alpha": "auto"},
-    "efg": {"alpha": "auto", "two_body": True},
+    "ms_aniso": {"alpha": "auto", "feature_scaling": "auto", "two_body": True},
+    "ms_antisym": {"alpha": "auto", "feature_scaling": "auto"},
+    "efg": {"alpha": "auto", "feature_scaling": "auto", "two_body": True},
     "ood": {"n_inducing": 500, "length_scale_factor": 1.0},
 }
 
@@ -477,20 +477,27 @@ def build_regressor(prop: str, config: Mapping[str, Any], features: np.ndarray):
             length = settings.get("length_scale_factor", 1.0) * median
         return NystromKernelRidge(length_scale=float(length), normalize_features=normalise, **common)
     alpha = settings.get("alpha", "auto")
-    return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, alpha=1e-6 if alpha == "auto" else float(alpha))
+    scaling = settings.get("feature_scaling", "auto")
+    return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, alpha=1e-6 if alpha == "auto" else float(alpha),
+                            feature_scaling="per_feature" if scaling == "auto" else scaling)
 
 
-#: Ridge values tried by ``alpha: "auto"`` for the equivariant (λ-SOAP) models.
-ALPHA_GRID = tuple(10.0 ** k for k in range(-6, 5))
+#: Feature scalings tried by ``feature_scaling: "auto"`` (with ``alpha: "auto"``).
+AUTO_FEATURE_SCALINGS = ("per_feature", "global")
+
+#: Ridge values tried by ``alpha: "auto"`` for the equivariant (λ-SOAP) models (half decades).
+ALPHA_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 9))
 
 
 def select_equivariant_alpha(features: np.ndarray, targets: np.ndarray, groups: np.ndarray,
-                             grid: Sequence[float] = ALPHA_GRID, n_splits: int = 5) -> tuple[float, np.ndarray]:
+                             grid: Sequence[float] = ALPHA_GRID, n_splits: int = 5,
+                             feature_scaling: str = "per_feature") -> tuple[float, np.ndarray]:
     """Ridge α of an :class:`EquivariantRidge` by grouped k-fold CV on the training data.
 
-    Features are scaled as the model scales them (RMS per feature, RMS of the targets), one
-    eigendecomposition per fold of the smaller of XᵀX and XXᵀ serves every α. Returns the
-    α with the lowest component MAE and the MAE of every α.
+    Features are scaled as the model scales them (``feature_scaling``; targets need no
+    scaling: the ridge solution is linear in them), one eigendecomposition per fold of the
+    smaller of XᵀX and XXᵀ serves every α. Returns the α with the lowest component MAE
+    and the MAE of every α.
     """
     from .models.validation import fold_assignment
 
@@ -505,8 +512,7 @@ def select_equivariant_alpha(features: np.ndarray, targets: np.ndarray, groups: 
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
         x_train = features[train].reshape(-1, p)
-        scale = np.sqrt(np.mean(x_train**2, axis=0))
-        scale[scale <= 0] = 1.0
+        scale = equivariant_feature_scale(x_train, feature_scaling)
         x_train = x_train / scale
         y_train = targets[train].reshape(-1)
         x_test = features[test].reshape(-1, p) / scale
@@ -525,6 +531,25 @@ def select_equivariant_alpha(features: np.ndarray, targets: np.ndarray, groups: 
     return float(grid[int(np.argmin(errors))]), errors
 
 
+def select_equivariant_ridge(features: np.ndarray, targets: np.ndarray, groups: np.ndarray,
+                             feature_scalings: Sequence[str] = AUTO_FEATURE_SCALINGS,
+                             grid: Sequence[float] = ALPHA_GRID,
+                             n_splits: int = 5) -> tuple[str, float, dict[str, np.ndarray]]:
+    """Feature scaling and α of an :class:`EquivariantRidge` by grouped k-fold CV.
+
+    Runs :func:`select_equivariant_alpha` for every scaling; returns the pair with the
+    lowest component MAE and the MAE curves ``{scaling: errors over grid}``.
+    """
+    curves = {}
+    best = (np.inf, feature_scalings[0], float(grid[0]))
+    for scaling in feature_scalings:
+        alpha, errors = select_equivariant_alpha(features, targets, groups, grid, n_splits, scaling)
+        curves[scaling] = errors
+        if float(np.min(errors)) < best[0]:
+            best = (float(np.min(errors)), scaling, alpha)
+    return best[1], best[2], curves
+
+
 def fit_property_model(element: str, prop: str, data: TensorDataset, selection, neighbours: Sequence[str],
                        config: Mapping[str, Any]) -> PropertyModel:
     """Fit one property model of one element on the selected atoms."""
@@ -533,6 +558,10 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
     regressor = build_regressor(prop, config, features)
     targets = _targets(prop, selection.tensors)
     if isinstance(regressor, EquivariantRidge) and config[prop].get("alpha", "auto") == "auto":
-        regressor.alpha, _ = select_equivariant_alpha(features, targets, selection.structure_index)
+        # feature_scaling "auto" is chosen together with alpha; with a fixed alpha it means per_feature
+        scaling = config[prop].get("feature_scaling", "auto")
+        candidates = AUTO_FEATURE_SCALINGS if scaling == "auto" else (scaling,)
+        regressor.feature_scaling, regressor.alpha, _ = select_equivariant_ridge(
+            features, targets, selection.structure_index, candidates)
     regressor.fit(features, targets)
     return PropertyModel(element=element, prop=prop, descriptor=descriptor, regressor=regressor)

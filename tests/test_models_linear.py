@@ -98,6 +98,52 @@ def test_equivariant_ridge_closed_form() -> None:
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
 
 
+@pytest.mark.parametrize("feature_scaling", ["global", "none"])
+def test_equivariant_ridge_other_feature_scalings_closed_form(feature_scaling: str) -> None:
+    rng = np.random.default_rng(13)
+    X, _ = _random_l2_features(rng, 40, 6)
+    X *= np.array([1.0, 0.01, 5.0, 1.0, 100.0, 0.3])
+    y = X @ rng.normal(size=6) + 0.3 * rng.normal(size=(40, 5))
+    alpha = 0.05
+    model = EquivariantRidge(lam=2, alpha=alpha, feature_scaling=feature_scaling).fit(X, y)
+    # one scale for every feature: the RMS over all entries ("global") or 1 ("none")
+    s = np.sqrt(np.mean(X**2)) if feature_scaling == "global" else 1.0
+    t = np.sqrt(np.mean(y**2))
+    flat, targets = (X / s).reshape(-1, 6), (y / t).reshape(-1)
+    w = np.linalg.solve(flat.T @ flat + alpha * np.eye(6), flat.T @ targets)
+    np.testing.assert_allclose(model.coef_, w * t / s, rtol=1e-10)
+    arrays, params = model.to_arrays()
+    assert params["feature_scaling"] == feature_scaling
+    again = EquivariantRidge.from_arrays(arrays, json.loads(json.dumps(params)))
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+def test_equivariant_ridge_reads_the_older_boolean_scaling_parameter() -> None:
+    rng = np.random.default_rng(14)
+    X, _ = _random_l2_features(rng, 30, 4)
+    model = EquivariantRidge(lam=2, alpha=0.1).fit(X, X @ rng.normal(size=4))
+    arrays, params = model.to_arrays()
+    params.pop("feature_scaling")
+    params["scale_features"] = False
+    assert EquivariantRidge.from_arrays(arrays, params).feature_scaling == "none"
+    with pytest.raises(ValueError, match="feature_scaling"):
+        EquivariantRidge(lam=2, feature_scaling="per_column")
+
+
+@pytest.mark.parametrize("feature_scaling", ["per_feature", "global"])
+def test_equivariance_lambda2_any_scaling(feature_scaling: str) -> None:
+    rng = np.random.default_rng(15)
+    X, _ = _random_l2_features(rng, 120, 6)
+    X *= np.array([1.0, 0.01, 5.0, 1.0, 100.0, 0.3])
+    y = X @ rng.normal(size=6) + 0.2 * rng.normal(size=(120, 5))
+    model = EquivariantRidge(lam=2, alpha=1e-2, feature_scaling=feature_scaling).fit(X, y)
+    _, vq = _random_l2_features(rng, 10, 6)
+    T = model.predict_cartesian(_features_from_vectors(vq))
+    for R in Rotation.random(3, random_state=16).as_matrix():
+        T_rot = model.predict_cartesian(_features_from_vectors(vq @ R.T))
+        np.testing.assert_allclose(T_rot, R @ T @ R.T, atol=1e-10 * np.abs(T).max())
+
+
 def test_equivariance_lambda2() -> None:
     rng = np.random.default_rng(4)
     X, vecs = _random_l2_features(rng, 200, 6)

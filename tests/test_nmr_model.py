@@ -177,3 +177,25 @@ def test_auto_alpha_picks_the_cross_validated_minimum():
         reference.append(total / targets.size)
     np.testing.assert_allclose(errors, reference, rtol=1e-8)
     assert best == grid[int(np.argmin(reference))] and best not in (1e6,)
+
+
+def test_auto_feature_scaling_is_chosen_with_alpha_by_cross_validation():
+    from ase_mlnmr.nmr_model import select_equivariant_alpha, select_equivariant_ridge
+
+    rng = np.random.default_rng(4)
+    n, p = 80, 30
+    # informative features are small, noise features large: per-feature scaling inflates
+    # the noise columns, one global scale keeps the descriptor's own weighting
+    signal = rng.normal(size=(n, 5, 6)) * 0.05
+    noise = rng.normal(size=(n, 5, p - 6)) * 3.0
+    features = np.concatenate([signal, noise], axis=2)
+    targets = signal @ rng.normal(size=6) * 20 + 0.05 * rng.normal(size=(n, 5))
+    groups = np.repeat(np.arange(16), 5)
+    grid = tuple(10.0 ** k for k in range(-4, 4))
+    scaling, alpha, curves = select_equivariant_ridge(features, targets, groups, ("per_feature", "global"), grid)
+    for name in ("per_feature", "global"):
+        a, errors = select_equivariant_alpha(features, targets, groups, grid, feature_scaling=name)
+        np.testing.assert_array_equal(curves[name], errors)
+    best = min(curves, key=lambda name: curves[name].min())
+    assert scaling == best and alpha == grid[int(np.argmin(curves[best]))]
+    assert set(curves) == {"per_feature", "global"}

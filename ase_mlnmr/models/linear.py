@@ -15,9 +15,11 @@ feature column j), targets y[n, mu]; one weight per feature shared by all mu::
     y_mu(n) = sum_j w_j X[n, mu, j]
     (sum_mu X_mu^T X_mu + alpha I) w = sum_mu X_mu^T y_mu     (scaled variables)
 
-No intercept and no centring (both break equivariance). Only one positive scale per
-feature (RMS of the feature over samples and mu) and one positive scale for the
-targets (RMS over samples and mu) are applied; ``alpha`` acts on the scaled problem.
+No intercept and no centring (both break equivariance). Features are only divided by
+positive scales, either one per feature (``feature_scaling="per_feature"``: RMS of the
+column over samples and mu) or one for all (``"global"``: RMS over every entry, which
+leaves the relative weight of the features as the descriptor made it); the targets by
+one scale (RMS over samples and mu). ``alpha`` acts on the scaled problem.
 If every feature column rotates with the Wigner matrix D^lambda(R), so does the
 prediction: for lambda = 2 the Cartesian tensor becomes R T R^T.
 """
@@ -30,7 +32,8 @@ import scipy.linalg
 
 from ..spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
 
-__all__ = ["RidgeRegression", "EquivariantRidge", "solve_ridge", "ridge_weights"]
+__all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
+           "ridge_weights"]
 
 
 def solve_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
@@ -65,6 +68,26 @@ def ridge_weights(design: np.ndarray, targets: np.ndarray, alpha: float) -> np.n
 def _positive_scale(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return np.where(values > 0.0, values, 1.0)
+
+
+#: Feature scalings of :class:`EquivariantRidge`.
+FEATURE_SCALINGS = ("per_feature", "global", "none")
+
+
+def equivariant_feature_scale(flat_features: np.ndarray, feature_scaling: str) -> np.ndarray:
+    """Positive scale per column of (rows, p) features whose rows are the mu components.
+
+    ``per_feature``: RMS of each column; ``global``: the RMS of all entries for every
+    column; ``none``: ones. Zero scales (all-zero columns) become 1.
+    """
+    p = flat_features.shape[1]
+    if feature_scaling == "per_feature":
+        return _positive_scale(np.sqrt(np.mean(flat_features**2, axis=0)))
+    if feature_scaling == "global":
+        return np.full(p, float(_positive_scale(np.sqrt(np.mean(flat_features**2)))))
+    if feature_scaling == "none":
+        return np.ones(p)
+    raise ValueError(f"feature_scaling must be one of {FEATURE_SCALINGS}, got {feature_scaling!r}")
 
 
 class RidgeRegression:
@@ -207,8 +230,10 @@ class EquivariantRidge:
         Tensor rank lambda of features and targets (2 for EFG / sigma(2), 1 for sigma(1)).
     alpha:
         Ridge parameter on the scaled problem (dimensionless).
-    scale_features:
-        Divide feature j by s_j = sqrt(mean_{n, mu} X[n, mu, j]^2) (> 0).
+    feature_scaling:
+        ``"per_feature"``: divide feature j by s_j = sqrt(mean_{n, mu} X[n, mu, j]^2);
+        ``"global"``: divide every feature by s = sqrt(mean_{n, mu, j} X[n, mu, j]^2);
+        ``"none"``: raw features (then alpha carries the feature units).
     scale_targets:
         Divide targets by sqrt(mean_{n, mu} y[n, mu]^2) (> 0).
     """
@@ -218,16 +243,18 @@ class EquivariantRidge:
         lam: int = 2,
         alpha: float = 1e-6,
         *,
-        scale_features: bool = True,
+        feature_scaling: str = "per_feature",
         scale_targets: bool = True,
     ) -> None:
         if lam < 0:
             raise ValueError("lam must be >= 0")
         if alpha < 0:
             raise ValueError("alpha must be >= 0")
+        if feature_scaling not in FEATURE_SCALINGS:
+            raise ValueError(f"feature_scaling must be one of {FEATURE_SCALINGS}, got {feature_scaling!r}")
         self.lam = int(lam)
         self.alpha = float(alpha)
-        self.scale_features = bool(scale_features)
+        self.feature_scaling = str(feature_scaling)
         self.scale_targets = bool(scale_targets)
         self._fitted = False
 
@@ -239,7 +266,7 @@ class EquivariantRidge:
         return {
             "lam": self.lam,
             "alpha": self.alpha,
-            "scale_features": self.scale_features,
+            "feature_scaling": self.feature_scaling,
             "scale_targets": self.scale_targets,
         }
 
@@ -262,9 +289,7 @@ class EquivariantRidge:
             raise ValueError(f"targets must be (n_samples, {self.n_components}), got {y.shape}")
         n, k, p = X.shape
         flat = X.reshape(n * k, p)  # the mu components act as extra samples
-        self.feature_scale_ = (
-            _positive_scale(np.sqrt(np.mean(flat**2, axis=0))) if self.scale_features else np.ones(p)
-        )
+        self.feature_scale_ = equivariant_feature_scale(flat, self.feature_scaling)
         self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
         Xs = flat / self.feature_scale_
         ys = y.reshape(n * k) / self.target_scale_
@@ -318,6 +343,9 @@ class EquivariantRidge:
     def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> "EquivariantRidge":
         if params.get("class", "EquivariantRidge") != "EquivariantRidge":
             raise ValueError(f"parameters describe a {params.get('class')!r}, not an EquivariantRidge")
+        params = dict(params)
+        if "scale_features" in params:  # files written before feature_scaling existed
+            params.setdefault("feature_scaling", "per_feature" if params.pop("scale_features") else "none")
         model = cls(**{k: params[k] for k in cls().get_params() if k in params})
         model.scaled_weights_ = np.asarray(arrays["scaled_weights"], dtype=float)
         model.feature_scale_ = np.asarray(arrays["feature_scale"], dtype=float)
