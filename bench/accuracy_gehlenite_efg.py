@@ -130,24 +130,32 @@ def _extended(grid: dict) -> dict:
     return out
 
 
-def _with_scale_option(grid: dict) -> dict:
-    """Adds "ours_scaleopt": our search path, then a last stage choosing the ridge's feature
-    scaling (per-feature RMS as EquivariantRidge does in NMRModel, or none)."""
+def _with_scale_stage(grid: dict) -> dict:
+    """Adds the last stage of ours: the ridge's feature scaling, per-feature RMS ("rms",
+    NMRModel ``feature_scaling: per_feature``) or one RMS for all ("none": unscaled features
+    with alpha relative to their mean square, i.e. ``feature_scaling: global``)."""
     out = json.loads(json.dumps(grid))
-    out["ours_scaleopt"] = {"start": dict(out["ours"]["start"]),
-                            "stages": out["ours"]["stages"] + [("scale", ["rms", "none"])]}
+    out["ours"]["stages"].append(("scale", ["rms", "none"]))
     return out
 
 
-GRIDS = {"brief": _with_scale_option(BRIEF_GRID), "extended": _with_scale_option(_extended(BRIEF_GRID))}
-QUICK_GRID = _with_scale_option(QUICK_GRID)
+def _with_angular_stage(grid: dict) -> dict:
+    """Adds a last stage of the angular resolution, l_max (ours) / max_angular (featomic) 4 or 6."""
+    out = json.loads(json.dumps(grid))
+    out["ours"]["stages"].append(("l_max", [4, 6]))
+    out["baseline"]["stages"].append(("max_angular", [4, 6]))
+    return out
+
+
+GRIDS = {"brief": _with_scale_stage(BRIEF_GRID), "extended": _with_scale_stage(_extended(BRIEF_GRID)),
+         "angular": _with_angular_stage(_with_scale_stage(_extended(BRIEF_GRID)))}
+QUICK_GRID = _with_scale_stage(QUICK_GRID)
 FULL_GRID = GRIDS["brief"]  # the keys a setting of each method has
-METHODS = ("ours", "ours_scaleopt", "baseline")
-BASE_METHOD = {"ours": "ours", "ours_scaleopt": "ours", "baseline": "baseline"}
-METHOD_LABELS = {"ours": "ase_mlnmr NMRModel", "ours_scaleopt": "ase_mlnmr + unscaled-ridge option",
-                 "baseline": "featomic λ-SOAP + ridge"}
+METHODS = ("ours", "baseline")
+BASE_METHOD = {"ours": "ours", "baseline": "baseline"}
+METHOD_LABELS = {"ours": "ase_mlnmr NMRModel", "baseline": "featomic λ-SOAP + ridge"}
 # parameters that only select columns / scale features: no new features needed
-VARIANT_KEYS = {"ours": ("two_body",), "baseline": ("scale",)}
+VARIANT_KEYS = {"ours": ("two_body", "scale"), "baseline": ("scale",)}
 LEARNING_CURVE_FOLD = 0
 LEARNING_CURVE_SIZES = (4, 8, 12, 16, 19)
 QUICK_LEARNING_CURVE_SIZES = (4, 19)
@@ -314,50 +322,78 @@ def ours_cell_features(descriptor, atoms, species: str) -> np.ndarray:
 # ------------------------------------------------------------------------ ridge
 class FoldBlocks:
     """One species, one feature setting: per outer fold the stacked features (rows =
-    atoms x μ), spherical targets, reference Cartesian tensors and the Gram statistics."""
+    atoms x μ), spherical targets and reference Cartesian tensors; Gram matrices XᵀX (primal,
+    when the training rows outnumber the features) and products X_f X_gᵀ between folds
+    (dual, unscaled features) are computed on first use and kept."""
 
     def __init__(self, cell_features: list[np.ndarray], cell_targets: list[np.ndarray],
                  cell_reference: list[np.ndarray], fold_of_cell: np.ndarray, basis: np.ndarray) -> None:
         self.basis = basis
         self.n_features = cell_features[0].shape[-1]
-        self.X, self.y, self.ref, self.gram, self.rhs, self.n_rows = {}, {}, {}, {}, {}, {}
+        self.X, self.y, self.ref, self.n_rows = {}, {}, {}, {}
         for f in (int(f) for f in np.unique(fold_of_cell)):
             cells = np.flatnonzero(fold_of_cell == f)
-            X = np.concatenate([cell_features[c] for c in cells]).reshape(-1, self.n_features)
-            y = np.concatenate([cell_targets[c] for c in cells]).reshape(-1)
-            self.X[f], self.y[f] = X, y
+            self.X[f] = np.concatenate([cell_features[c] for c in cells]).reshape(-1, self.n_features)
+            self.y[f] = np.concatenate([cell_targets[c] for c in cells]).reshape(-1)
             self.ref[f] = np.concatenate([cell_reference[c] for c in cells])
-            self.gram[f] = X.T @ X
-            self.rhs[f] = X.T @ y
-            self.n_rows[f] = X.shape[0]
+            self.n_rows[f] = self.X[f].shape[0]
+        self.sum_squares = {f: np.einsum("ij,ij->j", X, X) for f, X in self.X.items()}
+        self._gram: dict[int, np.ndarray] = {}
+        self._rhs: dict[int, np.ndarray] = {}
+        self._cross: dict[tuple[int, int], np.ndarray] = {}
         self._kernels: dict = {}
+
+    def gram(self, f: int) -> np.ndarray:
+        if f not in self._gram:
+            self._gram[f] = self.X[f].T @ self.X[f]
+            self._rhs[f] = self.X[f].T @ self.y[f]
+        return self._gram[f]
+
+    def rhs(self, f: int) -> np.ndarray:
+        self.gram(f)
+        return self._rhs[f]
+
+    def cross(self, f: int, g: int) -> np.ndarray:
+        """X_f X_gᵀ of the full feature set (unscaled)."""
+        if (g, f) in self._cross:
+            return self._cross[(g, f)].T
+        if (f, g) not in self._cross:
+            self._cross[(f, g)] = self.X[f] @ self.X[g].T
+        return self._cross[(f, g)]
 
     def coefficients(self, train: list[int], columns: slice, scale: str, alpha: float, relative: bool) -> np.ndarray:
         """Ridge weights on the raw features ``columns`` (one per feature, shared by μ).
 
         ``scale='rms'``: features divided by their RMS over the training rows (our
-        EquivariantRidge); ``'none'``: raw features. ``relative``: alpha multiplied by the
-        mean squared (scaled) feature value, i.e. alpha of the problem whose features are
-        divided by one global RMS.
+        ``feature_scaling='per_feature'``); ``'none'``: raw features. ``relative``: alpha
+        multiplied by the mean squared (scaled) feature value, i.e. alpha of the problem
+        whose features are divided by one global RMS (our ``feature_scaling='global'``).
         """
         n = sum(self.n_rows[f] for f in train)
-        diag = sum(np.diag(self.gram[f])[columns] for f in train)
+        diag = sum(self.sum_squares[f][columns] for f in train)
         s = np.sqrt(diag / n) if scale == "rms" else np.ones_like(diag)
         s = np.where(s > 0, s, 1.0)
         ridge = alpha * (float(np.mean(diag / s**2)) / n if relative else 1.0)
         p = len(diag)
-        if n < p:  # dual: w = Xs^T (Xs Xs^T + a I)^-1 y
+        y = np.concatenate([self.y[f] for f in train])
+        if n < p:  # dual: w = Xsᵀ (Xs Xsᵀ + a I)⁻¹ y
             key = (tuple(train), columns.start, columns.stop, scale)
             if key not in self._kernels:
-                while len(self._kernels) >= 4:  # the four inner folds of one outer fold
+                while len(self._kernels) >= 2:
                     self._kernels.pop(next(iter(self._kernels)))
-                Xs = np.concatenate([self.X[f][:, columns] for f in train]) / s
-                self._kernels[key] = (Xs, Xs @ Xs.T, np.concatenate([self.y[f] for f in train]))
-            Xs, K, y = self._kernels[key]
-            c = _solve(K, y, ridge)
-            return (Xs.T @ c) / s
-        G = sum(self.gram[f][columns, columns] for f in train) / np.outer(s, s)
-        b = sum(self.rhs[f][columns] for f in train) / s
+                if scale == "none" and columns == slice(0, None):
+                    K = np.block([[self.cross(f, g) for g in train] for f in train])
+                else:
+                    Xs = np.concatenate([self.X[f][:, columns] for f in train]) / s
+                    K = Xs @ Xs.T
+                    del Xs
+                self._kernels[key] = K
+            c = _solve(self._kernels[key], y, ridge)
+            offsets = np.cumsum([0] + [self.n_rows[f] for f in train])
+            w = sum(self.X[f][:, columns].T @ c[offsets[i]:offsets[i + 1]] for i, f in enumerate(train))
+            return w / s**2
+        G = sum(self.gram(f)[columns, columns] for f in train) / np.outer(s, s)
+        b = sum(self.rhs(f)[columns] for f in train) / s
         return _solve(G, b, ridge) / s
 
     def predict(self, fold: int, columns: slice, coef: np.ndarray) -> np.ndarray:
@@ -445,9 +481,8 @@ class Context:
         return [int(c) for c in np.flatnonzero(np.isin(self.fold_of_cell, list(folds)))]
 
 
-# probe-only variant of ours: "scale": "none" (unscaled features, alpha relative to the mean
-# squared feature) -- NMRModel's config cannot do this (EquivariantRidge always scales)
-PROBE_ONLY_VARIANT_KEYS = {"ours": ("scale",), "baseline": ()}
+# keys a probe may add to a method's grid start
+PROBE_ONLY_VARIANT_KEYS = {"ours": (), "baseline": ()}
 
 
 def split_setting(method: str, setting: dict) -> tuple[dict, dict]:
@@ -649,7 +684,8 @@ def ours_config(chosen: dict) -> dict:
             "properties": ["efg"],
             "descriptor": {"r_cut": float(s["r_cut"]), "n_max": int(s["n_max"]), "l_max": int(s["l_max"]),
                            "sigma": float(s["sigma"])},
-            "efg": {"alpha": float(entry["alpha"]), "two_body": bool(s["two_body"])},
+            "efg": {"alpha": float(entry["alpha"]), "two_body": bool(s["two_body"]),
+                    "feature_scaling": "global" if s.get("scale", "rms") == "none" else "per_feature"},
         }
     return {"species": species}
 
@@ -742,52 +778,7 @@ def fit_and_score_baseline(context: Context, chosen: dict, train_cells: list[int
             "hypers": {sp: featomic_hypers(split_setting("baseline", chosen[sp]["setting"])[0]) for sp in SPECIES}}
 
 
-def fit_and_score_ours_parts(context: Context, chosen: dict, train_cells: list[int], test_cells: list[int]) -> dict:
-    """Our LambdaSOAP + EquivariantRidge without NMRModel, so that the ridge may run on
-    unscaled features (``scale_features=False``, alpha relative to the mean squared
-    feature); prediction through the contracted path (``LambdaSOAP.contract``)."""
-    from ase_mlnmr.descriptors import LambdaSOAP
-    from ase_mlnmr.evaluation import PairedTensors, efg_metrics
-    from ase_mlnmr.models.linear import EquivariantRidge
-    from ase_mlnmr.spherical_tensors import l2_to_symmetric_traceless
-
-    structures = context.dataset.structures
-    seconds = {"train_total": 0.0, "predict_total": 0.0}
-    elements, reference, predicted, index = [], [], [], []
-    for sp in SPECIES:
-        s = chosen[sp]["setting"]
-        t0 = time.perf_counter()
-        descriptor = LambdaSOAP(list(NEIGHBOURS), r_cut=float(s["r_cut"]), n_max=int(s["n_max"]), l_max=int(s["l_max"]),
-                                sigma=float(s["sigma"]), lam=LAMBDA, two_body=bool(s["two_body"]))
-        X = np.concatenate([descriptor.create(structures[c], centres=species_centres(structures[c], sp))
-                            for c in train_cells])
-        y = np.concatenate([context.targets["ours"][sp][c] for c in train_cells])
-        if s.get("scale", "rms") == "rms":
-            ridge = EquivariantRidge(lam=LAMBDA, alpha=float(chosen[sp]["alpha"]))
-        else:
-            ridge = EquivariantRidge(lam=LAMBDA, alpha=float(chosen[sp]["alpha"]) * float(np.mean(X**2)),
-                                     scale_features=False)
-        ridge.fit(X, y)
-        weights = ridge.coef_
-        del X
-        seconds["train_total"] += time.perf_counter() - t0
-        for c in test_cells:
-            centres = species_centres(structures[c], sp)
-            t0 = time.perf_counter()
-            tensors = l2_to_symmetric_traceless(descriptor.contract(structures[c], weights, centres=centres))
-            seconds["predict_total"] += time.perf_counter() - t0
-            elements.append(np.full(len(centres), sp))
-            reference.append(context.reference[sp][c])
-            predicted.append(tensors)
-            index.append(np.full(len(centres), c))
-    pairs = PairedTensors("efg", np.concatenate(elements), np.concatenate(reference), np.concatenate(predicted),
-                          np.concatenate(index))
-    return {"metrics": efg_metrics(pairs), "seconds": seconds, "n_train_cells": len(train_cells),
-            "n_test_atoms": int(len(pairs.elements))}
-
-
-FIT_AND_SCORE = {"ours": fit_and_score_ours, "ours_scaleopt": fit_and_score_ours_parts,
-                 "baseline": fit_and_score_baseline}
+FIT_AND_SCORE = {"ours": fit_and_score_ours, "baseline": fit_and_score_baseline}
 
 
 def cached_fit(cache: Cache, budget: Budget, name: str, method: str, context: Context, chosen: dict,
@@ -870,9 +861,9 @@ def self_checks(context: Context, grid: dict) -> dict:
     checks["ours_solver_vs_EquivariantRidge_rel_err"] = float(np.abs(coef - ridge.coef_).max() / np.abs(ridge.coef_).max())
     coef_none = blocks.coefficients([0], slice(0, None), "none", alpha, True)
     Xt = np.concatenate([X[c] for c in train_cells])
-    unscaled = EquivariantRidge(lam=2, alpha=alpha * float(np.mean(Xt**2)), scale_features=False).fit(
+    unscaled = EquivariantRidge(lam=2, alpha=alpha, feature_scaling="global").fit(
         Xt, np.concatenate([context.targets["ours"][sp][c] for c in train_cells]))
-    checks["ours_unscaled_solver_vs_EquivariantRidge_rel_err"] = float(
+    checks["ours_global_scaling_solver_vs_EquivariantRidge_rel_err"] = float(
         np.abs(coef_none - unscaled.coef_).max() / np.abs(unscaled.coef_).max())
     config = ours_config({sp: {"setting": dict(grid["ours"]["start"]), "alpha": alpha}})
     model = NMRModel.train(context.dataset, config, progress=False, structure_indices=train_cells)
@@ -935,19 +926,18 @@ def _verdict(summary: dict, method: str, sp: str) -> str:
 
 def markdown_tables(summary: dict) -> str:
     methods = [m for m in METHODS if m in summary]
-    short = {"ours": "ours", "ours_scaleopt": "ours+opt", "baseline": "featomic"}
+    short = {"ours": "ours", "baseline": "featomic"}
     header = " | ".join
     lines = [
         "| species | n test atoms / fold | " + header(f"MAE {short[m]} (10⁻³ a.u.)" for m in methods) + " | "
-        + header(f"% span {short[m]}" for m in methods) + " | ours ≤ featomic (folds) | ours+opt ≤ featomic (folds) |",
-        "|---" * (2 + 2 * len(methods) + 2) + "|",
+        + header(f"% span {short[m]}" for m in methods) + " | ours ≤ featomic (folds) |",
+        "|---" * (2 + 2 * len(methods) + 1) + "|",
     ]
     for sp in SPECIES:
         row = [sp, f"{summary['ours'][sp]['n']['mean']:.0f}"]
         row += [fmt(summary[m][sp]["efg_mae_au"], scale=1e3) for m in methods]
         row += [fmt(summary[m][sp]["efg_mae_pct_span"]) for m in methods]
-        row += [_verdict(summary, "ours", sp),
-                _verdict(summary, "ours_scaleopt", sp) if "ours_scaleopt" in summary else "—"]
+        row += [_verdict(summary, "ours", sp)]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "| species | " + header(f"CQ MAE {short[m]} (MHz)" for m in methods) + " | "
               + header(f"η MAE {short[m]}" for m in methods) + " |", "|---" * (1 + 2 * len(methods)) + "|"]
@@ -973,7 +963,7 @@ def learning_curve_figure(curve: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    styles = {"ours": "o-", "ours_scaleopt": "^:", "baseline": "s--"}
+    styles = {"ours": "o-", "baseline": "s--"}
     fig, axes = plt.subplots(1, len(SPECIES), figsize=(13, 3.6), dpi=120)
     for ax, sp in zip(axes, SPECIES):
         for method in METHODS:
@@ -1051,9 +1041,9 @@ def probe(context: Context, cache: Cache, budget: Budget, method: str, setting: 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny grids, outer fold 0 only, 2-point learning curve")
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="extended",
-                        help="'brief': r_cut/cutoff 4-6 Å as briefed; 'extended' (default): the same search "
-                             "followed by a second cut-off sweep over 4-7 Å")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="angular",
+                        help="'brief': r_cut/cutoff 4-6 Å, l_max 4; 'extended': the same search followed by a "
+                             "second cut-off sweep over 4-7 Å; 'angular' (default): then l_max/max_angular 4 or 6")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop cleanly (exit 3) after this many minutes; rerun to continue from the cache")
     parser.add_argument("--fresh", action="store_true", help="empty the cache first")
@@ -1160,7 +1150,7 @@ def main(argv=None) -> int:
     print()
     print(table)
     wins = {m: {sp: summary[m][sp]["efg_mae_au"]["mean"] <= summary["baseline"][sp]["efg_mae_au"]["mean"]
-                for sp in SPECIES} for m in ("ours", "ours_scaleopt")}
+                for sp in SPECIES} for m in ("ours",)}
     for m in wins:
         print(f"{METHOD_LABELS[m]} matches or beats featomic on the component MAE for every species: "
               f"{all(wins[m].values())} {wins[m]}")
@@ -1168,7 +1158,7 @@ def main(argv=None) -> int:
     figure = None
     if curve["ours"]:
         figure = (results_dir / "gehlenite_learning_curve_quick.png" if args.quick
-                  else REPO / "docs" / "figures" / ("gehlenite_learning_curve.png" if grid_name == "extended"
+                  else REPO / "docs" / "figures" / ("gehlenite_learning_curve.png" if grid_name == "angular"
                                                     else f"gehlenite_learning_curve_{grid_name}.png"))
         learning_curve_figure(curve, figure, f"gehlenite EFG, outer fold {LEARNING_CURVE_FOLD} "
                                              f"({len(context.cells_of_folds([LEARNING_CURVE_FOLD]))} test cells), "
