@@ -12,7 +12,9 @@ use per-species settings as in the paper's Table 1):
 * ``r_cut`` (Å), ``n_max`` (radial functions per l), ``l_max``, ``sigma`` (Gaussian
   standard deviation, Å);
 * ``species_mixing``: optional (n_species, n_channels) matrix mapping each element
-  onto density channels (``c^k = Σ_s M_sk c^s``), to keep the feature size in check.
+  onto density channels (``c^k = Σ_s M_sk c^s``), to keep the feature size in check;
+* ``radial_scaling``: optional ``{"r0": Å, "exponent": m}``: each neighbour's density
+  weighted by ``1 / (1 + (d/r0)^m)`` (Willatt et al. 2018), near neighbours dominate.
 
 Feature sizes, with M = n_channels · n_max:
 
@@ -67,8 +69,20 @@ def random_species_mixing(n_species: int, n_channels: int, seed: int = 0) -> np.
 
 
 @lru_cache(maxsize=16)
-def _cached_table(r_cut: float, sigma: float, n_max: int, l_max: int):
-    return build_radial_table(r_cut, sigma, n_max, l_max)
+def _cached_table(r_cut: float, sigma: float, n_max: int, l_max: int, radial_scaling: tuple[float, float] | None):
+    return build_radial_table(r_cut, sigma, n_max, l_max, radial_scaling=radial_scaling)
+
+
+def _radial_scaling_tuple(radial_scaling) -> tuple[float, float] | None:
+    """Validated ``(r0, m)`` of a ``{"r0", "exponent"}`` mapping (or None)."""
+    if radial_scaling is None:
+        return None
+    if not isinstance(radial_scaling, dict) or set(radial_scaling) != {"r0", "exponent"}:
+        raise ValueError(f"radial_scaling must be None or {{'r0': Å, 'exponent': m}}, got {radial_scaling!r}")
+    r0, exponent = float(radial_scaling["r0"]), float(radial_scaling["exponent"])
+    if not (np.isfinite(r0) and r0 > 0 and np.isfinite(exponent) and exponent >= 0):
+        raise ValueError(f"radial_scaling needs r0 > 0 Å and exponent >= 0, got {radial_scaling!r}")
+    return (r0, exponent)
 
 
 class _SphericalExpansion:
@@ -82,6 +96,7 @@ class _SphericalExpansion:
         l_max: int = 4,
         sigma: float = 0.4,
         species_mixing: np.ndarray | None = None,
+        radial_scaling: dict | None = None,
     ) -> None:
         if isinstance(species, (str, int)) or len(species) == 0:
             raise ValueError(f"species must be a non-empty list of elements, got {species!r}")
@@ -101,9 +116,10 @@ class _SphericalExpansion:
         self.n_max = int(n_max)
         self.l_max = int(l_max)
         self.sigma = float(sigma)
+        self._radial_scaling = _radial_scaling_tuple(radial_scaling)
         self._species_index = np.full(len(chemical_symbols), -1, dtype=np.int32)
         self._species_index[numbers] = np.arange(len(numbers), dtype=np.int32)
-        table = _cached_table(self.r_cut, self.sigma, self.n_max, self.l_max)
+        table = _cached_table(self.r_cut, self.sigma, self.n_max, self.l_max, self._radial_scaling)
         self._core = _soap_core.SoapCore(
             table.coefficients, table.step, table.r_cut, self.n_max, self.l_max, len(numbers), species_mixing
         )
@@ -123,6 +139,8 @@ class _SphericalExpansion:
             "l_max": self.l_max,
             "sigma": self.sigma,
             "species_mixing": None if self.species_mixing is None else self.species_mixing.tolist(),
+            "radial_scaling": None if self._radial_scaling is None else {"r0": self._radial_scaling[0],
+                                                                         "exponent": self._radial_scaling[1]},
         }
 
     def species_indices(self, numbers: np.ndarray) -> np.ndarray:
@@ -223,8 +241,9 @@ class LambdaSOAP(_SphericalExpansion):
         lam: int = 2,
         two_body: bool = True,
         species_mixing: np.ndarray | None = None,
+        radial_scaling: dict | None = None,
     ) -> None:
-        super().__init__(species, r_cut, n_max, l_max, sigma, species_mixing)
+        super().__init__(species, r_cut, n_max, l_max, sigma, species_mixing, radial_scaling)
         if not (isinstance(lam, (int, np.integer)) and 0 <= lam <= 2 * self.l_max):
             raise ValueError(f"lam must be an integer in 0..2*l_max={2 * self.l_max}, got {lam}")
         if two_body and lam > self.l_max:

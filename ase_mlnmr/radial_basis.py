@@ -12,8 +12,12 @@ Definitions (``NMR_CONVENTIONS.md``, "Descriptors"):
   evaluated in the exponentially scaled form
   ``e^(-(r-d)²/2σ²) [e^(-x) i_l(x)]``, ``x = r d / σ²``, which never overflows.
 
-The Cython core needs ``F_nl(d) = fc(d) I_nl(d)`` (cut-off function folded in) at
-arbitrary d: it is tabulated on a uniform grid and stored as piecewise cubic polynomials
+Optional radial scaling of the neighbour density (Willatt, Musil & Ceriotti, PCCP 20,
+29661 (2018)): each neighbour's Gaussian is weighted by ``u(d) = 1 / (1 + (d/r0)^m)``,
+which lets near neighbours dominate without shrinking the cut-off.
+
+The Cython core needs ``F_nl(d) = fc(d) u(d) I_nl(d)`` (cut-off function and scaling
+folded in) at arbitrary d: it is tabulated on a uniform grid and stored as piecewise cubic polynomials
 (``RadialTable``), so that one neighbour costs one table look-up and a few Horner steps.
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "radial_basis_normalisation",
     "radial_basis",
     "cutoff_function",
+    "radial_scaling_function",
     "scaled_modified_spherical_in",
     "radial_integrals",
     "RadialTable",
@@ -83,6 +88,12 @@ def cutoff_function(r: np.ndarray, r_cut: float) -> np.ndarray:
     return np.where(r < r_cut, 0.5 * (np.cos(np.pi * r / r_cut) + 1.0), 0.0)
 
 
+def radial_scaling_function(r: np.ndarray, r0: float, exponent: float) -> np.ndarray:
+    """Neighbour weight ``u(r) = 1 / (1 + (r / r0)^m)`` (r, r0 in Å; u(0) = 1, u(r0) = 1/2)."""
+    r = np.asarray(r, dtype=float)
+    return 1.0 / (1.0 + (r / r0) ** exponent)
+
+
 def scaled_modified_spherical_in(l: np.ndarray | int, x: np.ndarray) -> np.ndarray:
     """``e^(-x) i_l(x)`` for x >= 0, through ``i_l(x) = sqrt(π/(2x)) I_{l+1/2}(x)``.
 
@@ -126,7 +137,7 @@ def radial_integrals(d: np.ndarray, r_cut: float, sigma: float, n_max: int, l_ma
 
 @dataclass(frozen=True)
 class RadialTable:
-    """Piecewise-cubic table of ``F_k(d) = fc(d) I_nl(d)``, k = l*n_max + n.
+    """Piecewise-cubic table of ``F_k(d) = fc(d) u(d) I_nl(d)``, k = l*n_max + n.
 
     ``coefficients[i, k, :] = (c3, c2, c1, c0)``: on interval i,
     ``F_k(d) = ((c3 t + c2) t + c1) t + c0`` with ``t = d - i*step``.
@@ -155,9 +166,12 @@ class RadialTable:
 
 
 def build_radial_table(
-    r_cut: float, sigma: float, n_max: int, l_max: int, points_per_sigma: int = 40
+    r_cut: float, sigma: float, n_max: int, l_max: int, points_per_sigma: int = 40,
+    radial_scaling: tuple[float, float] | None = None,
 ) -> RadialTable:
-    """Tabulate ``fc(d) I_nl(d)`` on [0, r_cut] as a cubic spline.
+    """Tabulate ``fc(d) u(d) I_nl(d)`` on [0, r_cut] as a cubic spline.
+
+    ``radial_scaling``: ``(r0, m)`` of :func:`radial_scaling_function`, or None (u = 1).
 
     The grid step is ``min(σ / points_per_sigma, r_cut / 256)``; with the default the
     interpolation error is ~1e-8 relative to the largest value (checked in the tests).
@@ -165,7 +179,10 @@ def build_radial_table(
     n_intervals = int(np.ceil(max(256, points_per_sigma * r_cut / sigma)))
     grid = np.linspace(0.0, r_cut, n_intervals + 1)
     values = radial_integrals(grid, r_cut, sigma, n_max, l_max)
-    values *= cutoff_function(grid, r_cut)[:, None, None]
+    weight = cutoff_function(grid, r_cut)
+    if radial_scaling is not None:
+        weight = weight * radial_scaling_function(grid, *radial_scaling)
+    values *= weight[:, None, None]
     spline = CubicSpline(grid, values.reshape(len(grid), -1), axis=0, bc_type="not-a-knot")
     # spline.c has shape (4, n_intervals, n_functions) with the highest power first.
     coefficients = np.ascontiguousarray(np.transpose(spline.c, (1, 2, 0)))

@@ -57,14 +57,17 @@ def radial_integral(d: float, n: int, l: int, r_cut: float, sigma: float) -> flo
     return 4 * np.pi * (2 * np.pi * sigma**2) ** -1.5 * value
 
 
-def expansion(vectors, species, n_species, r_cut, sigma, n_max, l_max):
-    """c[s, n, l, m + l_max] for one centre (zero-padded in m)."""
+def expansion(vectors, species, n_species, r_cut, sigma, n_max, l_max, scaling=None):
+    """c[s, n, l, m + l_max] for one centre (zero-padded in m); ``scaling=(r0, m)``
+    weights each neighbour by 1 / (1 + (d/r0)^m) (Willatt et al. 2018)."""
     c = np.zeros((n_species, n_max, l_max + 1, 2 * l_max + 1))
     for vec, s in zip(vectors, species):
         d = np.linalg.norm(vec)
         if d >= r_cut:
             continue
         fc = 0.5 * (np.cos(np.pi * d / r_cut) + 1)
+        if scaling is not None:
+            fc /= 1.0 + (d / scaling[0]) ** scaling[1]
         for l in range(l_max + 1):
             y = real_harmonics(vec[None, :], l)[0]
             for n in range(n_max):

@@ -45,6 +45,26 @@ def test_expansion_matches_numpy_reference(reference_cluster):
             np.testing.assert_allclose(block[k], c_ref[:, :, l, l_max - l: l_max + l + 1], atol=1e-8, rtol=1e-7)
 
 
+def test_radially_scaled_expansion_matches_numpy_reference():
+    atoms = _cluster(1)
+    params = dict(r_cut=3.5, n_max=3, l_max=2, sigma=0.5)
+    species_index = np.array([SPECIES.index(s) for s in atoms.get_chemical_symbols()])
+    descriptor = SOAP(SPECIES, radial_scaling={"r0": 1.5, "exponent": 4}, **params)
+    assert descriptor.get_parameters()["radial_scaling"] == {"r0": 1.5, "exponent": 4.0}
+    blocks = descriptor.spherical_expansion(atoms, centres=[2])
+    vectors = np.delete(atoms.positions - atoms.positions[2], 2, axis=0)
+    c_ref = ref.expansion(vectors, np.delete(species_index, 2), 3, params["r_cut"], params["sigma"],
+                          params["n_max"], params["l_max"], scaling=(1.5, 4.0))
+    unscaled = SOAP(SPECIES, **params).spherical_expansion(atoms, centres=[2])
+    for l, block in enumerate(blocks):
+        np.testing.assert_allclose(block[0], c_ref[:, :, l, 2 - l: 2 + l + 1], atol=1e-8, rtol=1e-7)
+        assert not np.allclose(block[0], unscaled[l][0])  # the scaling did something
+    with pytest.raises(ValueError, match="radial_scaling"):
+        SOAP(SPECIES, radial_scaling={"r0": -1.0, "exponent": 4}, **params)
+    with pytest.raises(ValueError, match="radial_scaling"):
+        SOAP(SPECIES, radial_scaling={"r0": 1.0}, **params)
+
+
 def test_power_spectrum_matches_numpy_reference(reference_cluster):
     atoms, params, coefficients = reference_cluster
     features = SOAP(SPECIES, **params).create(atoms, centres=[0, 3])

@@ -199,3 +199,19 @@ def test_auto_feature_scaling_is_chosen_with_alpha_by_cross_validation():
     best = min(curves, key=lambda name: curves[name].min())
     assert scaling == best and alpha == grid[int(np.argmin(curves[best]))]
     assert set(curves) == {"per_feature", "global"}
+
+
+def test_radial_scaling_and_global_feature_scaling_survive_save_load(tmp_path):
+    data = synthetic_dataset(n_structures=5, n_atoms=24, seed=5)
+    config = {**CONFIG, "descriptor": {**CONFIG["descriptor"], "radial_scaling": {"r0": 2.0, "exponent": 4}},
+              "ms_iso": {"regressor": "linear", "alpha": 1e-3},
+              "efg": {"alpha": 1e-3, "feature_scaling": "global"}}
+    model = NMRModel.train(data, config, progress=False, structure_indices=range(4))
+    loaded = NMRModel.load(model.save(tmp_path / "scaled.npz"))
+    efg_model = loaded.models[(loaded.elements[0], "efg")]
+    assert efg_model.descriptor.get_parameters()["radial_scaling"] == {"r0": 2.0, "exponent": 4.0}
+    assert efg_model.regressor.feature_scaling == "global"
+    atoms = data.structures[4]
+    a, b = model.predict(atoms), loaded.predict(atoms)
+    np.testing.assert_array_equal(a.efg, b.efg)
+    np.testing.assert_array_equal(a.ms, b.ms)
