@@ -67,9 +67,7 @@ import gc  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -171,7 +169,6 @@ GRIDS["radial-si"] = _with_radial_scaling_stage(GRIDS["angular"], ["Si"])
 QUICK_GRID = _with_scale_stage(QUICK_GRID)
 FULL_GRID = GRIDS["brief"]  # the keys a setting of each method has
 METHODS = ("ours", "baseline")
-BASE_METHOD = {"ours": "ours", "baseline": "baseline"}
 METHOD_LABELS = {"ours": "ase_mlnmr NMRModel", "baseline": "featomic λ-SOAP + ridge"}
 # parameters that only select columns / scale features: no new features needed
 VARIANT_KEYS = {"ours": ("two_body", "scale"), "baseline": ("scale",)}
@@ -504,24 +501,21 @@ class Context:
         return [int(c) for c in np.flatnonzero(np.isin(self.fold_of_cell, list(folds)))]
 
 
-# keys a probe may add to a method's grid start
-PROBE_ONLY_VARIANT_KEYS = {"ours": (), "baseline": ()}
 
 
 def split_setting(method: str, setting: dict) -> tuple[dict, dict]:
     """(feature parameters, variant parameters) of a full setting."""
-    base = BASE_METHOD[method]
-    keys = VARIANT_KEYS[base] + PROBE_ONLY_VARIANT_KEYS[base]
+    keys = VARIANT_KEYS[method]
     features = {k: v for k, v in setting.items() if k not in keys and not (k == "radial_scaling" and v is None)}
     variant = {k: setting[k] for k in keys if k in setting}
-    if base == "ours" and variant.get("scale") == "rms":
+    if method == "ours" and variant.get("scale") == "rms":
         del variant["scale"]  # the default: same cache entries as NMRModel's ridge
     return features, variant
 
 
 def variant_columns(method: str, features: dict, variant: dict) -> tuple[slice, str, bool]:
     """(columns, scaling, relative alpha) of a variant."""
-    if BASE_METHOD[method] == "ours":
+    if method == "ours":
         start = 0 if variant["two_body"] else ours_two_body_columns(features)
         scale = variant.get("scale", "rms")
         return slice(start, None), scale, scale != "rms"
@@ -574,7 +568,6 @@ class Search:
     def __init__(self, method: str, grid: dict, context: Context, folds: list[int], cache: Cache,
                  budget: Budget, log=print) -> None:
         self.method, self.grid, self.context, self.folds = method, grid, context, folds
-        self.base = BASE_METHOD[method]
         self.cache, self.budget, self.log = cache, budget, log
         self.history: dict[str, dict[str, list]] = {sp: {str(k): [] for k in folds} for sp in SPECIES}
         self.used_names: set[str] = set()
@@ -582,7 +575,7 @@ class Search:
         self.n_solves = 0
 
     def _cache_name(self, features: dict, species: str) -> str:
-        return f"inner_{self.base}_{species}_{short_hash(features)}"
+        return f"inner_{self.method}_{species}_{short_hash(features)}"
 
     def _val(self, provider: BlockProvider, species: str, features: dict, variant: dict, fold: int, other: int,
              alpha_index: int) -> float:
@@ -657,7 +650,7 @@ class Search:
             results: dict[tuple[str, int], list] = {}
             for fkey in sorted(groups):
                 features, todo = groups[fkey]
-                provider = BlockProvider(self.base, features, self.context, self.budget)
+                provider = BlockProvider(self.method, features, self.context, self.budget)
                 t0 = time.perf_counter()
                 n0 = self.n_solves
                 try:
@@ -1021,29 +1014,10 @@ def learning_curve_figure(curve: dict, path: Path, title: str) -> None:
 
 
 def machine_info() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from machine_report import machine_report
 
-    versions = {}
-    for distribution in ("numpy", "scipy", "ase", "featomic", "metatensor-core", "scikit-learn"):
-        try:
-            versions[distribution] = version(distribution)
-        except PackageNotFoundError:
-            versions[distribution] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "threads": {"final_fits_and_predictions": 1, "search_blas": int(SEARCH_BLAS_THREADS)}, "versions": versions, "git_commit": commit}
+    return machine_report(("numpy", "scipy", "ase", "featomic", "metatensor-core", "scikit-learn"),
+                          threads={"final_fits_and_predictions": 1, "search_blas": int(SEARCH_BLAS_THREADS)})
 
 
 # ------------------------------------------------------------------------ probe
@@ -1052,7 +1026,7 @@ def probe(context: Context, cache: Cache, budget: Budget, method: str, setting: 
     """Inner-CV score (alpha walked) of one full setting, for investigating beyond the grid."""
     search = Search(method, {"start": setting, "stages": []}, context, folds, cache, budget, log)
     features, variant = split_setting(method, setting)
-    provider = BlockProvider(BASE_METHOD[method], features, context, budget)
+    provider = BlockProvider(method, features, context, budget)
     out = {}
     try:
         for sp in species:
@@ -1117,7 +1091,8 @@ def main(argv=None) -> int:
         log(f"warning: expected 24 cells, found {len(files)}")
     if args.probe:
         method, setting = args.probe[0], json.loads(args.probe[1])
-        allowed = set(FULL_GRID.get(method, {}).get("start", {})) | set(PROBE_ONLY_VARIANT_KEYS.get(method, ()))
+        allowed = (set(FULL_GRID.get(method, {}).get("start", {})) | set(VARIANT_KEYS.get(method, ()))
+                   | {stage[0] for stage in GRIDS["radial-si"].get(method, {}).get("stages", [])})
         if method not in ("ours", "baseline") or not set(FULL_GRID[method]["start"]) <= set(setting) <= allowed:
             parser.error("--probe needs the method 'ours' or 'baseline' and the keys of its grid start")
         probe_folds = [int(k) for k in args.probe_folds.split(",")]

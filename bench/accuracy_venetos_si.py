@@ -67,8 +67,6 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -580,34 +578,10 @@ def plot_curve(curve: dict, path: Path, quick: bool) -> None:
 
 # ----------------------------------------------------------------------------- machine
 def machine() -> dict:
-    import ase
-    import scipy
-    import sklearn
+    from machine_report import machine_report
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=False).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, check=False).stdout.strip())
-    except OSError:
-        commit, dirty = "", None
-    from importlib.metadata import version
-
-    return {
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-        "cpu_count": os.cpu_count(), "threads": 1, "load_average_start": list(os.getloadavg()),
-        "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
-        "dscribe": version("dscribe"), "ase": ase.__version__,
-        "git_commit": commit, "git_dirty_tracked": dirty,
-    }
+    return machine_report(("numpy", "scipy", "scikit-learn", "dscribe", "ase"), threads=1,
+                          load_average_start=list(os.getloadavg()))
 
 
 # -------------------------------------------------------------------------------- main
@@ -786,7 +760,7 @@ def main() -> None:
 
     o, b = table["ours"], table["baseline"]
     print()
-    print(f"| model | σiso MAE (ppm) | σiso RMSE (ppm) | ζ MAE (ppm) | η MAE |")
+    print("| model | σiso MAE (ppm) | σiso RMSE (ppm) | ζ MAE (ppm) | η MAE |")
     print("|---|---|---|---|---|")
     print(f"| ours | {o['sigma_iso_mae']['mean']:.2f} ± {o['sigma_iso_mae']['std']:.2f} | "
           f"{o['sigma_iso_rmse']['mean']:.2f} ± {o['sigma_iso_rmse']['std']:.2f} | "

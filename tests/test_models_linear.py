@@ -98,12 +98,16 @@ def test_equivariant_ridge_closed_form() -> None:
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
 
 
+def _badly_scaled_problem(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """λ = 2 features of six columns with scales from 0.01 to 100, and noisy linear targets."""
+    X, _ = _random_l2_features(rng, n, 6)
+    X *= np.array([1.0, 0.01, 5.0, 1.0, 100.0, 0.3])
+    return X, X @ rng.normal(size=6) + noise * rng.normal(size=(n, 5))
+
+
 @pytest.mark.parametrize("feature_scaling", ["global", "none"])
 def test_equivariant_ridge_other_feature_scalings_closed_form(feature_scaling: str) -> None:
-    rng = np.random.default_rng(13)
-    X, _ = _random_l2_features(rng, 40, 6)
-    X *= np.array([1.0, 0.01, 5.0, 1.0, 100.0, 0.3])
-    y = X @ rng.normal(size=6) + 0.3 * rng.normal(size=(40, 5))
+    X, y = _badly_scaled_problem(np.random.default_rng(13), 40, noise=0.3)
     alpha = 0.05
     model = EquivariantRidge(lam=2, alpha=alpha, feature_scaling=feature_scaling).fit(X, y)
     # one scale for every feature: the RMS over all entries ("global") or 1 ("none")
@@ -133,9 +137,7 @@ def test_equivariant_ridge_reads_the_older_boolean_scaling_parameter() -> None:
 @pytest.mark.parametrize("feature_scaling", ["per_feature", "global"])
 def test_equivariance_lambda2_any_scaling(feature_scaling: str) -> None:
     rng = np.random.default_rng(15)
-    X, _ = _random_l2_features(rng, 120, 6)
-    X *= np.array([1.0, 0.01, 5.0, 1.0, 100.0, 0.3])
-    y = X @ rng.normal(size=6) + 0.2 * rng.normal(size=(120, 5))
+    X, y = _badly_scaled_problem(rng, 120, noise=0.2)
     model = EquivariantRidge(lam=2, alpha=1e-2, feature_scaling=feature_scaling).fit(X, y)
     _, vq = _random_l2_features(rng, 10, 6)
     T = model.predict_cartesian(_features_from_vectors(vq))
