@@ -22,7 +22,7 @@ from .nmr.metrics import efg_errors
 from .nmr.shielding import haeberlen
 from .nmr_model import NMRModel
 
-__all__ = ["PairedTensors", "collect_predictions", "efg_metrics", "shielding_metrics", "metrics_table",
+__all__ = ["PairedTensors", "collect_predictions", "efg_component_mae", "efg_metrics", "shielding_metrics", "metrics_table",
            "parity_plots", "evaluate"]
 
 _UPPER = np.triu_indices(3)
@@ -81,6 +81,11 @@ def shielding_metrics(pairs: PairedTensors) -> dict[str, dict[str, float]]:
     return out
 
 
+def efg_component_mae(reference: np.ndarray, predicted: np.ndarray) -> float:
+    """MAE of the six independent components of (n, 3, 3) tensors (units of the tensors)."""
+    return float(np.mean(np.abs(predicted[:, _UPPER[0], _UPPER[1]] - reference[:, _UPPER[0], _UPPER[1]])))
+
+
 def efg_metrics(pairs: PairedTensors, isotopes: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Per element: component MAE (a.u., % of span), CQ (MHz) and η MAE, Harper metrics."""
     harper = efg_errors(pairs.reference, pairs.predicted, pairs.elements)
@@ -88,9 +93,8 @@ def efg_metrics(pairs: PairedTensors, isotopes: Mapping[str, str] | None = None)
     for element in np.unique(pairs.elements):
         m = pairs.elements == element
         ref = pairs.reference[m][:, _UPPER[0], _UPPER[1]]
-        pred = pairs.predicted[m][:, _UPPER[0], _UPPER[1]]
         span = float(ref.max() - ref.min())
-        mae = float(np.mean(np.abs(pred - ref)))
+        mae = efg_component_mae(pairs.reference[m], pairs.predicted[m])
         row = {"n": int(m.sum()), "efg_mae_au": mae, "efg_mae_pct_span": 100 * mae / span if span > 0 else float("nan")}
         try:
             cq_ref, eta_ref = quadrupolar_parameters(pairs.reference[m], str(element), units="au", isotopes=isotopes)[:2]

@@ -39,7 +39,8 @@ from .spherical_tensors import (
     vector_to_antisymmetric,
 )
 
-__all__ = ["PROPERTIES", "PropertyModel", "NMRModel", "NMRPrediction", "DEFAULT_CONFIG", "UnknownSpeciesError"]
+__all__ = ["PROPERTIES", "PropertyModel", "NMRModel", "NMRPrediction", "DEFAULT_CONFIG", "UnknownSpeciesError",
+           "regression_targets"]
 
 #: Property models a centre element can have, with the tensor each is fitted to.
 PROPERTIES = ("ms_iso", "ms_aniso", "ms_antisym", "efg")
@@ -59,7 +60,11 @@ class UnknownSpeciesError(ValueError):
     """Atoms of an element the model has no model for."""
 
 
-def _targets(prop: str, tensors: np.ndarray) -> np.ndarray:
+def regression_targets(prop: str, tensors: np.ndarray) -> np.ndarray:
+    """What the model of ``prop`` regresses, from (n, 3, 3) tensors: σiso (n,) for
+    ``ms_iso``; the five λ = 2 components (n, 5) of the symmetric part for ``ms_aniso`` /
+    ``efg`` (the trace drops out); the pseudovector (n, 3) of the antisymmetric part for
+    ``ms_antisym``. Units are those of the tensors."""
     if prop == "ms_iso":
         return isotropic_part(tensors)
     if prop in ("ms_aniso", "efg"):
@@ -556,7 +561,7 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
     descriptor = build_descriptor(prop, neighbours, config)
     features = _selection_features(descriptor, data, selection)
     regressor = build_regressor(prop, config, features)
-    targets = _targets(prop, selection.tensors)
+    targets = regression_targets(prop, selection.tensors)
     if isinstance(regressor, EquivariantRidge) and config[prop].get("alpha", "auto") == "auto":
         # feature_scaling "auto" is chosen together with alpha; with a fixed alpha it means per_feature
         scaling = config[prop].get("feature_scaling", "auto")

@@ -79,11 +79,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from ase_mlnmr.evaluation import efg_component_mae  # noqa: E402
+from ase_mlnmr.nmr_model import regression_targets  # noqa: E402
+from shared_data import shared_dir  # noqa: E402
+
 SPECIES = ("Al", "O", "Ca", "Si")
 NEIGHBOURS = ("O", "Al", "Si", "Ca")  # the order NMRModel.train uses (atomic number)
 N_OUTER = 5
 LAMBDA = 2
-UPPER = np.triu_indices(3)
 CACHE_VERSION = 1
 # ridge alpha grid: half decades; ours: alpha of EquivariantRidge on its scaled problem;
 # baseline: alpha relative to the mean squared (scaled) feature value of the training set
@@ -198,10 +201,6 @@ class BudgetExceeded(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- data
-def shared_dir() -> Path:
-    return Path(os.environ.get("ASE_MLNMR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
 def data_files() -> list[Path]:
     folder = shared_dir() / "data" / "gehlenite_efg" / "orig"
     return sorted(folder.glob("*.magres"), key=lambda p: p.name)
@@ -228,23 +227,12 @@ def species_centres(atoms, species: str) -> np.ndarray:
     return np.flatnonzero(np.array(atoms.get_chemical_symbols()) == species)
 
 
-def component_mae(reference: np.ndarray, predicted: np.ndarray) -> float:
-    """MAE of the six independent components (a.u.), as in efg_metrics."""
-    return float(np.mean(np.abs(predicted[:, UPPER[0], UPPER[1]] - reference[:, UPPER[0], UPPER[1]])))
-
-
 # ------------------------------------------------------------------- λ = 2 bases
 def ours_basis() -> np.ndarray:
     """(5, 3, 3): Cartesian tensor of each of our spherical components."""
     from ase_mlnmr.spherical_tensors import L2_BASIS
 
     return np.array(L2_BASIS)
-
-
-def ours_targets(tensors: np.ndarray) -> np.ndarray:
-    from ase_mlnmr.spherical_tensors import symmetric_traceless_to_l2
-
-    return symmetric_traceless_to_l2(0.5 * (tensors + np.swapaxes(tensors, -1, -2)))
 
 
 def featomic_cartesian_to_spherical(tensors: np.ndarray) -> np.ndarray:
@@ -508,7 +496,7 @@ class Context:
         self.fold_of_cell = outer_fold_of_cells(self.n_cells)
         self.reference = {sp: cell_reference(self.dataset, sp) for sp in SPECIES}
         self.targets = {
-            "ours": {sp: [ours_targets(t) for t in self.reference[sp]] for sp in SPECIES},
+            "ours": {sp: [regression_targets("efg", t) for t in self.reference[sp]] for sp in SPECIES},
             "baseline": {sp: [featomic_cartesian_to_spherical(t) for t in self.reference[sp]] for sp in SPECIES},
         }
         self.basis = {"ours": ours_basis(), "baseline": featomic_basis()}
@@ -609,7 +597,8 @@ class Search:
             train = [f for f in range(N_OUTER) if f not in (fold, other)]
             t0 = time.perf_counter()
             coef = blocks.coefficients(train, columns, scale, ALPHAS[alpha_index], relative)
-            scores[key] = {str(f): component_mae(blocks.ref[f], blocks.predict(f, columns, coef)) for f in (fold, other)}
+            scores[key] = {str(f): efg_component_mae(blocks.ref[f], blocks.predict(f, columns, coef))
+                           for f in (fold, other)}
             elapsed = time.perf_counter() - t0
             self.solve_seconds += elapsed
             seconds = entry.setdefault("seconds", {"solves": 0.0, "features_and_gram": 0.0})
@@ -865,7 +854,7 @@ def self_checks(context: Context, grid: dict) -> dict:
     checks["featomic_round_trip_max_abs_au"] = float(np.abs(featomic_spherical_to_cartesian(spherical) - tensors).max())
     checks["featomic_basis_matrix_vs_tensormap_max_abs"] = float(np.abs(
         np.einsum("nm,mij->nij", spherical, context.basis["baseline"]) - featomic_spherical_to_cartesian(spherical)).max())
-    checks["featomic_vs_ours_l2_components_max_abs"] = float(np.abs(spherical - ours_targets(tensors)).max())
+    checks["featomic_vs_ours_l2_components_max_abs"] = float(np.abs(spherical - regression_targets("efg", tensors)).max())
     # 2. equivariance: rotate cell 0, features of the rotated cell mapped to Cartesian = R C R^T
     atoms = context.dataset.structures[0]
     rotation = random_rotation(7)

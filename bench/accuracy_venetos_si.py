@@ -78,6 +78,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from shared_data import shared_dir  # noqa: E402
+
 from ase_mlnmr.dataset import read_tensor_dataset, sha256_file  # noqa: E402
 from ase_mlnmr.descriptors import atomic_number_of  # noqa: E402
 from ase_mlnmr.evaluation import collect_predictions, shielding_metrics  # noqa: E402
@@ -132,10 +134,6 @@ GRIDS = {
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("ASE_MLNMR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 # ------------------------------------------------------------------------------ data

@@ -46,6 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from shared_data import shared_dir  # noqa: E402
+
 BOX_NAME = "bench_box_na2si2o5_14400.extxyz"
 SETTINGS = dict(species=["Na", "Si", "O"], r_cut=5.0, n_max=6, l_max=4, sigma=0.4)
 LAMBDA = 2
@@ -54,10 +56,6 @@ SEED = 20250101
 
 
 # --------------------------------------------------------------------------- structures
-def shared_dir() -> Path:
-    return Path(os.environ.get("ASE_MLNMR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
 def load_box():
     import ase.io
 
