@@ -3,7 +3,7 @@
 The extensions compiled here are the one implementation of the hot loops (neighbour
 search, spherical expansion, SOAP/lambda-SOAP features, contracted linear models)
 shared by the ASE provider, the trajectory tools and, through the generated
-``*_api.h`` headers, the LAMMPS plugin in ``lammps_plugin/``.
+``*_api.h`` headers in ``ase_mlnmr/core/``, the LAMMPS plugin in ``lammps_plugin/``.
 """
 import numpy
 from Cython.Build import cythonize
@@ -14,9 +14,9 @@ MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 
 extensions = [
     Extension(
-        f"ase_mlnmr.{name}",
-        [f"ase_mlnmr/{name}.pyx"],
-        include_dirs=[numpy.get_include(), "ase_mlnmr"],
+        f"ase_mlnmr.core.{name}",
+        [f"ase_mlnmr/core/{name}.pyx"],
+        include_dirs=[numpy.get_include(), "ase_mlnmr/core"],
         extra_compile_args=COMPILE_ARGS,
         define_macros=MACROS,
     )

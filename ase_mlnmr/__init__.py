@@ -1,7 +1,7 @@
 """ase_mlnmr: machine-learned solid-state NMR tensors (shielding, EFG) for ASE and LAMMPS.
 
-One numerical core (Cython: neighbour search, SOAP/λ-SOAP, contracted linear models)
-serves the ASE property provider, the LAMMPS plugin and the trajectory tools.
+One numerical core (:mod:`ase_mlnmr.core`, Cython: neighbour search, SOAP/λ-SOAP,
+contracted linear models) serves the ASE property provider, the LAMMPS plugin and the trajectory tools.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ def get_include() -> str:
     """Directory holding ``mlnmr_core.h`` and the generated ``_soap_core_api.h``.
 
     C/C++ callers include both (``mlnmr_core.h`` first) and call
-    ``import_ase_mlnmr___soap_core()`` once with the GIL held before using the kernels.
+    ``import_ase_mlnmr__core___soap_core()`` once with the GIL held before using the kernels.
     """
-    return str(Path(__file__).resolve().parent)
+    return str(Path(__file__).resolve().parent / "core")
 
 
 def __getattr__(name: str):

@@ -84,7 +84,7 @@ def command_features(args: argparse.Namespace) -> int:
 
 
 def _read_dataset(args: argparse.Namespace):
-    from .dataset import read_tensor_dataset
+    from .training.dataset import read_tensor_dataset
 
     try:
         return read_tensor_dataset(args.files, ms_units=args.ms_units, efg_units=args.efg_units,
@@ -121,8 +121,8 @@ def command_train(args: argparse.Namespace) -> int:
     extra = {}
     try:
         if args.cv:
-            from .evaluation import metrics_table
-            from .model_selection import cross_validate_model
+            from .training.evaluation import metrics_table
+            from .training.model_selection import cross_validate_model
 
             result = cross_validate_model(dataset, config, n_splits=args.cv, n_repeats=args.cv_repeats,
                                           progress=not args.quiet)
@@ -144,7 +144,7 @@ def command_train(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluation import evaluate, metrics_table, parity_plots
+    from .training.evaluation import evaluate, metrics_table, parity_plots
 
     model = _load_model(args.model)
     dataset = _read_dataset(args)
@@ -216,7 +216,7 @@ def command_predict(args: argparse.Namespace) -> int:
 
 def command_demo(args: argparse.Namespace) -> int:
     """Train Al/O EFG and Al σ models on 10 embedded mp_al27 oxides, predict the other 3."""
-    from .evaluation import evaluate, metrics_table, parity_plots
+    from .training.evaluation import evaluate, metrics_table, parity_plots
     from .examples import load_mp_al27
     from .nmr_model import NMRModel
 

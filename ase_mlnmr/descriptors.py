@@ -3,7 +3,7 @@
 ``SOAP`` gives invariant features (σiso models); ``LambdaSOAP`` gives λ-equivariant
 features (λ = 2: EFG and σ(2); λ = 1: pseudovector σ(1)) and evaluates linear models on
 them without building the features (``contract``). Both run the Cython core on a
-neighbour list from :mod:`ase_mlnmr.neighbours`.
+neighbour list from :mod:`ase_mlnmr.core.neighbours`.
 
 Hyper-parameters (one set per descriptor; build one descriptor per centre species to
 use per-species settings as in the paper's Table 1):
@@ -22,7 +22,7 @@ Feature sizes, with M = n_channels · n_max:
   11 elements of the Venetos set, n_max = 6, l_max = 4 that is 10 890 features, with a
   4-channel mixing 1 500;
 * λ-SOAP: M (two-body c_{nλμ}) + Σ_pairs M² (l1 < l2) or M(M ± 1)/2 (l1 = l2), with
-  the (l1, l2) pairs of :func:`ase_mlnmr.clebsch_gordan.coupling_pairs`.
+  the (l1, l2) pairs of :func:`ase_mlnmr.core.clebsch_gordan.coupling_pairs`.
 
 Centres without neighbours inside r_cut have all-zero features (well defined: the
 density is empty). The centre atom itself is not part of its density.
@@ -36,11 +36,11 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-from . import _soap_core
-from .clebsch_gordan import coupling_pairs, real_clebsch_gordan
-from .neighbours import MAX_CUTOFF, NeighbourList, neighbour_list_from_atoms
-from .radial_basis import build_radial_table
-from .spherical_tensors import l2_to_symmetric_traceless
+from .core import _soap_core
+from .core.clebsch_gordan import coupling_pairs, real_clebsch_gordan
+from .core.neighbours import MAX_CUTOFF, NeighbourList, neighbour_list_from_atoms
+from .core.radial_basis import build_radial_table
+from .core.spherical_tensors import l2_to_symmetric_traceless
 
 __all__ = ["SOAP", "LambdaSOAP", "random_species_mixing", "atomic_number_of"]
 
@@ -228,7 +228,7 @@ class LambdaSOAP(_SphericalExpansion):
     (l1, l2) pairs of :func:`coupling_pairs` (l1 + l2 even: unchanged by inversion), plus
     the two-body features ``c_{a λ μ}`` first (``two_body=True``). Output of
     :meth:`create`: (n_centres, 2λ+1, n_features), components in the order μ = −λ..λ of
-    the real harmonics (for λ = 2 the basis of :mod:`ase_mlnmr.spherical_tensors`).
+    the real harmonics (for λ = 2 the basis of :mod:`ase_mlnmr.core.spherical_tensors`).
     """
 
     def __init__(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import TensorDataset, read_tensor_dataset
+from .training.dataset import TensorDataset, read_tensor_dataset
 
 __all__ = ["mp_al27_path", "load_mp_al27"]
 

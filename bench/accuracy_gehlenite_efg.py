@@ -26,7 +26,7 @@ Protocol (see ``docs/accuracy_gehlenite.md``):
   every grid point by a downhill walk on a half-decade grid); the score is the inner-CV
   MAE of the six independent Cartesian EFG components (a.u.);
 * the chosen model is fitted on all training cells and scored on the test cells with
-  ``ase_mlnmr.evaluation.efg_metrics`` (both methods): component MAE (a.u. and % of the
+  ``ase_mlnmr.training.evaluation.efg_metrics`` (both methods): component MAE (a.u. and % of the
   test-side span), CQ and η MAE (27Al, 17O, 43Ca), Harper C̃Q / η̃ MAE and mean q̃;
 * learning curve on outer fold 0 with that fold's hyper-parameters;
 * wall times of the final training and prediction of both methods.
@@ -79,7 +79,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ase_mlnmr.evaluation import efg_component_mae  # noqa: E402
+from ase_mlnmr.training.evaluation import efg_component_mae  # noqa: E402
 from ase_mlnmr.nmr_model import regression_targets  # noqa: E402
 from shared_data import shared_dir  # noqa: E402
 
@@ -230,7 +230,7 @@ def species_centres(atoms, species: str) -> np.ndarray:
 # ------------------------------------------------------------------- λ = 2 bases
 def ours_basis() -> np.ndarray:
     """(5, 3, 3): Cartesian tensor of each of our spherical components."""
-    from ase_mlnmr.spherical_tensors import L2_BASIS
+    from ase_mlnmr.core.spherical_tensors import L2_BASIS
 
     return np.array(L2_BASIS)
 
@@ -488,7 +488,7 @@ class Context:
     """The data set, folds, per-species references and targets in both bases."""
 
     def __init__(self, files: list[Path]) -> None:
-        from ase_mlnmr.dataset import read_tensor_dataset
+        from ase_mlnmr.training.dataset import read_tensor_dataset
 
         self.files = files
         self.dataset = read_tensor_dataset([str(f) for f in files], properties=["efg"])
@@ -715,7 +715,7 @@ def ours_config(chosen: dict) -> dict:
 
 
 def fit_and_score_ours(context: Context, chosen: dict, train_cells: list[int], test_cells: list[int]) -> dict:
-    from ase_mlnmr.evaluation import collect_predictions, efg_metrics
+    from ase_mlnmr.training.evaluation import collect_predictions, efg_metrics
     from ase_mlnmr.nmr_model import NMRModel
 
     config = ours_config(chosen)
@@ -744,7 +744,7 @@ def fit_and_score_ours(context: Context, chosen: dict, train_cells: list[int], t
 def fit_and_score_baseline(context: Context, chosen: dict, train_cells: list[int], test_cells: list[int]) -> dict:
     from sklearn.linear_model import Ridge
 
-    from ase_mlnmr.evaluation import PairedTensors, efg_metrics
+    from ase_mlnmr.training.evaluation import PairedTensors, efg_metrics
 
     structures = context.dataset.structures
     groups: dict[str, tuple[dict, list[str]]] = {}

@@ -14,7 +14,7 @@ symmetrised on reading).
 Protocol
 --------
 * Outer loop: 5-fold grouped CV. Every Si site carries the group of its structure
-  (``venetos_dev_groups.csv``); :func:`ase_mlnmr.models.validation.fold_assignment` puts
+  (``venetos_dev_groups.csv``); :func:`ase_mlnmr.training.validation.fold_assignment` puts
   whole groups in one fold (groups in random order with seed ``SEED``, each to the fold
   holding the fewest Si sites so far), so a structure and its near-duplicate polymorphs
   are never split between training and test.
@@ -80,14 +80,15 @@ if str(REPO) not in sys.path:
 
 from shared_data import shared_dir  # noqa: E402
 
-from ase_mlnmr.dataset import read_tensor_dataset, sha256_file  # noqa: E402
+from ase_mlnmr.training.dataset import read_tensor_dataset, sha256_file  # noqa: E402
 from ase_mlnmr.descriptors import atomic_number_of  # noqa: E402
-from ase_mlnmr.evaluation import collect_predictions, shielding_metrics  # noqa: E402
+from ase_mlnmr.training.evaluation import collect_predictions, shielding_metrics  # noqa: E402
 from ase_mlnmr.models.nystrom import NystromKernelRidge  # noqa: E402
-from ase_mlnmr.models.validation import fold_assignment  # noqa: E402
+from ase_mlnmr.training.validation import fold_assignment  # noqa: E402
 from ase_mlnmr.nmr.shielding import haeberlen  # noqa: E402
-from ase_mlnmr.nmr_model import NMRModel, build_descriptor, build_regressor  # noqa: E402
-from ase_mlnmr.spherical_tensors import symmetric_traceless_to_l2  # noqa: E402
+from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
+from ase_mlnmr.training.fitting import build_descriptor, build_regressor  # noqa: E402
+from ase_mlnmr.core.spherical_tensors import symmetric_traceless_to_l2  # noqa: E402
 
 SEED = 20251121
 N_OUTER = 5

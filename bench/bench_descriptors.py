@@ -372,7 +372,7 @@ def machine_info() -> dict:
 
 def _core_compiler() -> str | None:
     try:
-        from ase_mlnmr import _soap_core
+        from ase_mlnmr.core import _soap_core
 
         done = subprocess.run(["readelf", "-p", ".comment", _soap_core.__file__], capture_output=True, text=True)
         lines = [line.split("]", 1)[1].strip() for line in done.stdout.splitlines() if "]" in line]
@@ -386,7 +386,7 @@ def _core_build() -> dict | None:
     import hashlib
 
     try:
-        from ase_mlnmr import _neighbours, _soap_core
+        from ase_mlnmr.core import _neighbours, _soap_core
     except ImportError:
         return None
     build = {}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ase_mlnmr.dataset import TensorDataset
-from ase_mlnmr.neighbours import neighbour_list_from_atoms
+from ase_mlnmr.training.dataset import TensorDataset
+from ase_mlnmr.core.neighbours import neighbour_list_from_atoms
 
 from conftest import random_structure
 

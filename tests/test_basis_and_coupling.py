@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from ase_mlnmr._soap_core import spherical_harmonics
-from ase_mlnmr.clebsch_gordan import complex_clebsch_gordan, real_clebsch_gordan
-from ase_mlnmr.radial_basis import build_radial_table, radial_basis, radial_integrals
-from ase_mlnmr.spherical_tensors import (
+from ase_mlnmr.core._soap_core import spherical_harmonics
+from ase_mlnmr.core.clebsch_gordan import complex_clebsch_gordan, real_clebsch_gordan
+from ase_mlnmr.core.radial_basis import build_radial_table, radial_basis, radial_integrals
+from ase_mlnmr.core.spherical_tensors import (
     L2_BASIS,
     cartesian_to_spherical,
     spherical_to_cartesian,

@@ -26,7 +26,7 @@ static int ensure_imported(void) {
     static int done = 0;
     if (!done) {
         PyGILState_STATE state = PyGILState_Ensure();
-        int ok = import_ase_mlnmr___soap_core();
+        int ok = import_ase_mlnmr__core___soap_core();
         PyGILState_Release(state);
         if (ok < 0) return -1;
         done = 1;

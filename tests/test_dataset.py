@@ -1,4 +1,4 @@
-"""Tests of ase_mlnmr.dataset on synthetic files and on the shared real data."""
+"""Tests of ase_mlnmr.training.dataset on synthetic files and on the shared real data."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from ase import Atoms
 from ase.io import write
 
-from ase_mlnmr.dataset import TensorDataset, read_tensor_dataset
+from ase_mlnmr.training.dataset import TensorDataset, read_tensor_dataset
 
 AU_IN_V_PER_A2 = 97.1736  # NMR_CONVENTIONS.md: 1 a.u. of EFG = 97.1736 V/A^2
 

@@ -7,8 +7,8 @@ import pytest
 from ase import Atoms
 
 from ase_mlnmr.descriptors import LambdaSOAP, SOAP, random_species_mixing
-from ase_mlnmr.clebsch_gordan import coupling_pairs
-from ase_mlnmr.spherical_tensors import L2_BASIS, l2_to_symmetric_traceless
+from ase_mlnmr.core.clebsch_gordan import coupling_pairs
+from ase_mlnmr.core.spherical_tensors import L2_BASIS, l2_to_symmetric_traceless
 
 import numpy_reference as ref
 from conftest import random_rotation, random_structure

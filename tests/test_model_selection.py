@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ase_mlnmr.cli import main
-from ase_mlnmr.model_selection import config_with, cross_validate_model, grid_search_model, learning_curve_model
+from ase_mlnmr.training.model_selection import config_with, cross_validate_model, grid_search_model, learning_curve_model
 from ase_mlnmr.nmr_model import NMRModel
 
 from synthetic_data import synthetic_dataset

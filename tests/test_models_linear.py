@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ase_mlnmr.models.linear import EquivariantRidge, RidgeRegression
-from ase_mlnmr.spherical_tensors import l2_to_symmetric_traceless, symmetric_traceless_to_l2
+from ase_mlnmr.core.spherical_tensors import l2_to_symmetric_traceless, symmetric_traceless_to_l2
 
 
 def test_ridge_recovers_weights_and_intercept() -> None:

@@ -428,7 +428,8 @@ def test_dot_product_round_trip_set_ridge_and_bad_options() -> None:
 
 
 def test_build_regressor_passes_the_kernel_through_and_model_files_keep_it(tmp_path) -> None:
-    from ase_mlnmr.nmr_model import NMRModel, build_regressor
+    from ase_mlnmr.nmr_model import NMRModel
+    from ase_mlnmr.training.fitting import build_regressor
     from synthetic_data import synthetic_dataset
 
     features = power_spectrum_like(np.random.default_rng(26), 50)

@@ -7,7 +7,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from ase_mlnmr.neighbours import MAX_CUTOFF, neighbour_list, neighbour_list_from_atoms
+from ase_mlnmr.core.neighbours import MAX_CUTOFF, neighbour_list, neighbour_list_from_atoms
 
 from conftest import random_structure
 

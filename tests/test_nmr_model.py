@@ -129,7 +129,7 @@ def test_species_without_tensors_are_not_trained():
 def test_antisymmetric_shielding_model_is_a_pseudovector_model():
     from synthetic_data import antisymmetric_shielding
 
-    from ase_mlnmr.spherical_tensors import antisymmetric_to_vector
+    from ase_mlnmr.core.spherical_tensors import antisymmetric_to_vector
 
     data = synthetic_dataset(n_structures=10, n_atoms=30, seed=60)
     data.symmetrised_shielding = False
@@ -151,7 +151,7 @@ def test_antisymmetric_shielding_model_is_a_pseudovector_model():
 
 
 def test_auto_alpha_picks_the_cross_validated_minimum():
-    from ase_mlnmr.nmr_model import select_equivariant_alpha
+    from ase_mlnmr.training.fitting import select_equivariant_alpha
 
     rng = np.random.default_rng(3)
     n, p = 60, 40
@@ -162,7 +162,7 @@ def test_auto_alpha_picks_the_cross_validated_minimum():
     grid = (1e-6, 1e-2, 1.0, 1e2, 1e6)
     best, errors = select_equivariant_alpha(features, targets, groups, grid)
     # independent check: plain NumPy ridge refits per fold give the same ranking
-    from ase_mlnmr.models.validation import fold_assignment
+    from ase_mlnmr.training.validation import fold_assignment
 
     folds = fold_assignment(n, 5, groups=groups, seed=0)
     reference = []
@@ -180,7 +180,7 @@ def test_auto_alpha_picks_the_cross_validated_minimum():
 
 
 def test_auto_feature_scaling_is_chosen_with_alpha_by_cross_validation():
-    from ase_mlnmr.nmr_model import select_equivariant_alpha, select_equivariant_ridge
+    from ase_mlnmr.training.fitting import select_equivariant_alpha, select_equivariant_ridge
 
     rng = np.random.default_rng(4)
     n, p = 80, 30

@@ -1,20 +1,11 @@
 """Regression models for NMR tensors: Nyström kernel ridge (LSSVR), linear and
-equivariant ridge, model files and cross-validation.
+equivariant ridge, and model files (cross-validation lives in :mod:`ase_mlnmr.training`).
 
 These work on feature arrays; descriptors are computed elsewhere.
 """
 from .linear import EquivariantRidge, RidgeRegression
 from .model_file import ModelFileError, load_estimator, load_model, save_estimator, save_model
 from .nystrom import NystromKernelRidge, pivoted_cholesky
-from .validation import (
-    cross_validate,
-    grid_search,
-    kfold_splits,
-    learning_curve,
-    nested_cross_validate,
-    regression_metrics,
-    tensor_metrics,
-)
 
 __all__ = [
     "EquivariantRidge",
@@ -26,11 +17,4 @@ __all__ = [
     "load_model",
     "save_estimator",
     "load_estimator",
-    "cross_validate",
-    "grid_search",
-    "nested_cross_validate",
-    "kfold_splits",
-    "learning_curve",
-    "regression_metrics",
-    "tensor_metrics",
 ]

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from ..spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
+from ..core.spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
            "ridge_weights"]

@@ -133,7 +133,7 @@ def make_provenance(
 ) -> dict[str, Any]:
     """Training provenance: input files with SHA-256 (computed if not given), UTC date,
     package / numpy / ase versions, plus any ``extra`` JSON-able entries."""
-    from ..dataset import sha256_file
+    from ..training.dataset import sha256_file
 
     names = [os.fspath(f) for f in files]
     known = dict(hashes or {})

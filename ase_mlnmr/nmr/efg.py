@@ -22,7 +22,7 @@ from typing import Mapping, NamedTuple, Sequence, Union
 import numpy as np
 from scipy import constants as _c
 
-from ..spherical_tensors import l2_to_symmetric_traceless, symmetric_traceless_to_l2
+from ..core.spherical_tensors import l2_to_symmetric_traceless, symmetric_traceless_to_l2
 from .isotopes import Isotope, IsotopeLike, get_isotope, quadrupolar_isotope
 from .orientation import _as_tensors, _is_isotropic, _scalar, principal_frame
 

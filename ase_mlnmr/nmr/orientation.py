@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..spherical_tensors import isotropic_part, l2_to_symmetric_traceless, symmetric_traceless_to_l2
+from ..core.spherical_tensors import isotropic_part, l2_to_symmetric_traceless, symmetric_traceless_to_l2
 
 __all__ = [
     "DEFAULT_AXIAL_TOL",

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..spherical_tensors import isotropic_part
+from ..core.spherical_tensors import isotropic_part
 from .orientation import (
     _as_tensors,
     _is_isotropic,

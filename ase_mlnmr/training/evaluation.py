@@ -17,10 +17,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .dataset import TensorDataset
-from .nmr.efg import quadrupolar_parameters
-from .nmr.metrics import efg_errors
-from .nmr.shielding import haeberlen
-from .nmr_model import NMRModel
+from ..nmr.efg import quadrupolar_parameters
+from ..nmr.metrics import efg_errors
+from ..nmr.shielding import haeberlen
+from ..nmr_model import NMRModel
 
 __all__ = ["PairedTensors", "collect_predictions", "efg_component_mae", "efg_metrics", "shielding_metrics", "metrics_table",
            "parity_plots", "evaluate"]

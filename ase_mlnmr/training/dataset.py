@@ -47,7 +47,7 @@ __all__ = [
     "sha256_file",
 ]
 
-from .nmr.efg import EFG_AU_IN_V_PER_A2  # one a.u. of EFG in V/Å² (CODATA via scipy.constants)
+from ..nmr.efg import EFG_AU_IN_V_PER_A2  # one a.u. of EFG in V/Å² (CODATA via scipy.constants)
 
 #: Tensor properties understood by the reader.
 TENSOR_PROPERTIES = ("ms", "efg")

@@ -1,6 +1,6 @@
 """Model selection for NMR models: k-fold cross-validation over structures (repeated
 shuffles, optional groups such as polymorph families), grid search over config entries,
-learning curves. Metrics per element and property come from :mod:`ase_mlnmr.evaluation`
+learning curves. Metrics per element and property come from :mod:`ase_mlnmr.training.evaluation`
 (σiso MAE/RMSE/%RMSE, ζ, η; EFG component MAE, % of span, CQ, η, Harper metrics).
 
 Folds are made of whole structures: atoms of one cell are never split between training
@@ -15,8 +15,9 @@ import numpy as np
 
 from .dataset import TensorDataset
 from .evaluation import evaluate
-from .models.validation import kfold_splits
-from .nmr_model import NMRModel, merge_config
+from .validation import kfold_splits
+from ..nmr_model import NMRModel
+from .config import merge_config
 
 __all__ = ["cross_validate_model", "grid_search_model", "learning_curve_model", "config_with"]
 
