@@ -1,0 +1,567 @@
+/* fix nmr/ml: the LAMMPS side of the ase_mlnmr coupling (keywords, neighbour data,
+ * per-atom state that migrates and restarts).  No NMR physics here: predictions and
+ * time correlation are computed by the ase_mlnmr core behind core_bridge.h. */
+#include "fix_nmr_ml.h"
+
+#include "atom.h"
+#include "citeme.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "pair.h"
+#include "platform.h"
+#include "update.h"
+#include "utils.h"
+
+#include "element_numbers.h"
+#include "lammps_abi.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+using namespace LAMMPS_NS;
+using namespace FixConst;
+
+namespace {
+
+const char *const citation =
+    "fix nmr/ml (ase_mlnmr): machine-learned NMR shielding and EFG tensors\n\n"
+    "@Article{Charpentier2025,\n"
+    " author = {Charpentier and others},\n"
+    " note = {Machine-learned NMR shielding and EFG of oxide glasses (SOAP, kernel ridge)},\n"
+    " journal = {Faraday Discuss.},\n"
+    " year = 2025,\n"
+    " volume = 255,\n"
+    " pages = {370--390}\n"
+    "}\n\n";
+
+constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+
+// Columns of the per-atom array after the evaluated ones (core_bridge.h).
+enum ExtraColumn {
+  COL_OOD_FLAG = MLNMR::N_EVALUATED_COLUMNS,    // 1 if OOD score > threshold
+  COL_MEAN_SIGMA_ISO,                           // running time average, ppm
+  COL_MEAN_V2M_FIRST,                           // running time average of V_2m, 5 columns
+  N_STANDARD_COLUMNS = COL_MEAN_V2M_FIRST + 5
+};
+
+// Test-only columns (keyword debug_csr K), after the standard ones.
+enum DebugColumn {
+  DEBUG_NEIGHBOUR_COUNT = 0,    // neighbours within the cut-off, this sample
+  DEBUG_DISPLACEMENT_SUM,       // sum of r_j - r_i over them, 3 columns
+  DEBUG_OWNER_RANK = DEBUG_DISPLACEMENT_SUM + 3,
+  DEBUG_STATE_FIRST,    // copy of the K per-atom state doubles
+};
+
+// Slots of the per-atom debug state (keyword debug_csr K, K >= 4).
+enum DebugState {
+  STATE_TAG = 0,         // atom ID recorded at the atom's first sample
+  STATE_FIRST_RANK,      // rank that owned the atom at its first sample
+  STATE_SAMPLES,         // samples taken for this atom
+  STATE_NEIGHBOURS,      // neighbour counts summed over samples
+  STATE_FILLER_FIRST,    // slot k >= 4 holds atom ID + k
+};
+
+constexpr double restart_magic = 20251130.0;
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
+    Fix(lmp, narg, arg), skip_unknown(false), every_sigma(0), acf_window(0),
+    ood_threshold(not_a_number), threads(1), efg_units("au"), debug_state_width(0),
+    cutoff(0.0), list(nullptr), n_output_columns(0), n_state(0), outputs(nullptr),
+    state(nullptr), last_sample_step(-1), n_samples(0)
+{
+  if (lmp->citeme) lmp->citeme->add(citation);
+
+  parse_arguments(narg, arg);
+
+  MLNMR::ModelSettings settings;
+  settings.model_path = model_path;
+  settings.elements_by_type = element_by_type;
+  settings.skip_unknown = skip_unknown;
+  settings.threads = threads;
+  bridge = std::make_unique<MLNMR::CoreBridge>(settings);
+  cutoff = bridge->model_cutoff();
+
+  n_state = debug_state_width > 0 ? debug_state_width : bridge->correlator_state_doubles_per_atom();
+  n_output_columns = N_STANDARD_COLUMNS;
+  if (debug_state_width > 0) n_output_columns += DEBUG_STATE_FIRST + debug_state_width;
+
+  peratom_flag = 1;
+  size_peratom_cols = n_output_columns;
+  peratom_freq = nevery;
+  vector_flag = 1;
+  size_vector = 1 + 3 * static_cast<int>(unique_elements.size());
+  global_freq = nevery;
+  extvector = 0;
+  global_values.assign(size_vector, not_a_number);
+
+  restart_global = 1;
+  restart_peratom = n_state > 0 ? 1 : 0;
+  create_attribute = 1;
+  maxexchange = n_output_columns + n_state;
+
+  grow_arrays(atom->nmax);
+  atom->add_callback(Atom::GROW);
+  if (restart_peratom) atom->add_callback(Atom::RESTART);
+  for (int i = 0; i < atom->nlocal; ++i) set_arrays(i);
+
+  log_settings();
+}
+
+/* ---------------------------------------------------------------------- */
+
+FixNMRML::~FixNMRML()
+{
+  atom->delete_callback(id, Atom::GROW);
+  if (restart_peratom) atom->delete_callback(id, Atom::RESTART);
+  memory->destroy(outputs);
+  memory->destroy(state);
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixNMRML::parse_arguments(int narg, char **arg)
+{
+  if (narg < 7)
+    error->all(FLERR,
+               "Fix nmr/ml {}: expected 'fix ID group nmr/ml N model_file elements E1 ... "
+               "En [keyword value ...]'",
+               id);
+  nevery = utils::inumeric(FLERR, arg[3], false, lmp);
+  if (nevery <= 0) error->all(FLERR, "Fix nmr/ml {}: N must be > 0, got {}", id, arg[3]);
+  every_sigma = nevery;
+
+  if (!atom->tag_enable)
+    error->all(FLERR, "Fix nmr/ml {} requires atom IDs (atom_modify id no is set)", id);
+  const std::string units = update->unit_style;
+  if (units != "metal" && units != "real")
+    error->all(FLERR, "Fix nmr/ml {} requires units metal or real (distances in Angstrom), "
+               "got units {}", id, units);
+
+  model_path = arg[4];
+  if (!platform::file_is_readable(model_path))
+    error->all(FLERR, "Fix nmr/ml {}: cannot read model file {}", id, model_path);
+
+  if (strcmp(arg[5], "elements") != 0)
+    error->all(FLERR, "Fix nmr/ml {}: expected keyword 'elements' after the model file, got {}",
+               id, arg[5]);
+  int iarg = parse_elements(narg, arg, 6);
+
+  while (iarg < narg) {
+    const std::string keyword = arg[iarg];
+    auto value = [&]() -> const char * {
+      if (iarg + 1 >= narg)
+        error->all(FLERR, "Fix nmr/ml {}: keyword {} needs a value", id, keyword);
+      return arg[iarg + 1];
+    };
+    if (keyword == "skip_unknown") {
+      skip_unknown = utils::logical(FLERR, value(), false, lmp) == 1;
+      iarg += 2;
+    } else if (keyword == "every_sigma") {
+      every_sigma = utils::inumeric(FLERR, value(), false, lmp);
+      if (every_sigma <= 0 || every_sigma % nevery != 0)
+        error->all(FLERR, "Fix nmr/ml {}: every_sigma must be a positive multiple of N = {}, "
+                   "got {}", id, nevery, every_sigma);
+      iarg += 2;
+    } else if (keyword == "acf") {
+      acf_window = utils::inumeric(FLERR, value(), false, lmp);
+      if (acf_window <= 0)
+        error->all(FLERR, "Fix nmr/ml {}: acf window must be > 0 samples, got {}", id,
+                   acf_window);
+      iarg += 2;
+    } else if (keyword == "acf_file") {
+      acf_file = value();
+      iarg += 2;
+    } else if (keyword == "ood_threshold") {
+      ood_threshold = utils::numeric(FLERR, value(), false, lmp);
+      if (!(ood_threshold >= 0.0))
+        error->all(FLERR, "Fix nmr/ml {}: ood_threshold must be >= 0, got {}", id, value());
+      iarg += 2;
+    } else if (keyword == "isotope") {
+      iarg = parse_isotopes(narg, arg, iarg + 1);
+    } else if (keyword == "threads") {
+      threads = utils::inumeric(FLERR, value(), false, lmp);
+      if (threads <= 0)
+        error->all(FLERR, "Fix nmr/ml {}: threads must be > 0, got {}", id, threads);
+      iarg += 2;
+    } else if (keyword == "efg_units") {
+      efg_units = value();
+      if (efg_units != "au" && efg_units != "V/A2")
+        error->all(FLERR, "Fix nmr/ml {}: efg_units must be au or V/A2, got {}", id, efg_units);
+      iarg += 2;
+    } else if (keyword == "debug_csr") {
+      debug_state_width = utils::inumeric(FLERR, value(), false, lmp);
+      if (debug_state_width < STATE_FILLER_FIRST)
+        error->all(FLERR, "Fix nmr/ml {}: debug_csr needs a state width >= {}, got {}", id,
+                   static_cast<int>(STATE_FILLER_FIRST), debug_state_width);
+      iarg += 2;
+    } else {
+      error->all(FLERR, "Fix nmr/ml {}: unknown keyword {}", id, keyword);
+    }
+  }
+  if (!acf_file.empty() && acf_window == 0)
+    error->all(FLERR, "Fix nmr/ml {}: acf_file {} given without acf window", id, acf_file);
+}
+
+/* ----------------------------------------------------------------------
+   "elements E1 ... En": one chemical symbol per atom type, in type order
+------------------------------------------------------------------------- */
+
+int FixNMRML::parse_elements(int narg, char **arg, int iarg)
+{
+  const int ntypes = atom->ntypes;
+  element_by_type.assign(ntypes + 1, "");
+  number_by_type.assign(ntypes + 1, 0);
+  for (int itype = 1; itype <= ntypes; ++itype, ++iarg) {
+    if (iarg >= narg)
+      error->all(FLERR, "Fix nmr/ml {}: atom type {} has no element (elements lists {} of {} "
+                 "types)", id, itype, itype - 1, ntypes);
+    const std::string symbol = arg[iarg];
+    const int number = MLNMR::atomic_number(symbol);
+    if (number == 0)
+      error->all(FLERR, "Fix nmr/ml {}: atom type {} has no element: '{}' is not a chemical "
+                 "element symbol (elements needs one symbol per type, {} types)", id, itype,
+                 symbol, ntypes);
+    element_by_type[itype] = symbol;
+    number_by_type[itype] = number;
+    bool seen = false;
+    for (const auto &element : unique_elements) seen = seen || element == symbol;
+    if (!seen) unique_elements.push_back(symbol);
+  }
+  return iarg;
+}
+
+/* ----------------------------------------------------------------------
+   "isotope El A [El A ...]": mass number A of the quadrupolar isotope per element
+------------------------------------------------------------------------- */
+
+int FixNMRML::parse_isotopes(int narg, char **arg, int iarg)
+{
+  const int first = iarg;
+  while (iarg + 1 < narg && MLNMR::atomic_number(arg[iarg]) > 0) {
+    const std::string element = arg[iarg];
+    bool listed = false;
+    for (const auto &symbol : unique_elements) listed = listed || symbol == element;
+    if (!listed)
+      error->all(FLERR, "Fix nmr/ml {}: isotope given for {}, which is not in the elements list",
+                 id, element);
+    const int mass_number = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+    if (mass_number <= 0)
+      error->all(FLERR, "Fix nmr/ml {}: isotope mass number for {} must be > 0, got {}", id,
+                 element, arg[iarg + 1]);
+    isotope_mass_number[element] = mass_number;
+    iarg += 2;
+  }
+  if (iarg == first)
+    error->all(FLERR, "Fix nmr/ml {}: keyword isotope needs pairs 'Element MassNumber'", id);
+  return iarg;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixNMRML::log_settings()
+{
+  if (comm->me != 0) return;
+  std::string types;
+  for (int itype = 1; itype < static_cast<int>(element_by_type.size()); ++itype)
+    types += fmt::format(" {}:{}", itype, element_by_type[itype]);
+  std::string isotopes;
+  for (const auto &entry : isotope_mass_number)
+    isotopes += fmt::format(" {}{}", entry.second, entry.first);
+  utils::logmesg(lmp,
+                 "fix nmr/ml {}: model {}\n"
+                 "  types -> elements:{}{}\n"
+                 "  cut-off {:.4} Angstrom, EFG every {} steps, sigma_iso every {} steps\n"
+                 "  correlation window {} samples{}{}\n"
+                 "  evaluator threads per rank {}, EFG units {}\n"
+                 "  per-atom data {} doubles ({} bytes per atom)\n",
+                 id, model_path, types, skip_unknown ? " (skip_unknown yes)" : "", cutoff,
+                 nevery, every_sigma, acf_window,
+                 acf_file.empty() ? "" : ", file " + acf_file,
+                 isotopes.empty() ? "" : ", isotopes" + isotopes, threads, efg_units,
+                 n_output_columns + n_state,
+                 (n_output_columns + n_state) * sizeof(double));
+}
+
+/* ---------------------------------------------------------------------- */
+
+int FixNMRML::setmask()
+{
+  return END_OF_STEP;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixNMRML::init()
+{
+  // the list below is built at cutoff + skin and needs ghosts that far; LAMMPS sets the
+  // communication cut-off to max(comm_modify cutoff, largest pair cut-off + skin)
+  const double pair_cutoff = force->pair ? force->pair->cutforce : 0.0;
+  const double comm_cutoff = std::max(comm->cutghostuser, pair_cutoff + neighbor->skin);
+  const double needed = cutoff + neighbor->skin;
+  if (comm_cutoff < needed)
+    error->all(FLERR, "Fix nmr/ml {}: communication cut-off {:.8} Angstrom is shorter than the "
+               "model cut-off {:.8} + neighbor skin {:.8} Angstrom; use comm_modify cutoff "
+               "{:.8} (or larger)", id, comm_cutoff, cutoff, neighbor->skin, needed);
+
+  // perpetual FULL list of owned centres (ghosts appear as neighbours; no lists of ghost
+  // centres), rebuilt only on reneighbouring
+  neighbor->add_request(this, NeighConst::REQ_FULL)->set_cutoff(cutoff);
+}
+
+void FixNMRML::init_list(int, NeighList *ptr)
+{
+  list = ptr;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixNMRML::setup(int)
+{
+  if (update->ntimestep % nevery == 0) sample();
+}
+
+void FixNMRML::end_of_step()
+{
+  sample();
+}
+
+/* ----------------------------------------------------------------------
+   one sample at the current step: neighbour data, then evaluation and correlation
+------------------------------------------------------------------------- */
+
+void FixNMRML::sample()
+{
+  const bigint step = update->ntimestep;
+  if (step == last_sample_step) return;    // already sampled (setup of a following run)
+
+  MLNMR::build_neighbour_csr(list, atom->x, atom->type, atom->mask, groupbit, number_by_type,
+                             cutoff, csr);
+  if (debug_state_width > 0) {
+    write_debug_columns();
+  } else {
+    const bool new_segment = last_sample_step >= 0 && step != last_sample_step + nevery;
+    unsigned request = MLNMR::REQUEST_EFG;
+    if (step % every_sigma == 0) request |= MLNMR::REQUEST_SIGMA;
+    evaluated.resize(static_cast<size_t>(csr.n_centres()) * MLNMR::N_EVALUATED_COLUMNS);
+    int status = bridge->evaluate(csr, request, evaluated.data());
+    int worst = 0;
+    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, world);
+    if (worst != MLNMR::MLNMR_BRIDGE_OK)
+      error->all(FLERR, "Fix nmr/ml {}: model evaluation failed at step {}: {}", id, step,
+                 MLNMR::bridge_status_message(worst));
+    for (int c = 0; c < csr.n_centres(); ++c) {
+      double *row = outputs[csr.centre_local_index[c]];
+      for (int k = 0; k < MLNMR::N_EVALUATED_COLUMNS; ++k)
+        row[k] = evaluated[static_cast<size_t>(c) * MLNMR::N_EVALUATED_COLUMNS + k];
+    }
+    if (acf_window > 0) {
+      std::vector<int64_t> ids(csr.n_centres());
+      std::vector<double *> rows(csr.n_centres());
+      for (int c = 0; c < csr.n_centres(); ++c) {
+        ids[c] = atom->tag[csr.centre_local_index[c]];
+        rows[c] = state[csr.centre_local_index[c]];
+      }
+      status = bridge->correlate(step, csr.n_centres(), ids.data(), evaluated.data(),
+                                 rows.data(), new_segment);
+      MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, world);
+      if (worst != MLNMR::MLNMR_BRIDGE_OK)
+        error->all(FLERR, "Fix nmr/ml {}: time correlation failed at step {}: {}", id, step,
+                   MLNMR::bridge_status_message(worst));
+    }
+  }
+  last_sample_step = step;
+  ++n_samples;
+}
+
+/* ----------------------------------------------------------------------
+   test-only (debug_csr): expose the CSR data and exercise the per-atom state
+------------------------------------------------------------------------- */
+
+void FixNMRML::write_debug_columns()
+{
+  const int nlocal = atom->nlocal;
+  for (int i = 0; i < nlocal; ++i)
+    for (int k = N_STANDARD_COLUMNS; k < n_output_columns; ++k) outputs[i][k] = not_a_number;
+  for (int c = 0; c < csr.n_centres(); ++c) {
+    const int i = csr.centre_local_index[c];
+    double *debug = outputs[i] + N_STANDARD_COLUMNS;
+    double sum[3] = {0.0, 0.0, 0.0};
+    for (int64_t p = csr.offsets[c]; p < csr.offsets[c + 1]; ++p)
+      for (int d = 0; d < 3; ++d) sum[d] += csr.displacements[3 * p + d];
+    const double count = static_cast<double>(csr.offsets[c + 1] - csr.offsets[c]);
+    debug[DEBUG_NEIGHBOUR_COUNT] = count;
+    for (int d = 0; d < 3; ++d) debug[DEBUG_DISPLACEMENT_SUM + d] = sum[d];
+    debug[DEBUG_OWNER_RANK] = comm->me;
+
+    double *own = state[i];
+    if (own[STATE_SAMPLES] == 0.0) {
+      own[STATE_TAG] = atom->tag[i];
+      own[STATE_FIRST_RANK] = comm->me;
+      for (int k = STATE_FILLER_FIRST; k < n_state; ++k) own[k] = atom->tag[i] + k;
+    }
+    own[STATE_SAMPLES] += 1.0;
+    own[STATE_NEIGHBOURS] += count;
+    for (int k = 0; k < n_state; ++k) debug[DEBUG_STATE_FIRST + k] = own[k];
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+double FixNMRML::compute_vector(int n)
+{
+  return global_values[n];
+}
+
+double FixNMRML::memory_usage()
+{
+  double bytes = static_cast<double>(atom->nmax) * (n_output_columns + n_state) * sizeof(double);
+  bytes += csr.displacements.capacity() * sizeof(double);
+  bytes += (csr.neighbour_numbers.capacity() + csr.centre_numbers.capacity() +
+            csr.centre_local_index.capacity()) * sizeof(int);
+  bytes += csr.offsets.capacity() * sizeof(int64_t);
+  bytes += evaluated.capacity() * sizeof(double);
+  return bytes;
+}
+
+/* ----------------------------------------------------------------------
+   per-atom arrays: outputs and state move with their atom
+------------------------------------------------------------------------- */
+
+void FixNMRML::grow_arrays(int nmax)
+{
+  memory->grow(outputs, nmax, n_output_columns, "nmr/ml:outputs");
+  array_atom = outputs;
+  if (n_state > 0) memory->grow(state, nmax, n_state, "nmr/ml:state");
+}
+
+void FixNMRML::copy_arrays(int i, int j, int)
+{
+  for (int k = 0; k < n_output_columns; ++k) outputs[j][k] = outputs[i][k];
+  for (int k = 0; k < n_state; ++k) state[j][k] = state[i][k];
+}
+
+void FixNMRML::set_arrays(int i)
+{
+  for (int k = 0; k < n_output_columns; ++k) outputs[i][k] = not_a_number;
+  for (int k = 0; k < n_state; ++k) state[i][k] = 0.0;
+}
+
+int FixNMRML::pack_exchange(int i, double *buf)
+{
+  int m = 0;
+  for (int k = 0; k < n_output_columns; ++k) buf[m++] = outputs[i][k];
+  for (int k = 0; k < n_state; ++k) buf[m++] = state[i][k];
+  return m;
+}
+
+int FixNMRML::unpack_exchange(int nlocal, double *buf)
+{
+  int m = 0;
+  for (int k = 0; k < n_output_columns; ++k) outputs[nlocal][k] = buf[m++];
+  for (int k = 0; k < n_state; ++k) state[nlocal][k] = buf[m++];
+  return m;
+}
+
+/* ----------------------------------------------------------------------
+   restart files: the settings that give the saved state its meaning, the sample
+   counters, then per atom its state
+------------------------------------------------------------------------- */
+
+std::vector<std::pair<std::string, std::string>> FixNMRML::restart_signature() const
+{
+  std::string elements;
+  for (int itype = 1; itype < static_cast<int>(element_by_type.size()); ++itype)
+    elements += (itype > 1 ? "," : "") + element_by_type[itype];
+  std::string isotopes;
+  for (const auto &entry : isotope_mass_number)
+    isotopes += fmt::format("{}{}{}", isotopes.empty() ? "" : ",", entry.first, entry.second);
+  return {{"model", platform::path_basename(model_path)},
+          {"elements", elements},
+          {"N", std::to_string(nevery)},
+          {"every_sigma", std::to_string(every_sigma)},
+          {"acf", std::to_string(acf_window)},
+          {"isotope", isotopes},
+          {"skip_unknown", skip_unknown ? "yes" : "no"},
+          {"efg_units", efg_units},
+          {"debug_csr", std::to_string(debug_state_width)},
+          {"state_doubles_per_atom", std::to_string(n_state)}};
+}
+
+void FixNMRML::write_restart(FILE *fp)
+{
+  std::string text;
+  for (const auto &entry : restart_signature()) text += entry.first + "=" + entry.second + "\n";
+  std::vector<double> list = {restart_magic, static_cast<double>(last_sample_step),
+                              static_cast<double>(n_samples), static_cast<double>(text.size())};
+  for (const char c : text) list.push_back(static_cast<double>(static_cast<unsigned char>(c)));
+  if (comm->me == 0) {
+    const int size = static_cast<int>(list.size() * sizeof(double));
+    fwrite(&size, sizeof(int), 1, fp);
+    fwrite(list.data(), sizeof(double), list.size(), fp);
+  }
+}
+
+void FixNMRML::restart(char *buf)
+{
+  const auto *list = reinterpret_cast<const double *>(buf);
+  if (list[0] != restart_magic)
+    error->all(FLERR, "Fix nmr/ml {}: the restart file holds no state of this fix version", id);
+  const auto n_chars = static_cast<size_t>(list[3]);
+  std::string text;
+  for (size_t k = 0; k < n_chars; ++k) text.push_back(static_cast<char>(list[4 + k]));
+
+  for (const auto &entry : restart_signature()) {
+    const std::string key = entry.first + "=";
+    const size_t start = text.find(key);
+    std::string saved = "(absent)";
+    if (start != std::string::npos) {
+      const size_t end = text.find('\n', start);
+      saved = text.substr(start + key.size(), end - start - key.size());
+    }
+    if (saved != entry.second)
+      error->all(FLERR, "Fix nmr/ml {}: restart file was written with {} {} but this input "
+                 "gives {} {}; the saved per-atom state would be misread (keep the settings "
+                 "or use a new fix ID)", id, entry.first, saved, entry.first, entry.second);
+  }
+  last_sample_step = static_cast<bigint>(list[1]);
+  n_samples = static_cast<bigint>(list[2]);
+}
+
+int FixNMRML::pack_restart(int i, double *buf)
+{
+  buf[0] = n_state + 1;
+  for (int k = 0; k < n_state; ++k) buf[k + 1] = state[i][k];
+  return n_state + 1;
+}
+
+void FixNMRML::unpack_restart(int nlocal, int nth)
+{
+  double **extra = atom->extra;
+  int m = 0;
+  for (int i = 0; i < nth; ++i) m += static_cast<int>(extra[nlocal][m]);
+  const int count = static_cast<int>(extra[nlocal][m++]) - 1;
+  if (count != n_state)
+    error->one(FLERR, "Fix nmr/ml {}: restart file holds {} state doubles per atom, expected {}",
+               id, count, n_state);
+  for (int k = 0; k < n_state; ++k) state[nlocal][k] = extra[nlocal][m++];
+}
+
+int FixNMRML::size_restart(int)
+{
+  return n_state + 1;
+}
+
+int FixNMRML::maxsize_restart()
+{
+  return n_state + 1;
+}

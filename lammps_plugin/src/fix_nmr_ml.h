@@ -1,0 +1,89 @@
+/* fix nmr/ml: NMR tensors (EFG, shielding) of the atoms of a group predicted on the fly
+ * by an ase_mlnmr model, with their time-correlation functions.  Reference page:
+ * docs/lammps_fix.md.  The numerical work happens behind core_bridge.h. */
+#ifndef MLNMR_FIX_NMR_ML_H
+#define MLNMR_FIX_NMR_ML_H
+
+#include "fix.h"
+
+#include "core_bridge.h"
+#include "neighbour_csr.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class FixNMRML : public Fix {
+ public:
+  FixNMRML(class LAMMPS *, int, char **);
+  ~FixNMRML() override;
+  int setmask() override;
+  void init() override;
+  void init_list(int, class NeighList *) override;
+  void setup(int) override;
+  void end_of_step() override;
+  double compute_vector(int) override;
+  double memory_usage() override;
+
+  void grow_arrays(int) override;
+  void copy_arrays(int, int, int) override;
+  void set_arrays(int) override;
+  int pack_exchange(int, double *) override;
+  int unpack_exchange(int, double *) override;
+
+  void write_restart(FILE *) override;
+  void restart(char *) override;
+  int pack_restart(int, double *) override;
+  void unpack_restart(int, int) override;
+  int size_restart(int) override;
+  int maxsize_restart() override;
+
+ private:
+  // --- settings (keywords) ---
+  std::string model_path;
+  std::vector<std::string> element_by_type;    // index 1..ntypes
+  std::vector<int> number_by_type;             // atomic number Z, index 1..ntypes
+  std::vector<std::string> unique_elements;    // order of first appearance
+  std::map<std::string, int> isotope_mass_number;
+  bool skip_unknown;
+  int every_sigma;
+  int acf_window;
+  std::string acf_file;
+  double ood_threshold;    // NaN: the model's default
+  int threads;
+  std::string efg_units;
+  int debug_state_width;    // > 0 only for the test-only keyword debug_csr
+
+  // --- core ---
+  std::unique_ptr<MLNMR::CoreBridge> bridge;
+  double cutoff;    // Angstrom, from the model
+  class NeighList *list;
+  MLNMR::NeighbourCSR csr;
+  std::vector<double> evaluated;    // n_centres x N_EVALUATED_COLUMNS
+
+  // --- per-atom data (migrates with atoms) ---
+  int n_output_columns;    // columns of array_atom
+  int n_state;             // doubles of per-atom state (correlator or debug)
+  double **outputs;        // nmax x n_output_columns, exposed as array_atom
+  double **state;          // nmax x n_state, travels in restart files
+
+  // --- global state ---
+  bigint last_sample_step;    // -1 before the first sample
+  bigint n_samples;
+  std::vector<double> global_values;
+
+  void parse_arguments(int narg, char **arg);
+  int parse_elements(int narg, char **arg, int iarg);
+  int parse_isotopes(int narg, char **arg, int iarg);
+  void log_settings();
+  std::vector<std::pair<std::string, std::string>> restart_signature() const;
+  void sample();
+  void write_debug_columns();
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
