@@ -282,11 +282,13 @@ void FixNMRML::log_settings()
                  "fix nmr/ml {}: model {}\n"
                  "  types -> elements:{}{}\n"
                  "  cut-off {:.4} Angstrom, EFG every {} steps, sigma_iso every {} steps\n"
-                 "  correlation window {} samples{}{}\n"
+                 "  {}{}{}\n"
                  "  evaluator threads per rank {}, EFG units {}\n"
                  "  per-atom data {} doubles ({} bytes per atom)\n",
                  id, model_path, types, skip_unknown ? " (skip_unknown yes)" : "", cutoff,
-                 nevery, every_sigma, acf_window,
+                 nevery, every_sigma,
+                 acf_window > 0 ? fmt::format("correlation window {} samples", acf_window)
+                                : std::string("time correlation off"),
                  acf_file.empty() ? "" : ", file " + acf_file,
                  isotopes.empty() ? "" : ", isotopes" + isotopes, threads, efg_units,
                  n_output_columns + n_state,

@@ -1,0 +1,98 @@
+"""Bad input to fix nmr/ml stops LAMMPS with an error naming the fix and the value
+(error->all: exit code 1 on every rank, no crash), on 1 and 2 MPI ranks."""
+from __future__ import annotations
+
+import pytest
+
+from lammps_plugin_helpers import built_plugin, run_lammps
+
+BOX = """units {units}
+{atom_modify}lattice fcc 4.05
+region box block 0 4 0 4 0 4
+create_box 2 box
+create_atoms 1 box
+set type 1 type/fraction 2 0.3 12345
+mass * 1.0
+pair_style zero 3.0
+pair_coeff * *
+neighbor 1.0 bin
+comm_modify cutoff {comm_cutoff}
+"""
+GOOD = "10 model.npz elements Al O"
+
+CASES = {
+    "unknown keyword": (
+        {}, GOOD + " colour blue", "Fix nmr/ml nmr: unknown keyword colour"),
+    "type without element": (
+        {}, "10 model.npz elements Al",
+        "Fix nmr/ml nmr: atom type 2 has no element (elements lists 1 of 2 types)"),
+    "keyword where an element belongs": (
+        {}, "10 model.npz elements Al skip_unknown yes",
+        "Fix nmr/ml nmr: atom type 2 has no element: 'skip_unknown' is not a chemical element"),
+    "not an element symbol": (
+        {}, "10 model.npz elements Al Xx",
+        "Fix nmr/ml nmr: atom type 2 has no element: 'Xx' is not a chemical element"),
+    "N zero": ({}, "0 model.npz elements Al O", "Fix nmr/ml nmr: N must be > 0, got 0"),
+    "N negative": ({}, "-5 model.npz elements Al O", "Fix nmr/ml nmr: N must be > 0, got -5"),
+    "atom IDs off": (
+        {"atom_modify": "atom_modify id no\n"}, GOOD,
+        "Fix nmr/ml nmr requires atom IDs (atom_modify id no is set)"),
+    "units lj": (
+        {"units": "lj"}, GOOD,
+        "Fix nmr/ml nmr requires units metal or real (distances in Angstrom), got units lj"),
+    "missing model file": (
+        {}, "10 missing.npz elements Al O", "Fix nmr/ml nmr: cannot read model file missing.npz"),
+    "communication cut-off too short": (
+        {"comm_cutoff": "4.0"}, GOOD,
+        "Fix nmr/ml nmr: communication cut-off 4 Angstrom is shorter than the model cut-off 5 "
+        "+ neighbor skin 1 Angstrom; use comm_modify cutoff 6 (or larger)"),
+    "every_sigma not a multiple of N": (
+        {}, GOOD + " every_sigma 15",
+        "Fix nmr/ml nmr: every_sigma must be a positive multiple of N = 10, got 15"),
+    "acf window zero": ({}, GOOD + " acf 0", "Fix nmr/ml nmr: acf window must be > 0 samples, got 0"),
+    "acf_file without acf": (
+        {}, GOOD + " acf_file out.acf",
+        "Fix nmr/ml nmr: acf_file out.acf given without acf window"),
+    "negative OOD threshold": (
+        {}, GOOD + " ood_threshold -1", "Fix nmr/ml nmr: ood_threshold must be >= 0, got -1"),
+    "isotope of an unlisted element": (
+        {}, GOOD + " isotope Na 23",
+        "Fix nmr/ml nmr: isotope given for Na, which is not in the elements list"),
+    "isotope without pairs": (
+        {}, GOOD + " isotope threads 2",
+        "Fix nmr/ml nmr: keyword isotope needs pairs 'Element MassNumber'"),
+    "zero threads": ({}, GOOD + " threads 0", "Fix nmr/ml nmr: threads must be > 0, got 0"),
+    "unknown EFG units": (
+        {}, GOOD + " efg_units MHz", "Fix nmr/ml nmr: efg_units must be au or V/A2, got MHz"),
+    "keyword without value": ({}, GOOD + " threads", "Fix nmr/ml nmr: keyword threads needs a value"),
+    "evaluation requested before the evaluator is wired": (
+        {}, GOOD,
+        "Fix nmr/ml nmr: model evaluation failed at step 0: the ase_mlnmr evaluator/correlator "
+        "is not wired into this build of the plugin yet"),
+}
+
+
+def lammps_input(plugin, box: dict, fix_arguments: str) -> str:
+    settings = {"units": "metal", "atom_modify": "", "comm_cutoff": "6.0", **box}
+    return BOX.format(**settings) + f"plugin load {plugin}\nfix nmr all nmr/ml {fix_arguments}\nrun 0\n"
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_a_named_lammps_error(tmp_path, case, ranks):
+    box, fix_arguments, message = CASES[case]
+    (tmp_path / "model.npz").write_bytes(b"")
+    result = run_lammps(tmp_path, lammps_input(built_plugin(), box, fix_arguments), ranks=ranks)
+    assert result.returncode == 1, result.stdout + result.stderr  # not a signal
+    assert f"ERROR: {message}" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("units", ["metal", "real"])
+def test_good_input_runs(tmp_path, units):
+    """Control: the same box and keywords without the error run (debug mode computes)."""
+    (tmp_path / "model.npz").write_bytes(b"")
+    arguments = GOOD + " skip_unknown yes every_sigma 50 acf 200 acf_file out.acf isotope Al 27 O 17"
+    arguments += " ood_threshold 0.5 threads 2 efg_units V/A2 debug_csr 4"
+    result = run_lammps(tmp_path, lammps_input(built_plugin(), {"units": units}, arguments))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "correlation window 200 samples, file out.acf, isotopes 27Al 17O" in result.stdout
