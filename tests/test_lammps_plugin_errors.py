@@ -96,3 +96,19 @@ def test_good_input_runs(tmp_path, units):
     result = run_lammps(tmp_path, lammps_input(built_plugin(), {"units": units}, arguments))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "correlation window 200 samples, file out.acf, isotopes 27Al 17O" in result.stdout
+
+
+def test_global_vector_layout(tmp_path):
+    """thermo sees 1 + 3 x (number of distinct elements) global values: OOD count, then per
+    element mean delta_iso, mean CQ, EFG scaling factor (NaN until the core is wired)."""
+    (tmp_path / "model.npz").write_bytes(b"")
+    fix = "fix nmr all nmr/ml 10 model.npz elements Al O debug_csr 4\n"
+    box = BOX.format(units="metal", atom_modify="", comm_cutoff="6.0")
+    plugin = f"plugin load {built_plugin()}\n"
+    inside = run_lammps(tmp_path, box + plugin + fix + "thermo_style custom step f_nmr[1] f_nmr[7]\nrun 0\n")
+    assert inside.returncode == 0, inside.stdout + inside.stderr
+    header = next(line for line in inside.stdout.splitlines() if line.split()[:1] == ["Step"])
+    assert header.split() == ["Step", "f_nmr[1]", "f_nmr[7]"]
+    outside = run_lammps(tmp_path, box + plugin + fix + "thermo_style custom step f_nmr[8]\nrun 0\n")
+    assert outside.returncode == 1
+    assert "ERROR: Thermo custom fix nmr vector is accessed out-of-range" in outside.stdout

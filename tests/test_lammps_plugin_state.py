@@ -142,3 +142,20 @@ def test_sampling_over_runs_reset_timestep_and_minimize(system):
     assert "Minimization stats" in result.stdout
     _, rows = read_last_dump(folder / "dump.state")
     assert np.all(rows[:, 7 + 2] == 9)
+
+
+def test_rerun_samples_every_snapshot(system):
+    """rerun: init() and end_of_step() run for every stored frame (steps 0..50 by 10)."""
+    folder, atoms = system
+    plugin = built_plugin()
+    traj = "dump t all custom 10 traj.dump id type x y z\ndump_modify t format float %.17g\n"
+    recorded = run_lammps(folder, PREAMBLE + MOTION + traj + "run 50\n")
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    replay = (
+        PREAMBLE + f"plugin load {plugin}\n" + FIX + "\n" + DUMP.replace("100", "10")
+        + "rerun traj.dump dump x y z\n"
+    )
+    result = run_lammps(folder, replay)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, rows = read_last_dump(folder / "dump.state")
+    check_state(rows, atoms, n_samples=6)
