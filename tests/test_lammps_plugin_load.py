@@ -149,3 +149,11 @@ def test_entry_point_never_raises(monkeypatch):
     monkeypatch.setattr(lammps_entry.metadata, "files", broken)
     folder = lammps_entry.plugin_directory()
     assert Path(folder) == REPOSITORY / "ase_mlnmr" / "lammps_plugin"
+
+
+def test_plugin_exports_only_its_init_function():
+    if shutil.which("nm") is None:
+        pytest.skip("no nm")
+    listing = subprocess.run(["nm", "-D", "--defined-only", str(built_plugin())],
+                             capture_output=True, text=True, check=True).stdout
+    assert [line.split()[-1] for line in listing.splitlines()] == ["lammpsplugin_init"]
