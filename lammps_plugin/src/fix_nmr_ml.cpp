@@ -242,7 +242,8 @@ int FixNMRML::parse_elements(int narg, char **arg, int iarg)
 }
 
 /* ----------------------------------------------------------------------
-   "isotope El A [El A ...]": mass number A of the quadrupolar isotope per element
+   "isotope El AEl [El AEl ...]": quadrupolar isotope per element, written as in
+   ase_mlnmr (mass number then symbol, e.g. "isotope Al 27Al O 17O")
 ------------------------------------------------------------------------- */
 
 int FixNMRML::parse_isotopes(int narg, char **arg, int iarg)
@@ -250,20 +251,24 @@ int FixNMRML::parse_isotopes(int narg, char **arg, int iarg)
   const int first = iarg;
   while (iarg + 1 < narg && MLNMR::atomic_number(arg[iarg]) > 0) {
     const std::string element = arg[iarg];
+    const std::string isotope = arg[iarg + 1];
     bool listed = false;
     for (const auto &symbol : unique_elements) listed = listed || symbol == element;
     if (!listed)
       error->all(FLERR, "Fix nmr/ml {}: isotope given for {}, which is not in the elements list",
                  id, element);
-    const int mass_number = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-    if (mass_number <= 0)
-      error->all(FLERR, "Fix nmr/ml {}: isotope mass number for {} must be > 0, got {}", id,
-                 element, arg[iarg + 1]);
-    isotope_mass_number[element] = mass_number;
+    const size_t digits = isotope.find_first_not_of("0123456789");
+    const bool mass_number_ok = digits != std::string::npos && digits > 0 && digits <= 3 &&
+        isotope[0] != '0';
+    if (!mass_number_ok || isotope.substr(digits) != element)
+      error->all(FLERR, "Fix nmr/ml {}: isotope of {} must be written as mass number and symbol "
+                 "(e.g. 27Al), got {}", id, element, isotope);
+    isotope_by_element[element] = isotope;
     iarg += 2;
   }
   if (iarg == first)
-    error->all(FLERR, "Fix nmr/ml {}: keyword isotope needs pairs 'Element MassNumber'", id);
+    error->all(FLERR, "Fix nmr/ml {}: keyword isotope needs pairs 'Element Isotope' (e.g. Al 27Al)",
+               id);
   return iarg;
 }
 
@@ -276,8 +281,7 @@ void FixNMRML::log_settings()
   for (int itype = 1; itype < static_cast<int>(element_by_type.size()); ++itype)
     types += fmt::format(" {}:{}", itype, element_by_type[itype]);
   std::string isotopes;
-  for (const auto &entry : isotope_mass_number)
-    isotopes += fmt::format(" {}{}", entry.second, entry.first);
+  for (const auto &entry : isotope_by_element) isotopes += " " + entry.second;
   utils::logmesg(lmp,
                  "fix nmr/ml {}: model {}\n"
                  "  types -> elements:{}{}\n"
@@ -490,8 +494,8 @@ std::vector<std::pair<std::string, std::string>> FixNMRML::restart_signature() c
   for (int itype = 1; itype < static_cast<int>(element_by_type.size()); ++itype)
     elements += (itype > 1 ? "," : "") + element_by_type[itype];
   std::string isotopes;
-  for (const auto &entry : isotope_mass_number)
-    isotopes += fmt::format("{}{}{}", isotopes.empty() ? "" : ",", entry.first, entry.second);
+  for (const auto &entry : isotope_by_element)
+    isotopes += (isotopes.empty() ? "" : ",") + entry.second;
   return {{"model", platform::path_basename(model_path)},
           {"elements", elements},
           {"N", std::to_string(nevery)},

@@ -47,7 +47,7 @@ class FixNMRML : public Fix {
   std::vector<std::string> element_by_type;    // index 1..ntypes
   std::vector<int> number_by_type;             // atomic number Z, index 1..ntypes
   std::vector<std::string> unique_elements;    // order of first appearance
-  std::map<std::string, int> isotope_mass_number;
+  std::map<std::string, std::string> isotope_by_element;    // e.g. Al -> 27Al
   bool skip_unknown;
   int every_sigma;
   int acf_window;
