@@ -15,7 +15,7 @@ const char *bridge_status_message(int status)
   }
 }
 
-CoreBridge::CoreBridge(const ModelSettings &settings) : settings_(settings) {}
+CoreBridge::CoreBridge(const BridgeSettings &settings) : settings_(settings) {}
 
 double CoreBridge::model_cutoff() const
 {

@@ -10,6 +10,8 @@
 #define MLNMR_CORE_BRIDGE_H
 
 #include <cstdint>
+#include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -38,16 +40,24 @@ enum EvaluatedColumn {
   N_EVALUATED_COLUMNS
 };
 
-struct ModelSettings {
+/* Everything the fix's keywords decide, for the evaluator and the correlator. */
+struct BridgeSettings {
   std::string model_path;
-  std::vector<std::string> elements_by_type;    // index 1..ntypes
-  bool skip_unknown = false;
-  int threads = 1;
+  std::vector<std::string> element_by_type;    // chemical symbol, index 1..ntypes
+  bool skip_unknown = false;                   // NaN outputs for elements the model lacks
+  std::map<std::string, std::string> isotope_by_element;    // e.g. Al -> 27Al
+  std::string efg_units = "au";                // "au" or "V/A2"
+  double ood_threshold = std::numeric_limits<double>::quiet_NaN();    // NaN: the model's
+  int threads = 1;                             // evaluator threads per MPI rank
+  int efg_interval = 1;                        // steps between EFG samples (N)
+  int every_sigma = 1;                         // steps between sigma_iso samples (M)
+  int acf_window = 0;                          // longest lag in samples; 0: no correlation
+  std::string acf_file;                        // result file of the correlator
 };
 
 class CoreBridge {
  public:
-  explicit CoreBridge(const ModelSettings &settings);
+  explicit CoreBridge(const BridgeSettings &settings);
 
   /* PLACEHOLDER until the evaluator is wired: the model's largest cut-off (Angstrom).
    * The lead connects it to the evaluator's cut-off query. */
@@ -67,7 +77,7 @@ class CoreBridge {
                 double *const *atom_state, bool new_segment);
 
  private:
-  ModelSettings settings_;
+  BridgeSettings settings_;
 };
 
 }    // namespace MLNMR

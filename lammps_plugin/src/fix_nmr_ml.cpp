@@ -75,8 +75,7 @@ constexpr double restart_magic = 20251130.0;
 /* ---------------------------------------------------------------------- */
 
 FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), skip_unknown(false), every_sigma(0), acf_window(0),
-    ood_threshold(not_a_number), threads(1), efg_units("au"), debug_state_width(0),
+    Fix(lmp, narg, arg), debug_state_width(0),
     cutoff(0.0), list(nullptr), n_output_columns(0), n_state(0), outputs(nullptr),
     state(nullptr), last_sample_step(-1), n_samples(0)
 {
@@ -84,11 +83,6 @@ FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
 
   parse_arguments(narg, arg);
 
-  MLNMR::ModelSettings settings;
-  settings.model_path = model_path;
-  settings.elements_by_type = element_by_type;
-  settings.skip_unknown = skip_unknown;
-  settings.threads = threads;
   bridge = std::make_unique<MLNMR::CoreBridge>(settings);
   cutoff = bridge->model_cutoff();
 
@@ -139,7 +133,8 @@ void FixNMRML::parse_arguments(int narg, char **arg)
                id);
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
   if (nevery <= 0) error->all(FLERR, "Fix nmr/ml {}: N must be > 0, got {}", id, arg[3]);
-  every_sigma = nevery;
+  settings.efg_interval = nevery;
+  settings.every_sigma = nevery;
 
   if (!atom->tag_enable)
     error->all(FLERR, "Fix nmr/ml {} requires atom IDs (atom_modify id no is set)", id);
@@ -148,9 +143,9 @@ void FixNMRML::parse_arguments(int narg, char **arg)
     error->all(FLERR, "Fix nmr/ml {} requires units metal or real (distances in Angstrom), "
                "got units {}", id, units);
 
-  model_path = arg[4];
-  if (!platform::file_is_readable(model_path))
-    error->all(FLERR, "Fix nmr/ml {}: cannot read model file {}", id, model_path);
+  settings.model_path = arg[4];
+  if (!platform::file_is_readable(settings.model_path))
+    error->all(FLERR, "Fix nmr/ml {}: cannot read model file {}", id, settings.model_path);
 
   if (strcmp(arg[5], "elements") != 0)
     error->all(FLERR, "Fix nmr/ml {}: expected keyword 'elements' after the model file, got {}",
@@ -165,39 +160,40 @@ void FixNMRML::parse_arguments(int narg, char **arg)
       return arg[iarg + 1];
     };
     if (keyword == "skip_unknown") {
-      skip_unknown = utils::logical(FLERR, value(), false, lmp) == 1;
+      settings.skip_unknown = utils::logical(FLERR, value(), false, lmp) == 1;
       iarg += 2;
     } else if (keyword == "every_sigma") {
-      every_sigma = utils::inumeric(FLERR, value(), false, lmp);
-      if (every_sigma <= 0 || every_sigma % nevery != 0)
+      settings.every_sigma = utils::inumeric(FLERR, value(), false, lmp);
+      if (settings.every_sigma <= 0 || settings.every_sigma % nevery != 0)
         error->all(FLERR, "Fix nmr/ml {}: every_sigma must be a positive multiple of N = {}, "
-                   "got {}", id, nevery, every_sigma);
+                   "got {}", id, nevery, settings.every_sigma);
       iarg += 2;
     } else if (keyword == "acf") {
-      acf_window = utils::inumeric(FLERR, value(), false, lmp);
-      if (acf_window <= 0)
+      settings.acf_window = utils::inumeric(FLERR, value(), false, lmp);
+      if (settings.acf_window <= 0)
         error->all(FLERR, "Fix nmr/ml {}: acf window must be > 0 samples, got {}", id,
-                   acf_window);
+                   settings.acf_window);
       iarg += 2;
     } else if (keyword == "acf_file") {
-      acf_file = value();
+      settings.acf_file = value();
       iarg += 2;
     } else if (keyword == "ood_threshold") {
-      ood_threshold = utils::numeric(FLERR, value(), false, lmp);
-      if (!(ood_threshold >= 0.0))
+      settings.ood_threshold = utils::numeric(FLERR, value(), false, lmp);
+      if (!(settings.ood_threshold >= 0.0))
         error->all(FLERR, "Fix nmr/ml {}: ood_threshold must be >= 0, got {}", id, value());
       iarg += 2;
     } else if (keyword == "isotope") {
       iarg = parse_isotopes(narg, arg, iarg + 1);
     } else if (keyword == "threads") {
-      threads = utils::inumeric(FLERR, value(), false, lmp);
-      if (threads <= 0)
-        error->all(FLERR, "Fix nmr/ml {}: threads must be > 0, got {}", id, threads);
+      settings.threads = utils::inumeric(FLERR, value(), false, lmp);
+      if (settings.threads <= 0)
+        error->all(FLERR, "Fix nmr/ml {}: threads must be > 0, got {}", id, settings.threads);
       iarg += 2;
     } else if (keyword == "efg_units") {
-      efg_units = value();
-      if (efg_units != "au" && efg_units != "V/A2")
-        error->all(FLERR, "Fix nmr/ml {}: efg_units must be au or V/A2, got {}", id, efg_units);
+      settings.efg_units = value();
+      if (settings.efg_units != "au" && settings.efg_units != "V/A2")
+        error->all(FLERR, "Fix nmr/ml {}: efg_units must be au or V/A2, got {}", id,
+                   settings.efg_units);
       iarg += 2;
     } else if (keyword == "debug_csr") {
       debug_state_width = utils::inumeric(FLERR, value(), false, lmp);
@@ -209,8 +205,8 @@ void FixNMRML::parse_arguments(int narg, char **arg)
       error->all(FLERR, "Fix nmr/ml {}: unknown keyword {}", id, keyword);
     }
   }
-  if (!acf_file.empty() && acf_window == 0)
-    error->all(FLERR, "Fix nmr/ml {}: acf_file {} given without acf window", id, acf_file);
+  if (!settings.acf_file.empty() && settings.acf_window == 0)
+    error->all(FLERR, "Fix nmr/ml {}: acf_file {} given without acf window", id, settings.acf_file);
 }
 
 /* ----------------------------------------------------------------------
@@ -220,7 +216,7 @@ void FixNMRML::parse_arguments(int narg, char **arg)
 int FixNMRML::parse_elements(int narg, char **arg, int iarg)
 {
   const int ntypes = atom->ntypes;
-  element_by_type.assign(ntypes + 1, "");
+  settings.element_by_type.assign(ntypes + 1, "");
   number_by_type.assign(ntypes + 1, 0);
   for (int itype = 1; itype <= ntypes; ++itype, ++iarg) {
     if (iarg >= narg)
@@ -232,7 +228,7 @@ int FixNMRML::parse_elements(int narg, char **arg, int iarg)
       error->all(FLERR, "Fix nmr/ml {}: atom type {} has no element: '{}' is not a chemical "
                  "element symbol (elements needs one symbol per type, {} types)", id, itype,
                  symbol, ntypes);
-    element_by_type[itype] = symbol;
+    settings.element_by_type[itype] = symbol;
     number_by_type[itype] = number;
     bool seen = false;
     for (const auto &element : unique_elements) seen = seen || element == symbol;
@@ -263,7 +259,7 @@ int FixNMRML::parse_isotopes(int narg, char **arg, int iarg)
     if (!mass_number_ok || isotope.substr(digits) != element)
       error->all(FLERR, "Fix nmr/ml {}: isotope of {} must be written as mass number and symbol "
                  "(e.g. 27Al), got {}", id, element, isotope);
-    isotope_by_element[element] = isotope;
+    settings.isotope_by_element[element] = isotope;
     iarg += 2;
   }
   if (iarg == first)
@@ -278,24 +274,29 @@ void FixNMRML::log_settings()
 {
   if (comm->me != 0) return;
   std::string types;
-  for (int itype = 1; itype < static_cast<int>(element_by_type.size()); ++itype)
-    types += fmt::format(" {}:{}", itype, element_by_type[itype]);
+  for (int itype = 1; itype < static_cast<int>(settings.element_by_type.size()); ++itype)
+    types += fmt::format(" {}:{}", itype, settings.element_by_type[itype]);
   std::string isotopes;
-  for (const auto &entry : isotope_by_element) isotopes += " " + entry.second;
+  for (const auto &entry : settings.isotope_by_element) isotopes += " " + entry.second;
+  const std::string correlation = settings.acf_window > 0
+      ? fmt::format("correlation window {} samples", settings.acf_window)
+      : std::string("time correlation off");
+  const std::string threshold = std::isnan(settings.ood_threshold)
+      ? std::string("from the model")
+      : fmt::format("{}", settings.ood_threshold);
   utils::logmesg(lmp,
                  "fix nmr/ml {}: model {}\n"
                  "  types -> elements:{}{}\n"
                  "  cut-off {:.4} Angstrom, EFG every {} steps, sigma_iso every {} steps\n"
                  "  {}{}{}\n"
-                 "  evaluator threads per rank {}, EFG units {}\n"
+                 "  OOD threshold {}, evaluator threads per rank {}, EFG units {}\n"
                  "  per-atom data {} doubles ({} bytes per atom)\n",
-                 id, model_path, types, skip_unknown ? " (skip_unknown yes)" : "", cutoff,
-                 nevery, every_sigma,
-                 acf_window > 0 ? fmt::format("correlation window {} samples", acf_window)
-                                : std::string("time correlation off"),
-                 acf_file.empty() ? "" : ", file " + acf_file,
-                 isotopes.empty() ? "" : ", isotopes" + isotopes, threads, efg_units,
-                 n_output_columns + n_state,
+                 id, settings.model_path, types,
+                 settings.skip_unknown ? " (skip_unknown yes)" : "", cutoff, nevery,
+                 settings.every_sigma, correlation,
+                 settings.acf_file.empty() ? "" : ", file " + settings.acf_file,
+                 isotopes.empty() ? "" : ", isotopes" + isotopes, threshold, settings.threads,
+                 settings.efg_units, n_output_columns + n_state,
                  (n_output_columns + n_state) * sizeof(double));
 }
 
@@ -358,7 +359,7 @@ void FixNMRML::sample()
   } else {
     const bool new_segment = last_sample_step >= 0 && step != last_sample_step + nevery;
     unsigned request = MLNMR::REQUEST_EFG;
-    if (step % every_sigma == 0) request |= MLNMR::REQUEST_SIGMA;
+    if (step % settings.every_sigma == 0) request |= MLNMR::REQUEST_SIGMA;
     evaluated.resize(static_cast<size_t>(csr.n_centres()) * MLNMR::N_EVALUATED_COLUMNS);
     int status = bridge->evaluate(csr, request, evaluated.data());
     int worst = 0;
@@ -371,7 +372,7 @@ void FixNMRML::sample()
       for (int k = 0; k < MLNMR::N_EVALUATED_COLUMNS; ++k)
         row[k] = evaluated[static_cast<size_t>(c) * MLNMR::N_EVALUATED_COLUMNS + k];
     }
-    if (acf_window > 0) {
+    if (settings.acf_window > 0) {
       std::vector<int64_t> ids(csr.n_centres());
       std::vector<double *> rows(csr.n_centres());
       for (int c = 0; c < csr.n_centres(); ++c) {
@@ -491,19 +492,19 @@ int FixNMRML::unpack_exchange(int nlocal, double *buf)
 std::vector<std::pair<std::string, std::string>> FixNMRML::restart_signature() const
 {
   std::string elements;
-  for (int itype = 1; itype < static_cast<int>(element_by_type.size()); ++itype)
-    elements += (itype > 1 ? "," : "") + element_by_type[itype];
+  for (int itype = 1; itype < static_cast<int>(settings.element_by_type.size()); ++itype)
+    elements += (itype > 1 ? "," : "") + settings.element_by_type[itype];
   std::string isotopes;
-  for (const auto &entry : isotope_by_element)
+  for (const auto &entry : settings.isotope_by_element)
     isotopes += (isotopes.empty() ? "" : ",") + entry.second;
-  return {{"model", platform::path_basename(model_path)},
+  return {{"model", platform::path_basename(settings.model_path)},
           {"elements", elements},
           {"N", std::to_string(nevery)},
-          {"every_sigma", std::to_string(every_sigma)},
-          {"acf", std::to_string(acf_window)},
+          {"every_sigma", std::to_string(settings.every_sigma)},
+          {"acf", std::to_string(settings.acf_window)},
           {"isotope", isotopes},
-          {"skip_unknown", skip_unknown ? "yes" : "no"},
-          {"efg_units", efg_units},
+          {"skip_unknown", settings.skip_unknown ? "yes" : "no"},
+          {"efg_units", settings.efg_units},
           {"debug_csr", std::to_string(debug_state_width)},
           {"state_doubles_per_atom", std::to_string(n_state)}};
 }

@@ -9,7 +9,6 @@
 #include "core_bridge.h"
 #include "neighbour_csr.h"
 
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,18 +42,9 @@ class FixNMRML : public Fix {
 
  private:
   // --- settings (keywords) ---
-  std::string model_path;
-  std::vector<std::string> element_by_type;    // index 1..ntypes
+  MLNMR::BridgeSettings settings;
   std::vector<int> number_by_type;             // atomic number Z, index 1..ntypes
   std::vector<std::string> unique_elements;    // order of first appearance
-  std::map<std::string, std::string> isotope_by_element;    // e.g. Al -> 27Al
-  bool skip_unknown;
-  int every_sigma;
-  int acf_window;
-  std::string acf_file;
-  double ood_threshold;    // NaN: the model's default
-  int threads;
-  std::string efg_units;
   int debug_state_width;    // > 0 only for the test-only keyword debug_csr
 
   // --- core ---
