@@ -28,9 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 
 # Columns of the fix's per-atom array (1-based, as in f_ID[k]; docs/lammps_fix.md).
 N_STANDARD_COLUMNS = 18
+# debug_csr columns: neighbour count, sum of r_j - r_i (3), sum of Z_j, owning rank, state
 DEBUG_COUNT = N_STANDARD_COLUMNS + 1
-DEBUG_DISPLACEMENT_SUM = (DEBUG_COUNT + 1, DEBUG_COUNT + 2, DEBUG_COUNT + 3)
-DEBUG_NUMBER_SUM = DEBUG_COUNT + 4
 DEBUG_OWNER_RANK = DEBUG_COUNT + 5
 DEBUG_STATE_FIRST = DEBUG_COUNT + 6  # state slots: tag, first rank, samples, neighbours, fillers
 

@@ -11,8 +11,6 @@ from ase.neighborlist import neighbor_list
 
 from lammps_plugin_helpers import (
     DEBUG_COUNT,
-    DEBUG_DISPLACEMENT_SUM,
-    DEBUG_NUMBER_SUM,
     DEBUG_OWNER_RANK,
     PREAMBLE,
     built_plugin,
