@@ -101,7 +101,8 @@ def test_good_input_runs(tmp_path, units):
     (tmp_path / "model.npz").write_bytes(b"")
     arguments = GOOD + " skip_unknown yes every_sigma 50 acf 200 acf_file out.acf isotope Al 27Al O 17O"
     arguments += " ood_threshold 0.5 threads 2 efg_units V/A2 debug_csr 4"
-    result = run_lammps(tmp_path, lammps_input(built_plugin(), {"units": units}, arguments))
+    script = lammps_input(built_plugin(), {"units": units}, arguments)
+    result = run_lammps(tmp_path, script + "unfix nmr\nrun 10\n")  # and the fix goes away cleanly
     assert result.returncode == 0, result.stdout + result.stderr
     assert "correlation window 200 samples, file out.acf, isotopes 27Al 17O" in result.stdout
 

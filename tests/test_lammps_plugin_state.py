@@ -77,8 +77,8 @@ def test_state_migrates_with_atoms(system, ranks):
         assert migrated > 0.2 * len(atoms)
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_state_survives_restart(system, ranks):
+@pytest.mark.parametrize("ranks, ranks_after_restart", [(1, 1), (2, 2), (2, 1)])
+def test_state_survives_restart(system, ranks, ranks_after_restart):
     folder, atoms = system
     plugin = built_plugin()
     unsplit = run_lammps(
@@ -97,7 +97,7 @@ def test_state_survives_restart(system, ranks):
     restarted = PREAMBLE.replace("read_data data.lmp", "read_restart restart.bin")
     second = run_lammps(
         folder, restarted + f"plugin load {plugin}\n" + MOTION + FIX + "\n" + DUMP + "run 100\n",
-        ranks=ranks,
+        ranks=ranks_after_restart,
     )
     assert second.returncode == 0, second.stdout + second.stderr
     _, rows = read_last_dump(folder / "dump.state")
