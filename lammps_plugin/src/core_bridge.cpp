@@ -39,4 +39,14 @@ int CoreBridge::correlate(int64_t, int, const int64_t *, const double *, double 
   return MLNMR_BRIDGE_NOT_WIRED;
 }
 
+std::vector<double> CoreBridge::global_state() const
+{
+  return {};
+}
+
+int CoreBridge::set_global_state(const double *, int64_t n)
+{
+  return n == 0 ? MLNMR_BRIDGE_OK : MLNMR_BRIDGE_NOT_WIRED;
+}
+
 }    // namespace MLNMR

@@ -76,6 +76,11 @@ class CoreBridge {
   int correlate(int64_t step, int n, const int64_t *ids, const double *outputs,
                 double *const *atom_state, bool new_segment);
 
+  /* Correlator state that belongs to no atom, as flat doubles, for restart files: the fix
+   * writes rank 0's copy and hands every rank the saved copy on restart. */
+  std::vector<double> global_state() const;
+  int set_global_state(const double *values, int64_t n);
+
  private:
   BridgeSettings settings_;
 };

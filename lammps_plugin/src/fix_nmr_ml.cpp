@@ -485,8 +485,9 @@ int FixNMRML::unpack_exchange(int nlocal, double *buf)
 }
 
 /* ----------------------------------------------------------------------
-   restart files: the settings that give the saved state its meaning, the sample
-   counters, then per atom its state
+   restart files: global record = magic, step of the last sample, samples taken, the
+   settings that give the saved state its meaning (as text), the correlator's global
+   state; then per atom its state
 ------------------------------------------------------------------------- */
 
 std::vector<std::pair<std::string, std::string>> FixNMRML::restart_signature() const
@@ -516,6 +517,9 @@ void FixNMRML::write_restart(FILE *fp)
   std::vector<double> list = {restart_magic, static_cast<double>(last_sample_step),
                               static_cast<double>(n_samples), static_cast<double>(text.size())};
   for (const char c : text) list.push_back(static_cast<double>(static_cast<unsigned char>(c)));
+  const std::vector<double> correlator = bridge->global_state();
+  list.push_back(static_cast<double>(correlator.size()));
+  list.insert(list.end(), correlator.begin(), correlator.end());
   if (comm->me == 0) {
     const int size = static_cast<int>(list.size() * sizeof(double));
     fwrite(&size, sizeof(int), 1, fp);
@@ -545,6 +549,11 @@ void FixNMRML::restart(char *buf)
                  "gives {} {}; the saved per-atom state would be misread (keep the settings "
                  "or use a new fix ID)", id, entry.first, saved, entry.first, entry.second);
   }
+  const double *correlator = list + 4 + n_chars;
+  const int status = bridge->set_global_state(correlator + 1, static_cast<int64_t>(correlator[0]));
+  if (status != MLNMR::MLNMR_BRIDGE_OK)
+    error->all(FLERR, "Fix nmr/ml {}: cannot restore the correlator state: {}", id,
+               MLNMR::bridge_status_message(status));
   last_sample_step = static_cast<bigint>(list[1]);
   n_samples = static_cast<bigint>(list[2]);
 }
