@@ -1,7 +1,7 @@
 """fix nmr/ml builds the CSR neighbour data the evaluator consumes: per centre of the
 group, displacements r_j - r_i (ghosts across periodic and rank boundaries included)
 and atomic numbers within the model cut-off.  Exported through the test-only keyword
-debug_csr and compared with a brute-force ASE neighbour list on the dumped positions."""
+debug_csr (which loads no model and takes the cut-off) and compared with a brute-force ASE neighbour list on the dumped positions."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,12 +21,12 @@ from lammps_plugin_helpers import (
     write_data_file,
 )
 
-MODEL_CUTOFF = 5.0  # Angstrom, CoreBridge::model_cutoff() placeholder
+CUTOFF = 4.6  # Angstrom, given to debug_csr
 
 
 def reference_sums(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per atom: neighbour count, sum of displacement vectors, sum of neighbour Z."""
-    i, j, displacements = neighbor_list("ijD", atoms, MODEL_CUTOFF)
+    i, j, displacements = neighbor_list("ijD", atoms, CUTOFF)
     n = len(atoms)
     counts = np.bincount(i, minlength=n)
     sums = np.stack([np.bincount(i, displacements[:, d], minlength=n) for d in range(3)], 1)
@@ -48,7 +48,7 @@ group movers id 1:100
 group centres type 1
 timestep 0.001
 fix move movers move linear 12.0 -8.0 -14.0
-fix nmr centres nmr/ml 10 model.npz elements Al O debug_csr 4
+fix nmr centres nmr/ml 10 model.npz elements Al O debug_csr 4 {CUTOFF}
 dump d all custom 20 dump.csr id type x y z {columns}
 dump_modify d format float %.17g
 run 20

@@ -73,6 +73,8 @@ CASES = {
     "unknown EFG units": (
         {}, GOOD + " efg_units MHz", "Fix nmr/ml nmr: efg_units must be au or V/A2, got MHz"),
     "keyword without value": ({}, GOOD + " threads", "Fix nmr/ml nmr: keyword threads needs a value"),
+    "debug_csr without cut-off": (
+        {}, GOOD + " debug_csr 4", "Fix nmr/ml nmr: debug_csr needs a state width and a cut-off"),
     "evaluation requested before the evaluator is wired": (
         {}, GOOD,
         "Fix nmr/ml nmr: model evaluation failed at step 0: the ase_mlnmr evaluator/correlator "
@@ -100,7 +102,7 @@ def test_good_input_runs(tmp_path, units):
     """Control: the same box and keywords without the error run (debug mode computes)."""
     (tmp_path / "model.npz").write_bytes(b"")
     arguments = GOOD + " skip_unknown yes every_sigma 50 acf 200 acf_file out.acf isotope Al 27Al O 17O"
-    arguments += " ood_threshold 0.5 threads 2 efg_units V/A2 debug_csr 4"
+    arguments += " ood_threshold 0.5 threads 2 efg_units V/A2 debug_csr 4 5.0"
     script = lammps_input(built_plugin(), {"units": units}, arguments)
     result = run_lammps(tmp_path, script + "unfix nmr\nrun 10\n")  # and the fix goes away cleanly
     assert result.returncode == 0, result.stdout + result.stderr
@@ -111,7 +113,7 @@ def test_global_vector_layout(tmp_path):
     """thermo sees 1 + 3 x (number of distinct elements) global values: OOD count, then per
     element mean delta_iso, mean CQ, EFG scaling factor (NaN until the core is wired)."""
     (tmp_path / "model.npz").write_bytes(b"")
-    fix = "fix nmr all nmr/ml 10 model.npz elements Al O debug_csr 4\n"
+    fix = "fix nmr all nmr/ml 10 model.npz elements Al O debug_csr 4 5.0\n"
     box = BOX.format(units="metal", atom_modify="", comm_cutoff="6.0")
     plugin = f"plugin load {built_plugin()}\n"
     inside = run_lammps(tmp_path, box + plugin + fix + "thermo_style custom step f_nmr[1] f_nmr[7]\nrun 0\n")

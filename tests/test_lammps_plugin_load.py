@@ -32,7 +32,7 @@ pair_coeff * *
 neighbor 1.0 bin
 comm_modify cutoff 6.0
 """
-FIX = "fix nmr all nmr/ml 1 model.npz elements Al O debug_csr 4\nrun 0\n"
+FIX = "fix nmr all nmr/ml 1 model.npz elements Al O debug_csr 4 5.0\nrun 0\n"
 WARNING = "WARNING: ase_mlnmr plugin: fix nmr/ml not registered"
 
 

@@ -2,7 +2,7 @@
 atom between MPI ranks and through write_restart/read_restart; the sampling schedule
 over several runs, reset_timestep, minimize and rerun is the documented one.
 
-The test-only keyword ``debug_csr K`` keeps K doubles per atom: atom ID and owning rank
+The test-only keyword ``debug_csr K rc`` (no model; cut-off rc) keeps K doubles per atom: atom ID and owning rank
 at the atom's first sample, number of samples, summed neighbour counts, then ID + k in
 slot k >= 4.  Under a rigid translation (fix move) every atom keeps its neighbour count,
 so the expected state follows from a brute-force neighbour list of the last frame."""
@@ -26,7 +26,7 @@ from lammps_plugin_helpers import (
 )
 
 STATE_WIDTH = 6
-FIX = f"fix nmr all nmr/ml 10 model.npz elements Al O debug_csr {STATE_WIDTH}"
+FIX = f"fix nmr all nmr/ml 10 model.npz elements Al O debug_csr {STATE_WIDTH} 5.0"
 DUMP = (
     "dump d all custom 100 dump.state id type x y z "
     + " ".join(f"f_nmr[{k}]" for k in (DEBUG_COUNT, DEBUG_OWNER_RANK))

@@ -75,7 +75,7 @@ constexpr double restart_magic = 20251130.0;
 /* ---------------------------------------------------------------------- */
 
 FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), debug_state_width(0),
+    Fix(lmp, narg, arg), debug_state_width(0), debug_cutoff(0.0),
     cutoff(0.0), list(nullptr), n_output_columns(0), n_state(0), outputs(nullptr),
     state(nullptr), last_sample_step(-1), n_samples(0)
 {
@@ -83,10 +83,14 @@ FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
 
   parse_arguments(narg, arg);
 
-  bridge = std::make_unique<MLNMR::CoreBridge>(settings);
-  cutoff = bridge->model_cutoff();
-
-  n_state = debug_state_width > 0 ? debug_state_width : bridge->correlator_state_doubles_per_atom();
+  if (debug_state_width > 0) {    // test-only: no model, the given cut-off
+    cutoff = debug_cutoff;
+    n_state = debug_state_width;
+  } else {
+    bridge = std::make_unique<MLNMR::CoreBridge>(settings);
+    cutoff = bridge->model_cutoff();
+    n_state = bridge->correlator_state_doubles_per_atom();
+  }
   n_output_columns = N_STANDARD_COLUMNS;
   if (debug_state_width > 0) n_output_columns += DEBUG_STATE_FIRST + debug_state_width;
 
@@ -200,7 +204,13 @@ void FixNMRML::parse_arguments(int narg, char **arg)
       if (debug_state_width < STATE_FILLER_FIRST)
         error->all(FLERR, "Fix nmr/ml {}: debug_csr needs a state width >= {}, got {}", id,
                    static_cast<int>(STATE_FILLER_FIRST), debug_state_width);
-      iarg += 2;
+      if (iarg + 2 >= narg)
+        error->all(FLERR, "Fix nmr/ml {}: debug_csr needs a state width and a cut-off", id);
+      debug_cutoff = utils::numeric(FLERR, arg[iarg + 2], false, lmp);
+      if (!(debug_cutoff > 0.0))
+        error->all(FLERR, "Fix nmr/ml {}: debug_csr cut-off must be > 0, got {}", id,
+                   arg[iarg + 2]);
+      iarg += 3;
     } else {
       error->all(FLERR, "Fix nmr/ml {}: unknown keyword {}", id, keyword);
     }
@@ -506,7 +516,7 @@ std::vector<std::pair<std::string, std::string>> FixNMRML::restart_signature() c
           {"isotope", isotopes},
           {"skip_unknown", settings.skip_unknown ? "yes" : "no"},
           {"efg_units", settings.efg_units},
-          {"debug_csr", std::to_string(debug_state_width)},
+          {"debug_csr", fmt::format("{} {}", debug_state_width, debug_cutoff)},
           {"state_doubles_per_atom", std::to_string(n_state)}};
 }
 
@@ -517,7 +527,7 @@ void FixNMRML::write_restart(FILE *fp)
   std::vector<double> list = {restart_magic, static_cast<double>(last_sample_step),
                               static_cast<double>(n_samples), static_cast<double>(text.size())};
   for (const char c : text) list.push_back(static_cast<double>(static_cast<unsigned char>(c)));
-  const std::vector<double> correlator = bridge->global_state();
+  const std::vector<double> correlator = bridge ? bridge->global_state() : std::vector<double>();
   list.push_back(static_cast<double>(correlator.size()));
   list.insert(list.end(), correlator.begin(), correlator.end());
   if (comm->me == 0) {
@@ -550,7 +560,10 @@ void FixNMRML::restart(char *buf)
                  "or use a new fix ID)", id, entry.first, saved, entry.first, entry.second);
   }
   const double *correlator = list + 4 + n_chars;
-  const int status = bridge->set_global_state(correlator + 1, static_cast<int64_t>(correlator[0]));
+  const auto n_correlator = static_cast<int64_t>(correlator[0]);
+  const int status = bridge ? bridge->set_global_state(correlator + 1, n_correlator)
+                            : (n_correlator == 0 ? MLNMR::MLNMR_BRIDGE_OK
+                                                 : MLNMR::MLNMR_BRIDGE_NOT_WIRED);
   if (status != MLNMR::MLNMR_BRIDGE_OK)
     error->all(FLERR, "Fix nmr/ml {}: cannot restore the correlator state: {}", id,
                MLNMR::bridge_status_message(status));

@@ -45,10 +45,11 @@ class FixNMRML : public Fix {
   MLNMR::BridgeSettings settings;
   std::vector<int> number_by_type;             // atomic number Z, index 1..ntypes
   std::vector<std::string> unique_elements;    // order of first appearance
-  int debug_state_width;    // > 0 only for the test-only keyword debug_csr
+  int debug_state_width;    // > 0 only for the test-only keyword debug_csr K rc:
+  double debug_cutoff;      // then no model is loaded and rc (Angstrom) is the cut-off
 
   // --- core ---
-  std::unique_ptr<MLNMR::CoreBridge> bridge;
+  std::unique_ptr<MLNMR::CoreBridge> bridge;    // null in debug_csr mode
   double cutoff;    // Angstrom, from the model
   class NeighList *list;
   MLNMR::NeighbourCSR csr;
