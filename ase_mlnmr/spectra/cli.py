@@ -173,7 +173,7 @@ def command_spectrum(args: argparse.Namespace) -> int:
             if args.route == "kde":
                 weights, sd, _ = kde_node_weights(scaled, grid, f2, bandwidth)
             else:
-                weights, sd = site_node_weights(scaled, grid, f2), 0.0
+                weights, sd = site_node_weights(scaled, grid, f2, align_centres=False), 0.0
             z = mqmas_2d_grid(weights, grid, f2, f2, sd)
         np.savez(out.with_name(out.name + "_2d.npz"), ppm_f2=f2.ppm, ppm_f1=f2.ppm, intensity=z)
         written.append(out.with_name(out.name + "_2d.npz"))

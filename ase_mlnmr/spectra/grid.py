@@ -33,7 +33,8 @@ import numpy as np
 from scipy import fft as sfft
 
 from .axis import PPMAxis, Spectrometer
-from .central_transition import _check_mode, _extent, _measure_below, alpha_nodes, ct_coefficients, ct_prefactor_ppm
+from .central_transition import (_check_mode, _extent, _measure_below, alpha_nodes, ct_coefficients,
+                                 ct_prefactor_ppm, quadrupolar_shift_ppm)
 from .sites import SiteError, Sites
 
 __all__ = ["NormalisedCTTable", "LineshapeGrid", "NodeWeights", "cache_dir", "site_node_weights"]
@@ -221,9 +222,15 @@ class LineshapeGrid:
         return full[start:start + n] / axis.step_ppm
 
 
-def site_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis) -> NodeWeights:
+def site_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, align_centres: bool = True) -> NodeWeights:
     """Bandwidth → 0: each site's weight spread over its 4 surrounding (|CQ|, η) nodes by
-    bilinear interpolation, at its own shift (later split over 2 lattice points)."""
+    bilinear interpolation (later split over 2 lattice points in δ).
+
+    ``align_centres``: each node's share is placed at δiso + δQIS(site) − δQIS(node), so
+    that its centre of gravity is the site's (δiso + δQIS) rather than the node's; this
+    removes the first-order error of mixing lines of neighbouring CQ (the lines move with
+    CQ² as well as widen). The δ coordinate of the weights is then the CoG-matched shift.
+    """
     grid.check_sites(sites)
     tc = sites.abs_cq_MHz / grid.cq_step
     te = sites.eta_q / grid.eta_step
@@ -231,10 +238,15 @@ def site_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis) -> NodeW
     c0 = np.minimum(np.floor(tc).astype(np.int64), n_cq - 2)
     e0 = np.minimum(np.floor(te).astype(np.int64), n_eta - 2)
     fc, fe = tc - c0, te - e0
-    shift = axis.index_of(sites.delta_iso_ppm)
-    nodes, weights = [], []
+    qis = quadrupolar_shift_ppm(sites.abs_cq_MHz, sites.eta_q, grid.spectrometer)
+    nodes, weights, shifts = [], [], []
     for dc, wc in ((0, 1.0 - fc), (1, fc)):
         for de, we in ((0, 1.0 - fe), (1, fe)):
             nodes.append((c0 + dc) * n_eta + e0 + de)
             weights.append(sites.weight * wc * we)
-    return NodeWeights(np.concatenate(nodes), np.tile(shift, 4), np.concatenate(weights))
+            if align_centres:
+                node_qis = quadrupolar_shift_ppm(grid.cq_nodes[c0 + dc], grid.eta_nodes[e0 + de], grid.spectrometer)
+                shifts.append(axis.index_of(sites.delta_iso_ppm + qis - node_qis))
+            else:
+                shifts.append(axis.index_of(sites.delta_iso_ppm))
+    return NodeWeights(np.concatenate(nodes), np.concatenate(shifts), np.concatenate(weights))

@@ -153,7 +153,7 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
                 weights, sd, h = kde_node_weights(sites, grid, axis, h)
                 info["bandwidth_matrix"] = h.tolist()
             else:
-                weights = site_node_weights(sites, grid, axis)
+                weights = site_node_weights(sites, grid, axis, align_centres=experiment != "3qmas-iso")
             if experiment == "3qmas-iso":
                 y = mqmas_projection_grid(weights, grid, axis)
                 if sd > 0:
