@@ -27,12 +27,12 @@ def to_mrsimulator_spin_systems(sites: SiteLike) -> list[dict]:
     top = float(sites.weight.max())
     systems = []
     for i in range(len(sites)):
-        site = {"isotope": sites.isotope.name, "isotropic_chemical_shift": f"{sites.delta_iso_ppm[i]!r} ppm"}
+        site = {"isotope": sites.isotope.name, "isotropic_chemical_shift": f"{float(sites.delta_iso_ppm[i])!r} ppm"}
         if sites.cq_MHz[i] != 0.0:
-            site["quadrupolar"] = {"Cq": f"{sites.cq_MHz[i] * 1e6!r} Hz", "eta": float(sites.eta_q[i])}
+            site["quadrupolar"] = {"Cq": f"{float(sites.cq_MHz[i]) * 1e6!r} Hz", "eta": float(sites.eta_q[i])}
         if sites.csa_zeta_ppm[i] != 0.0:
             a, b, g = (float(v) for v in sites.euler_angles[i])
-            site["shielding_symmetric"] = {"zeta": f"{-sites.csa_zeta_ppm[i]!r} ppm", "eta": float(sites.csa_eta[i]),
+            site["shielding_symmetric"] = {"zeta": f"{-float(sites.csa_zeta_ppm[i])!r} ppm", "eta": float(sites.csa_eta[i]),
                                            "alpha": f"{a!r} rad", "beta": f"{b!r} rad", "gamma": f"{g!r} rad"}
         systems.append({"name": f"site {i}", "sites": [site],
                         "abundance": f"{float(sites.weight[i]) / top * 100.0!r} %"})

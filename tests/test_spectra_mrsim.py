@@ -1,0 +1,55 @@
+"""Static CT lineshapes and exported spin systems simulated by mrsimulator 1.0.0 in the test."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spectra_helpers import l1_half
+
+from ase_mlnmr.spectra import PPMAxis, Sites, Spectrometer, simulate_spectrum
+from ase_mlnmr.spectra.mrsim import write_mrsimulator_json
+
+mrsimulator = pytest.importorskip("mrsimulator")
+from mrsimulator import Simulator, SpinSystem  # noqa: E402
+from mrsimulator.method.lib import BlochDecayCTSpectrum  # noqa: E402
+
+
+def _run(path, isotope, b0, count, width_hz, offset_hz, rotor, density=128):
+    data = json.loads(path.read_text())
+    systems = [SpinSystem.parse_dict_with_units(d) for d in data["spin_systems"]]
+    method = BlochDecayCTSpectrum(channels=[isotope], magnetic_flux_density=b0, rotor_frequency=rotor,
+                                  spectral_dimensions=[dict(count=count, spectral_width=width_hz,
+                                                            reference_offset=offset_hz)])
+    sim = Simulator(spin_systems=systems, methods=[method])
+    sim.config.integration_density = density
+    sim.config.integration_volume = "hemisphere"
+    sim.run()
+    return np.asarray(sim.methods[0].simulation.y[0].components[0].real, dtype=float)
+
+
+@pytest.mark.parametrize("isotope, cq, eta, b0", [("23Na", 2.1, 0.4, 9.4), ("27Al", 5.5, 0.7, 14.1)])
+def test_static_ct_matches_mrsimulator(tmp_path, isotope, cq, eta, b0):
+    sites = Sites(isotope, [4.0], [cq], [eta])
+    spectrometer = Spectrometer(isotope, b0)
+    count, width, offset = 2048, 40000.0, -4000.0
+    axis = PPMAxis.from_spectrometer(count, width, offset, spectrometer.nu_ref_Hz)
+    path = write_mrsimulator_json(sites, tmp_path / "sites.json")
+    reference = _run(path, isotope, b0, count, width, offset, 0.0)
+    ours = simulate_spectrum(sites, spectrometer, axis, "static", route="sites").intensity
+    assert l1_half(ours, reference, axis.step_ppm) <= 0.02
+
+
+def test_exported_ensemble_matches_mrsimulator_mas(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 40
+    sites = Sites("23Na", rng.normal(0, 3, n), rng.uniform(0.8, 3.0, n) * rng.choice([-1, 1], n),
+                  rng.uniform(0, 1, n), weight=rng.uniform(0.5, 1.0, n))
+    spectrometer = Spectrometer("23Na", 11.7)
+    count, width, offset = 2048, 12000.0, -2500.0
+    axis = PPMAxis.from_spectrometer(count, width, offset, spectrometer.nu_ref_Hz)
+    path = write_mrsimulator_json(sites, tmp_path / "sites.json")
+    reference = _run(path, "23Na", 11.7, count, width, offset, np.inf)
+    ours = simulate_spectrum(sites, spectrometer, axis, "mas", route="sites").intensity
+    assert l1_half(ours, reference, axis.step_ppm) <= 0.02
