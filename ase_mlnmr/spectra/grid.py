@@ -163,6 +163,10 @@ class LineshapeGrid:
                 shapes[i, j] = np.diff(cdf)
         self.lineshapes = shapes
         self.n_offsets = n_off
+        nonzero = np.abs(shapes).max(axis=1) > 0  # (n_cq, n_off): offsets any η of a CQ row uses
+        self.row_first = np.argmax(nonzero, axis=1)
+        self.row_last = n_off - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+        self._fft_cache: dict = {}
 
     @property
     def n_nodes(self) -> int:
@@ -178,48 +182,66 @@ class LineshapeGrid:
                             f"{self.cq_nodes[-1]:.4g} MHz: build the grid with a larger cq_max_MHz")
 
     def spectrum(self, weights: NodeWeights, axis: PPMAxis, gaussian_sd_ppm: float = 0.0,
-                 node_chunk: int = 128) -> np.ndarray:
+                 rows_per_block: int = 2) -> np.ndarray:
         """Σ_g Σ_k W[g, k] I_g(ν_j − δ_k) on ``axis`` (intensity per ppm, unnormalised).
 
         The weights' shift lattice must be the axis lattice; ``gaussian_sd_ppm`` convolves
         the result with a Gaussian of that standard deviation along δ (the KDE's
-        conditional width).
+        conditional width). Nodes are processed in blocks of ``rows_per_block`` CQ rows,
+        each with FFTs just long enough for its lines; the FFTs of a block's lineshapes are
+        kept on the grid after first use (one-off cost per window size, complex64).
         """
         if abs(axis.step_ppm - self.step_ppm) > 1e-9 * self.step_ppm:
             raise ValueError(f"axis step {axis.step_ppm} ppm differs from the grid step {self.step_ppm} ppm")
         n = axis.count
-        m_lo, m_hi = self.offset_low, self.offset_low + self.n_offsets - 1
-        k_lo = -m_hi - 1  # shifts (axis lattice index) that can reach the window, with 1 bin margin
-        n_shift = n - 1 - m_lo + 1 - k_lo + 1
-        length = sfft.next_fast_len(n_shift + self.n_offsets)
-        # deposit weights by linear interpolation on the shift lattice
-        t = weights.shift_index - k_lo
-        k0 = np.floor(t).astype(np.int64)
-        frac = t - k0
-        keep = (k0 >= 0) & (k0 + 1 < n_shift)
-        nodes, k0, frac, w = weights.nodes[keep], k0[keep], frac[keep], weights.weight[keep]
-        active, inverse = np.unique(nodes, return_inverse=True)
+        k0_all = np.floor(weights.shift_index).astype(np.int64)
+        frac_all = weights.shift_index - k0_all
+        # each weight becomes two lattice deposits (linear interpolation)
+        k = np.concatenate([k0_all, k0_all + 1])
+        w = np.concatenate([weights.weight * (1.0 - frac_all), weights.weight * frac_all])
+        nodes = np.concatenate([weights.nodes, weights.nodes])
+        reach = (k + self.offset_low + self.n_offsets - 1 >= 0) & (k + self.offset_low <= n - 1) & (w != 0)
+        k, w, nodes = k[reach], w[reach], nodes[reach]
+        order = np.argsort(nodes, kind="stable")
+        k, w, nodes = k[order], w[order], nodes[order]
+        active, first = np.unique(nodes, return_index=True)
+        bounds = np.append(first, len(nodes))
         flat_shapes = self.lineshapes.reshape(self.n_nodes, self.n_offsets)
-        total = np.zeros(length // 2 + 1, dtype=complex)
-        order = np.argsort(inverse, kind="stable")
-        inverse, k0, frac, w = inverse[order], k0[order], frac[order], w[order]
-        bounds = np.searchsorted(inverse, np.arange(0, len(active) + node_chunk, node_chunk))
-        for c, start in enumerate(range(0, len(active), node_chunk)):
-            sl = slice(bounds[c], bounds[c + 1])
-            local = inverse[sl] - start
-            m = min(node_chunk, len(active) - start)
-            dense = np.bincount(local * n_shift + k0[sl], weights=w[sl] * (1.0 - frac[sl]), minlength=m * n_shift)
-            dense += np.bincount(local * n_shift + k0[sl] + 1, weights=w[sl] * frac[sl], minlength=m * n_shift)
-            dense = dense.reshape(m, n_shift)
-            shapes = flat_shapes[active[start:start + m]]
-            total += np.einsum("gf,gf->f", sfft.rfft(dense, length, axis=1), sfft.rfft(shapes, length, axis=1))
-        if gaussian_sd_ppm > 0:
-            freq = np.fft.rfftfreq(length, d=self.step_ppm)
-            total *= np.exp(-2.0 * (np.pi * freq * gaussian_sd_ppm) ** 2)
-        full = sfft.irfft(total, length)
-        # shift lattice index k (k_lo + k') plus offset m lands on axis bin j = k + m
-        start = 0 - k_lo - m_lo
-        return full[start:start + n] / axis.step_ppm
+        n_eta = len(self.eta_nodes)
+        block_nodes = rows_per_block * n_eta
+        out = np.zeros(n)
+        block_of = active // block_nodes
+        for blk in np.unique(block_of):
+            members = np.flatnonzero(block_of == blk)
+            block = active[members]
+            first_node = int(blk) * block_nodes
+            rows = np.arange(first_node // n_eta, min(first_node // n_eta + rows_per_block, len(self.cq_nodes)))
+            a, b = int(self.row_first[rows].min()), int(self.row_last[rows].max())
+            m_lo, m_hi = self.offset_low + a, self.offset_low + b
+            k_lo = -m_hi
+            n_shift = n - m_lo - k_lo
+            length = sfft.next_fast_len(n_shift + b - a + 1)
+            key = (int(blk), rows_per_block, n, length)
+            shapes_f = self._fft_cache.get(key)
+            if shapes_f is None:  # FFT of this block's lineshapes for this window size: computed once
+                all_nodes = np.arange(first_node, min(first_node + block_nodes, self.n_nodes))
+                shapes_f = sfft.rfft(flat_shapes[all_nodes, a:b + 1], length, axis=1).astype(np.complex64)
+                self._fft_cache[key] = shapes_f
+            sl = slice(bounds[members[0]], bounds[members[-1] + 1])
+            local = np.searchsorted(block, nodes[sl])
+            kk = k[sl] - k_lo
+            ok = (kk >= 0) & (kk < n_shift)
+            dense = np.bincount(local[ok] * n_shift + kk[ok], weights=w[sl][ok],
+                                minlength=len(block) * n_shift).reshape(len(block), n_shift)
+            spectrum_f = np.einsum("gf,gf->f", sfft.rfft(dense, length, axis=1), shapes_f[block - first_node])
+            if gaussian_sd_ppm > 0:
+                freq = np.fft.rfftfreq(length, d=self.step_ppm)
+                spectrum_f *= np.exp(-2.0 * (np.pi * freq * gaussian_sd_ppm) ** 2)
+            full = sfft.irfft(spectrum_f, length)
+            # lattice index k_lo + k' plus offset m_lo + m' lands on axis bin j = k + m
+            offset = -k_lo - m_lo
+            out += full[offset:offset + n]
+        return out / axis.step_ppm
 
 
 def site_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, align_centres: bool = True) -> NodeWeights:
