@@ -38,6 +38,8 @@ def add_spectrum_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--efg-units", default="au", help="EFG units in extended XYZ files (default au)")
     p.add_argument("--cq-scale", default=None, help="vibrational factor on |CQ|: a number or a JSON file "
                                                      "with cq_scale per element")
+    p.add_argument("--spinning-rate", type=float, default=float("inf"), metavar="HZ",
+                   help="MAS rate in Hz for spin-1/2 spinning sidebands (default: infinitely fast)")
     p.add_argument("--lb", type=float, default=0.0, help="line broadening FWHM (default 0)")
     p.add_argument("--lb-unit", choices=("ppm", "Hz"), default="Hz")
     p.add_argument("--lb-shape", choices=("lorentzian", "gaussian"), default="lorentzian")
@@ -137,7 +139,8 @@ def command_spectrum(args: argparse.Namespace) -> int:
         broadening = (args.lb, args.lb_unit, args.lb_shape) if args.lb > 0 else None
         measured = read_measured_spectrum(args.measured) if args.measured else None
         experiment = "3qmas-iso" if args.experiment == "3qmas" else args.experiment
-        common = dict(route=args.route, bandwidth=bandwidth, broadening=broadening, progress=not args.quiet)
+        common = dict(route=args.route, bandwidth=bandwidth, broadening=broadening, progress=not args.quiet,
+                      spinning_rate_Hz=args.spinning_rate)
         if not args.quiet:
             print(f"{len(sites)} {sites.isotope.name} sites, B0 = {spectrometer.b0_tesla:.4g} T, "
                   f"{experiment}, route {args.route}", file=sys.stderr)

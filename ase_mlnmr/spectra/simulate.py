@@ -7,8 +7,8 @@ Routes for quadrupolar central-transition spectra:
 * ``"kde"`` — KDE of p(δiso, |CQ|, η) on the grid (Charpentier 2025 eq. 6), default
   bandwidth Scott's rule.
 
-Spin-½ sites: ``experiment="mas"`` gives isotropic lines, ``"static"`` the CSA powder
-patterns (the route is ignored). ``experiment="3qmas-iso"`` gives the isotropic projection
+Spin-½ sites: ``experiment="mas"`` gives isotropic lines (or spinning sidebands at a
+finite ``spinning_rate_Hz``), ``"static"`` the CSA powder patterns (the route is ignored). ``experiment="3qmas-iso"`` gives the isotropic projection
 of a 3QMAS spectrum on the Amoureux–Fernandez axis (ideal excitation).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from .axis import PPMAxis, Spectrometer
 from .broadening import broaden, fwhm_in_ppm
 from .central_transition import ct_spectrum_per_site
-from .csa import csa_static_spectrum, isotropic_spectrum
+from .csa import csa_mas_spectrum, csa_static_spectrum, isotropic_spectrum
 from .grid import LineshapeGrid, NormalisedCTTable, site_node_weights
 from .kde import bandwidth_matrix, kde_node_weights, sample_matrix
 from .mqmas import mqmas_projection_grid, mqmas_projection_per_site
@@ -97,14 +97,16 @@ def lineshape_grid(spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: floa
 def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, experiment: str = "mas",
                       route: str = "kde", bandwidth="scott", grid_settings: GridSettings = GridSettings(),
                       grid: LineshapeGrid | None = None, broadening: tuple[float, str, str] | None = None,
-                      cq_scale: float = 1.0, normalise: bool = True, progress: bool = False) -> Spectrum:
+                      cq_scale: float = 1.0, normalise: bool = True, progress: bool = False,
+                      spinning_rate_Hz: float = np.inf) -> Spectrum:
     """Simulate a 1D spectrum of ``sites`` on ``axis``.
 
     experiment: "mas" (fast MAS; CT for quadrupolar nuclei), "static", "3qmas-iso"
     (AF isotropic projection); route: "sites", "grid" or "kde" (quadrupolar only);
     bandwidth: KDE bandwidth ("scott", factor, or 3×3 matrix; ``0`` means the grid route);
     broadening: (FWHM, "ppm"|"Hz", "lorentzian"|"gaussian"); cq_scale: vibrational factor
-    on |CQ| (η unchanged). Returns an area-normalised :class:`Spectrum` (``normalise``).
+    on |CQ| (η unchanged); spinning_rate_Hz: MAS rate (default infinite; finite rates give
+    spinning sidebands, spin-½ CSA only). Returns an area-normalised :class:`Spectrum`.
     """
     sites = as_sites(sites)
     if experiment not in EXPERIMENTS:
@@ -121,8 +123,15 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
     quadrupolar = sites.isotope.spin > 0.5 and np.any(sites.cq_MHz != 0) or experiment == "3qmas-iso"
     if route == "kde" and isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool) and bandwidth == 0:
         route = "grid"
+    finite_rate = np.isfinite(spinning_rate_Hz)
+    if finite_rate and (quadrupolar or experiment != "mas"):
+        raise ValueError("a finite spinning rate (spinning sidebands) is implemented for spin-1/2 CSA under MAS "
+                         "only; quadrupolar lineshapes assume infinitely fast MAS")
     if not quadrupolar:
-        if experiment == "mas":
+        if experiment == "mas" and finite_rate:
+            y = csa_mas_spectrum(sites, spectrometer, axis, spinning_rate_Hz)
+            info["spinning_rate_Hz"] = float(spinning_rate_Hz)
+        elif experiment == "mas":
             y = isotropic_spectrum(sites.delta_iso_ppm, sites.weight, axis)
         else:
             y = csa_static_spectrum(sites, axis)
