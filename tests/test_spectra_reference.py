@@ -66,3 +66,12 @@ def test_static_grid_matches_per_site_off_node():
     # the grid holds every node's line: the prefactor P of the largest node fits the offsets
     g = lineshape_grid(spectrometer, axis.step_ppm, 2.37, "static", TEST_GRID)
     assert g.offset_low * axis.step_ppm <= 1.2 * ct_prefactor_ppm(g.cq_nodes[-1], spectrometer)
+
+
+@pytest.mark.parametrize("case_id", ["dev1_na23_mas_ct", "dev2_al27_mas_ct", "dev3_si29_static_csa",
+                                     "dev4_o17_3qmas_iso", "dev5_na23_ensemble_mas_ct"])
+def test_reference_and_larmor_frequencies(case_id):
+    case, spectrometer, _, _, _ = load_case(case_id)
+    assert spectrometer.nu_ref_Hz == pytest.approx(case["nu_ref_Hz"], rel=1e-9)
+    # bare-gamma Larmor frequency; the isotope tables differ in the 6th digit at most
+    assert spectrometer.nu0_Hz == pytest.approx(case["nu0_Hz"], rel=1e-5)
