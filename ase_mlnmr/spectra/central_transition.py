@@ -170,9 +170,9 @@ def ct_bin_probabilities(delta_ppm: float, p_ppm: float, eta: float, edges: np.n
 
 def adaptive_n_alpha(width_ppm: float, step_ppm: float) -> int:
     """α nodes for a line ``width_ppm`` wide on bins of ``step_ppm``: ½ node per bin across
-    the line, 64 to 4096 (≤ 0.3 % L1 against mrsimulator at density 256 for the reference
+    the line, 256 to 4096 (≤ 0.3 % L1 against mrsimulator at density 256 for the reference
     cases, docs/spectra.md)."""
-    return int(np.clip(np.ceil(0.5 * abs(width_ppm) / step_ppm), 64, 4096))
+    return int(np.clip(np.ceil(0.5 * abs(width_ppm) / step_ppm), 256, 4096))
 
 
 def ct_spectrum_per_site(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, mode: str = "mas",

@@ -126,10 +126,15 @@ def command_spectrum(args: argparse.Namespace) -> int:
         scale = 1.0
         if args.cq_scale is not None:
             try:
-                scale = read_cq_scale(float(args.cq_scale), sites.isotope.element)
-            except ValueError:
+                number = float(args.cq_scale)
+            except ValueError:  # not a number: a JSON file
                 scale = read_cq_scale(args.cq_scale, sites.isotope.element)
-        bandwidth = args.bandwidth if args.bandwidth == "scott" else float(args.bandwidth)
+            else:
+                scale = read_cq_scale(number, sites.isotope.element)
+        try:
+            bandwidth = args.bandwidth if args.bandwidth == "scott" else float(args.bandwidth)
+        except ValueError:
+            raise _Error(f"--bandwidth must be 'scott' or a positive number, got {args.bandwidth!r}") from None
         if args.points < 16:
             raise _Error(f"--points must be at least 16, got {args.points}")
         if args.ppm_range:
