@@ -163,3 +163,34 @@ def test_kde_spectrum_converges_to_per_site_sum():
     assert errors[-1] < 0.04
     zero = simulate_spectrum(sites, spectrometer, axis, "mas", route="kde", bandwidth=0, grid_settings=TEST_GRID)
     assert l1_half(zero.intensity, exact, axis.step_ppm) < errors[-1]
+
+
+def test_kde_grid_weights_equal_direct_kde():
+    """The grid's KDE weights (node marginals and conditional δ means) against the direct
+    KDE sum integrated over δ numerically, reflections included."""
+    from ase_mlnmr.spectra.kde import kde_node_weights, sample_matrix
+    from ase_mlnmr.spectra.simulate import lineshape_grid
+
+    rng = np.random.default_rng(8)
+    n = 150
+    sites = Sites("23Na", rng.normal(0, 3, n), np.abs(rng.normal(0.6, 0.5, n)), rng.uniform(0, 1, n))
+    spectrometer = Spectrometer("23Na", 11.7)
+    axis = PPMAxis.from_range(-40, 25, 1024)
+    grid = lineshape_grid(spectrometer, axis.step_ppm, 3.0, "mas", TEST_GRID)
+    h = np.array([[4.0, 0.3, 0.05], [0.3, 0.09, 0.004], [0.05, 0.004, 0.01]])
+    weights, sd, _ = kde_node_weights(sites, grid, axis, h)
+    n_eta = len(grid.eta_nodes)
+    mass = np.bincount(weights.nodes, weights=weights.weight, minlength=grid.n_nodes)
+    mean_delta = np.bincount(weights.nodes, weights=weights.weight * (axis.start_ppm + weights.shift_index * axis.step_ppm),
+                             minlength=grid.n_nodes)
+    delta = np.linspace(-40, 40, 801)
+    for node in (0, 5, 7 * n_eta + 10, 12 * n_eta, 20 * n_eta + 20, 30 * n_eta + 3):
+        c, e = grid.cq_nodes[node // n_eta], grid.eta_nodes[node % n_eta]
+        area = grid.cq_step * grid.eta_step * (0.5 if node // n_eta == 0 else 1.0) * (0.5 if e in (0.0, 1.0) else 1.0)
+        p = kde_evaluate(np.column_stack([delta, np.full_like(delta, c), np.full_like(delta, e)]), sample_matrix(sites), h)
+        marginal = integrate.trapezoid(p, delta)
+        assert mass[node] / area == pytest.approx(marginal, rel=2e-3, abs=1e-6)
+        if marginal > 1e-3:
+            assert mean_delta[node] / mass[node] == pytest.approx(integrate.trapezoid(p * delta, delta) / marginal,
+                                                                   abs=1e-3)
+    assert sd == pytest.approx(np.sqrt(h[0, 0] - h[0, 1:] @ np.linalg.solve(h[1:, 1:], h[1:, 0])))
