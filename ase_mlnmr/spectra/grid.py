@@ -128,8 +128,9 @@ class LineshapeGrid:
 
     table: a :class:`NormalisedCTTable` (fixes mode and η nodes); spectrometer; step_ppm:
     the lattice step (the spectrum axis step); cq_max_MHz, cq_step_MHz: CQ nodes
-    0, step, ..., ≥ cq_max. ``lineshapes`` (n_cq, n_eta, n_offsets): bin fractions at
-    offsets ``(offset_low + m)·step`` ppm, m < n_offsets.
+    0, step, ..., ≥ cq_max. :meth:`node_shapes` gives the bin fractions at offsets
+    ``(offset_low + m)·step`` ppm, m < n_offsets; each CQ row stores only the offsets its
+    lines reach (``row_first``..``row_last``).
     """
 
     def __init__(self, table: NormalisedCTTable, spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: float,
@@ -152,25 +153,42 @@ class LineshapeGrid:
         offset_high = int(np.ceil(hi / self.step_ppm + 0.5)) + 1
         n_off = offset_high - self.offset_low + 1
         edges = (self.offset_low + np.arange(n_off + 1) - 0.5) * self.step_ppm
-        shapes = np.zeros((n_cq, len(self.eta_nodes), n_off))
+        # each CQ row keeps only the offsets its lines reach (ragged storage)
+        row_lo = np.minimum(p * table.y_high.max(), 0.0)
+        row_hi = np.maximum(p * table.y_low.min(), 0.0)
+        self.row_first = np.clip(np.floor(row_lo / self.step_ppm - 0.5).astype(int) - 1 - self.offset_low, 0, n_off - 1)
+        self.row_last = np.clip(np.ceil(row_hi / self.step_ppm + 0.5).astype(int) + 1 - self.offset_low, 0, n_off - 1)
         zero = int(-self.offset_low)
+        self._rows: list[np.ndarray] = []
         for i, pi in enumerate(p):
+            first, last = int(self.row_first[i]), int(self.row_last[i])
+            row = np.zeros((len(self.eta_nodes), last - first + 1))
             if pi == 0.0:
-                shapes[i, :, zero] = 1.0  # CQ = 0: a delta line at 0 ppm
-                continue
-            for j in range(len(self.eta_nodes)):
-                cdf = 1.0 - table.cdf_at(j, edges / pi)
-                shapes[i, j] = np.diff(cdf)
-        self.lineshapes = shapes
+                row[:, zero - first] = 1.0  # CQ = 0: a delta line at 0 ppm
+            else:
+                sub = edges[first:last + 2] / pi
+                for j in range(len(self.eta_nodes)):
+                    row[j] = np.diff(1.0 - table.cdf_at(j, sub))
+            self._rows.append(row)
         self.n_offsets = n_off
-        nonzero = np.abs(shapes).max(axis=1) > 0  # (n_cq, n_off): offsets any η of a CQ row uses
-        self.row_first = np.argmax(nonzero, axis=1)
-        self.row_last = n_off - 1 - np.argmax(nonzero[:, ::-1], axis=1)
         self._fft_cache: dict = {}
 
     @property
     def n_nodes(self) -> int:
         return len(self.cq_nodes) * len(self.eta_nodes)
+
+    def node_shapes(self, nodes: np.ndarray, first: int = 0, last: int | None = None) -> np.ndarray:
+        """Lineshapes (len(nodes), last − first + 1) of flat node indices on offset indices
+        first..last (bin fractions; offset index m is (offset_low + m)·step ppm)."""
+        last = self.n_offsets - 1 if last is None else last
+        n_eta = len(self.eta_nodes)
+        out = np.zeros((len(nodes), last - first + 1))
+        for k, node in enumerate(np.asarray(nodes)):
+            i, j = divmod(int(node), n_eta)
+            lo, hi = max(first, int(self.row_first[i])), min(last, int(self.row_last[i]))
+            if hi >= lo:
+                out[k, lo - first:hi - first + 1] = self._rows[i][j, lo - self.row_first[i]:hi - self.row_first[i] + 1]
+        return out
 
     def check_sites(self, sites: Sites) -> None:
         """Raise a :class:`SiteError` when sites fall outside the grid's CQ range."""
@@ -206,7 +224,6 @@ class LineshapeGrid:
         k, w, nodes = k[order], w[order], nodes[order]
         active, first = np.unique(nodes, return_index=True)
         bounds = np.append(first, len(nodes))
-        flat_shapes = self.lineshapes.reshape(self.n_nodes, self.n_offsets)
         n_eta = len(self.eta_nodes)
         block_nodes = rows_per_block * n_eta
         out = np.zeros(n)
@@ -225,7 +242,7 @@ class LineshapeGrid:
             shapes_f = self._fft_cache.get(key)
             if shapes_f is None:  # FFT of this block's lineshapes for this window size: computed once
                 all_nodes = np.arange(first_node, min(first_node + block_nodes, self.n_nodes))
-                shapes_f = sfft.rfft(flat_shapes[all_nodes, a:b + 1], length, axis=1).astype(np.complex64)
+                shapes_f = sfft.rfft(self.node_shapes(all_nodes, a, b), length, axis=1).astype(np.complex64)
                 self._fft_cache[key] = shapes_f
             sl = slice(bounds[members[0]], bounds[members[-1] + 1])
             local = np.searchsorted(block, nodes[sl])

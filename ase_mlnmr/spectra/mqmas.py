@@ -122,7 +122,7 @@ def mqmas_2d_grid(weights: NodeWeights, grid: LineshapeGrid, axis_f2: PPMAxis, a
         ok = (r >= 0) & (r < n_f1)
         np.add.at(v, (r[ok], inverse[ok]), vv[ok])
     # shifted lineshapes: offset u (F2 − F1_r in steps) holds I_g((u + c_g)·step)
-    shapes = grid.lineshapes.reshape(grid.n_nodes, grid.n_offsets)[active]
+    shapes = grid.node_shapes(active)
     u_lo = grid.offset_low - int(np.ceil(c[active].max())) - 1
     u_hi = grid.offset_low + grid.n_offsets
     u = np.arange(u_lo, u_hi + 1)
