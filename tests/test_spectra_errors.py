@@ -85,3 +85,30 @@ def test_cli_spectrum_writes_csv_and_png(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     assert main(["spectrum", str(path), "--isotope", "29Si", "--b0", "9.4", "-o", str(out), "-q"]) == 0  # Si row
     assert main(["spectrum", str(tmp_path / "missing.csv"), "--isotope", "23Na", "--b0", "9.4", "-q"]) == 2
+
+
+def test_cli_structure_input_needs_referencing(tmp_path):
+    from ase import Atoms
+    from ase.io import write
+
+    from ase_mlnmr.cli import main
+
+    atoms = Atoms("NaNa", positions=[[0, 0, 0], [2, 0, 0]], cell=[6, 6, 6], pbc=True)
+    atoms.arrays["efg"] = np.array([np.diag([-0.03, -0.07, 0.1]), np.diag([-0.05, -0.05, 0.1])])
+    atoms.arrays["ms"] = np.array([np.diag([540.0, 560.0, 600.0])] * 2)
+    atoms.info["magres_units"] = {"ms": "ppm", "efg": "au"}
+    path = tmp_path / "na.magres"
+    write(path, atoms, format="magres")
+    out = tmp_path / "na"
+    base = ["spectrum", str(path), "--isotope", "23Na", "--b0", "11.7", "--route", "sites", "-q", "-o", str(out)]
+    assert main(base) == 2  # shielding tensors without a reference
+    assert main(base + ["--model", str(tmp_path / "missing.npz")]) == 2
+    assert main(base + ["--model", "m.npz", "--sigma-ref", "550"]) == 2
+    assert main(base + ["--sigma-ref", "550", "--export-mrsim", str(tmp_path / "na.json")]) == 0
+    data = np.loadtxt(out.with_suffix(".csv"), delimiter=",", skiprows=1)
+    cog = float((data[:, 0] * data[:, 1]).sum() / data[:, 1].sum())
+    # δiso = 550 − 566.67 ppm; CQ = 0.234965·104·0.1 MHz, η 0.4 and 0; δQIS = −25000 (PQ/ν0)² (I = 3/2)
+    nu0, nu_ref = 11.2688 * 11.7, 0.264519 * 11.7 / 0.02348731439404777
+    cq = 0.234965 * 104 * 0.1
+    qis = [-25000 * (cq**2 * (1 + e**2 / 3)) / nu0**2 * nu0 / nu_ref for e in (0.4, 0.0)]
+    assert cog == pytest.approx(550 - 1700 / 3 + np.mean(qis), abs=0.02)

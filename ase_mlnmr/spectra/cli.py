@@ -35,6 +35,7 @@ def add_spectrum_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bandwidth", default="scott", help="KDE bandwidth: 'scott' or a factor on the covariance's sd")
     p.add_argument("--sigma-ref", type=float, default=None, help="σref (ppm) for δ = −a(σ − σref) from structures")
     p.add_argument("--slope", type=float, default=1.0, help="calibration slope a (default 1)")
+    p.add_argument("--model", default=None, help="take a and σref from this model file's calibration")
     p.add_argument("--efg-units", default="au", help="EFG units in extended XYZ files (default au)")
     p.add_argument("--cq-scale", default=None, help="vibrational factor on |CQ|: a number or a JSON file "
                                                      "with cq_scale per element")
@@ -100,6 +101,16 @@ def _load_sites(args):
                      np.concatenate([s.cq_MHz for s in parts]), np.concatenate([s.eta_q for s in parts]))
     from ase.io import read
 
+    from ..nmr.isotopes import get_isotope
+    from .io import model_calibration
+
+    if args.model:
+        if args.sigma_ref is not None:
+            raise _Error("give either --model (its calibration) or --sigma-ref/--slope, not both")
+        try:
+            args.slope, args.sigma_ref = model_calibration(args.model, get_isotope(args.isotope).element)
+        except FileNotFoundError as error:
+            raise _Error(f"model file not found: {args.model}") from error
     structures = []
     for path in others:
         try:

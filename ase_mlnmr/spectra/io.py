@@ -20,7 +20,8 @@ from ..nmr.orientation import canonical_euler_angles, euler_from_rotation, princ
 from ..nmr.shielding import calibrated_shift, haeberlen
 from .sites import SiteError, Sites
 
-__all__ = ["sites_from_structures", "sites_from_csv", "read_cq_scale", "read_measured_spectrum"]
+__all__ = ["sites_from_structures", "sites_from_csv", "read_cq_scale", "read_measured_spectrum",
+           "model_calibration"]
 
 _DELTA_COLUMNS = ("delta_iso_ppm", "delta_iso", "diso_ppm")
 _CQ_COLUMNS = {"cq_MHz": 1.0, "cq_mhz": 1.0, "Cq_MHz": 1.0, "cq_Hz": 1e-6, "Cq_Hz": 1e-6, "cq_hz": 1e-6}
@@ -175,3 +176,16 @@ def read_measured_spectrum(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: expected two numeric columns ppm,intensity")
     order = np.argsort(data[:, 0])
     return data[order, 0], data[order, 1]
+
+
+def model_calibration(model_path: str | Path, element: str) -> tuple[float, float]:
+    """(slope a, σref ppm) of a model file's shift calibration for ``element``
+    (δ = −a(σ − σref), :class:`ase_mlnmr.NMRModel`)."""
+    from ..nmr_model import NMRModel
+
+    model = NMRModel.load(model_path)
+    if element not in model.calibration:
+        raise SiteError(f"model {model_path} has no shift calibration for {element} "
+                        f"(calibrated: {sorted(model.calibration) or 'none'}); give --sigma-ref instead")
+    entry = model.calibration[element]
+    return float(entry["slope"]), float(entry["sigma_ref"])
