@@ -112,3 +112,11 @@ def test_cli_structure_input_needs_referencing(tmp_path):
     cq = 0.234965 * 104 * 0.1
     qis = [-25000 * (cq**2 * (1 + e**2 / 3)) / nu0**2 * nu0 / nu_ref for e in (0.4, 0.0)]
     assert cog == pytest.approx(550 - 1700 / 3 + np.mean(qis), abs=0.02)
+
+
+def test_static_ct_with_csa_needs_per_site_route():
+    sites = Sites("23Na", [0.0], [2.0], [0.3], csa_zeta_ppm=[40.0], csa_eta=[0.2])
+    with pytest.raises(SiteError, match="route='sites'"):
+        simulate_spectrum(sites, Spectrometer("23Na", 11.7), AXIS, "static", route="grid")
+    with pytest.raises(ValueError, match="spin-1/2 CSA under MAS only"):
+        simulate_spectrum(sites, Spectrometer("23Na", 11.7), AXIS, "mas", spinning_rate_Hz=10000.0)

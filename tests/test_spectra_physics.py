@@ -194,3 +194,48 @@ def test_kde_grid_weights_equal_direct_kde():
             assert mean_delta[node] / mass[node] == pytest.approx(integrate.trapezoid(p * delta, delta) / marginal,
                                                                    abs=1e-3)
     assert sd == pytest.approx(np.sqrt(h[0, 0] - h[0, 1:] @ np.linalg.solve(h[1:, 1:], h[1:, 0])))
+
+
+def _spin_operators(spin):
+    m = np.arange(spin, -spin - 1, -1)
+    raise_ = np.diag(np.sqrt(spin * (spin + 1) - m[1:] * (m[1:] + 1)), 1)
+    return (raise_ + raise_.T) / 2, (raise_ - raise_.T) / 2j, np.diag(m)
+
+
+def _exact_ct_shift_hz(spin, cq_hz, eta, nu0_hz, field):
+    """CT frequency − ν0 from exact diagonalisation of −ν0 b·I + H_Q (EFG principal frame,
+    H_Q = CQ/(4I(2I−1))·[3Iz² − I(I+1) + η(Ix² − Iy²)], η = (Vxx − Vyy)/Vzz)."""
+    ix, iy, iz = _spin_operators(spin)
+    hq = cq_hz / (4 * spin * (2 * spin - 1)) * (3 * iz @ iz - spin * (spin + 1) * np.eye(len(iz)) + eta * (ix @ ix - iy @ iy))
+    energies = np.linalg.eigvalsh(-nu0_hz * (field[0] * ix + field[1] * iy + field[2] * iz) + hq)
+    k = int(spin - 0.5)  # ascending energies: m = I, ..., −I; the CT joins m = ½ and −½
+    return energies[k + 1] - energies[k] - nu0_hz
+
+
+@pytest.mark.parametrize("spin", [1.5, 2.5, 3.5])
+def test_ct_frequencies_against_exact_diagonalisation(spin):
+    """Static: the (A, B, C) formula with α measured from the EFG x axis; MAS: the time
+    average over a rotor period of the exact static shift. ν0 = 2 GHz makes third-order
+    terms negligible."""
+    from ase_mlnmr.spectra.central_transition import ct_coefficients
+
+    cq, eta, nu0 = 3.0e6, 0.55, 2.0e9
+    nu_q = 3 * cq / (2 * spin * (2 * spin - 1))
+    p = -(nu_q**2 / (6 * nu0)) * (spin * (spin + 1) - 0.75)
+    rng = np.random.default_rng(1)
+    theta_m = np.arccos(1 / np.sqrt(3))
+    for beta, alpha in zip(np.arccos(rng.uniform(-1, 1, 4)), rng.uniform(0, 2 * np.pi, 4)):
+        axis = np.array([np.sin(beta) * np.cos(alpha), np.sin(beta) * np.sin(alpha), np.cos(beta)])
+        a, b, c = ct_coefficients(eta, np.cos(2 * alpha), "static")
+        expected = p * (a * np.cos(beta) ** 4 + b * np.cos(beta) ** 2 + c)
+        assert _exact_ct_shift_hz(spin, cq, eta, nu0, axis) == pytest.approx(expected, rel=2e-3, abs=1e-2)
+        # MAS: the field turns about the rotor axis at the magic angle
+        e1 = np.cross(axis, [0.3, 0.5, 0.8])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(axis, e1)
+        phases = np.arange(64) * 2 * np.pi / 64
+        shifts = [_exact_ct_shift_hz(spin, cq, eta, nu0, np.cos(theta_m) * axis + np.sin(theta_m) *
+                                     (np.cos(t) * e1 + np.sin(t) * e2)) for t in phases]
+        a, b, c = ct_coefficients(eta, np.cos(2 * alpha), "mas")
+        expected = p * (a * np.cos(beta) ** 4 + b * np.cos(beta) ** 2 + c)
+        assert np.mean(shifts) == pytest.approx(expected, rel=2e-3, abs=1e-2)

@@ -178,7 +178,9 @@ def adaptive_n_alpha(width_ppm: float, step_ppm: float) -> int:
 def ct_spectrum_per_site(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, mode: str = "mas",
                          n_alpha: int | None = None, progress: bool = False) -> np.ndarray:
     """Exact per-site sum of CT lineshapes on ``axis`` (intensity per ppm, unnormalised:
-    each site contributes weight × its fraction in each bin / step)."""
+    each site contributes weight × its fraction in each bin / step). Static sites with a
+    CSA use :func:`~ase_mlnmr.spectra.ct_csa.ct_csa_static_bin_probabilities` (relative
+    orientation from the site's Euler angles); under fast MAS the CSA averages out."""
     sites = as_sites(sites)
     sites.require_quadrupolar()
     if sites.isotope.name != spectrometer.isotope.name:
@@ -193,6 +195,13 @@ def ct_spectrum_per_site(sites: SiteLike, spectrometer: Spectrometer, axis: PPMA
 
         iterator = tqdm(iterator, desc="sites", unit="site")
     for i in iterator:
-        out += sites.weight[i] * ct_bin_probabilities(sites.delta_iso_ppm[i], p_ppm[i], sites.eta_q[i], edges,
-                                                      mode, n_alpha)
+        if mode == "static" and sites.csa_zeta_ppm[i] != 0.0:
+            from .ct_csa import ct_csa_static_bin_probabilities
+
+            line = ct_csa_static_bin_probabilities(sites.delta_iso_ppm[i], p_ppm[i], sites.eta_q[i],
+                                                   sites.csa_zeta_ppm[i], sites.csa_eta[i],
+                                                   tuple(sites.euler_angles[i]), edges)
+        else:
+            line = ct_bin_probabilities(sites.delta_iso_ppm[i], p_ppm[i], sites.eta_q[i], edges, mode, n_alpha)
+        out += sites.weight[i] * line
     return out / axis.step_ppm

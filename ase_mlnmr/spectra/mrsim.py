@@ -5,7 +5,8 @@ simulator.
 Mapping (mrsimulator 1.0): one single-site spin system per site; ``isotropic_chemical_shift``
 = δiso (ppm); ``quadrupolar`` = {Cq (Hz, signed), eta}; ``shielding_symmetric`` =
 {zeta = −ζδ (mrsimulator's zeta is a SHIELDING anisotropy), eta}, with the site's Euler
-angles (CSA frame in the EFG frame) on the shielding tensor and zero angles on the EFG;
+angles (CSA frame in the EFG frame) converted to mrsimulator's convention on the shielding
+tensor and zero angles on the EFG (:func:`_mrsimulator_angles`);
 ``abundance`` = weight / max(weight) × 100 %. The quadrupole moment is not exported
 (mrsimulator takes Cq directly); note that its own isotope table carries older Q values.
 """
@@ -21,6 +22,15 @@ from .sites import SiteLike, as_sites
 __all__ = ["to_mrsimulator_spin_systems", "write_mrsimulator_json"]
 
 
+def _mrsimulator_angles(alpha: float, beta: float, gamma: float) -> tuple[float, float, float]:
+    """Our angles (active ZYZ, CSA frame in the EFG frame with |Vxx| ≤ |Vyy|) → the angles
+    mrsimulator puts on the shielding tensor with zero angles on the EFG: its EFG frame has
+    x and y swapped (Haeberlen order |Vyy| ≤ |Vxx|, a 90° turn about z) and its angles are
+    those of the inverse rotation: (−γ, −β, π/2 − α). Found and checked by simulating static
+    CT + CSA lineshapes with mrsimulator (tests/test_spectra_mrsim.py)."""
+    return -float(gamma), -float(beta), 0.5 * np.pi - float(alpha)
+
+
 def to_mrsimulator_spin_systems(sites: SiteLike) -> list[dict]:
     """List of mrsimulator spin-system dicts (values with units as strings)."""
     sites = as_sites(sites)
@@ -31,7 +41,7 @@ def to_mrsimulator_spin_systems(sites: SiteLike) -> list[dict]:
         if sites.cq_MHz[i] != 0.0:
             site["quadrupolar"] = {"Cq": f"{float(sites.cq_MHz[i]) * 1e6!r} Hz", "eta": float(sites.eta_q[i])}
         if sites.csa_zeta_ppm[i] != 0.0:
-            a, b, g = (float(v) for v in sites.euler_angles[i])
+            a, b, g = _mrsimulator_angles(*sites.euler_angles[i])
             site["shielding_symmetric"] = {"zeta": f"{-float(sites.csa_zeta_ppm[i])!r} ppm", "eta": float(sites.csa_eta[i]),
                                            "alpha": f"{a!r} rad", "beta": f"{b!r} rad", "gamma": f"{g!r} rad"}
         systems.append({"name": f"site {i}", "sites": [site],

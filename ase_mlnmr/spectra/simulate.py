@@ -139,9 +139,9 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
     else:
         sites.require_quadrupolar()
         mode = "static" if experiment == "static" else "mas"
-        if mode == "static" and np.any(sites.csa_zeta_ppm != 0):
-            raise SiteError("static central-transition lineshapes with a CSA (and its orientation) are not "
-                            "implemented; under fast MAS the CSA averages out (experiment='mas')")
+        if mode == "static" and np.any(sites.csa_zeta_ppm != 0) and route != "sites":
+            raise SiteError("static central-transition lineshapes with a CSA need route='sites': the (CQ, eta) "
+                            "grid holds no CSA or orientation")
         info["route"] = route
         if route == "sites":
             if experiment == "3qmas-iso":
