@@ -68,3 +68,28 @@ def test_sites_from_structures_with_tensors():
     assert np.allclose(sites.csa_eta, (560.0 - 540.0) / (600.0 - 1700.0 / 3))
     with pytest.raises(ValueError, match="sigma_ref"):
         sites_from_structures([atoms], "23Na")
+
+
+def test_structure_euler_angles_rebuild_the_csa_in_the_efg_frame():
+    from scipy.spatial.transform import Rotation
+
+    from ase_mlnmr.nmr import rotation_from_euler
+
+    rot_efg = Rotation.from_euler("xyz", [0.3, -0.8, 1.9]).as_matrix()
+    rot_ms = Rotation.from_euler("xyz", [1.1, 0.4, -0.6]).as_matrix()
+    efg = rot_efg @ np.diag([-0.02, -0.06, 0.08]) @ rot_efg.T      # |Vxx| <= |Vyy| <= |Vzz|
+    ms = rot_ms @ np.diag([520.0, 545.0, 610.0]) @ rot_ms.T
+    atoms = Atoms("Na", positions=[[0, 0, 0]], cell=[5, 5, 5], pbc=True)
+    atoms.arrays["efg"] = efg.reshape(1, 9)
+    atoms.arrays["ms"] = ms.reshape(1, 9)
+    site = sites_from_structures([atoms], "23Na", sigma_ref=560.0)[0]
+    # the shift tensor in the EFG frame from the site's parameters ...
+    r = rotation_from_euler(*site.euler_angles)
+    zeta, eta = site.csa_zeta_ppm, site.csa_eta
+    rebuilt = r @ np.diag([-zeta * (1 + eta) / 2, -zeta * (1 - eta) / 2, zeta]) @ r.T
+    # ... equals −(σ − σiso) written in the EFG principal frame (columns x, y, z of |V| order),
+    # up to the 180° turns about the EFG axes that leave the EFG unchanged
+    expected = -(rot_efg.T @ (ms - np.trace(ms) / 3 * np.eye(3)) @ rot_efg)
+    turns = [np.diag(d) for d in ([1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1])]
+    assert any(np.allclose(rebuilt, t @ expected @ t, atol=1e-8) for t in turns)
+    assert not np.allclose(rebuilt, -expected, atol=1e-3)
