@@ -186,11 +186,12 @@ def command_spectrum(args: argparse.Namespace) -> int:
         f2 = PPMAxis(axis.start_ppm, axis.step_ppm, axis.count)
         scaled = sites.with_cq_scale(scale) if scale != 1.0 else sites
         if args.route == "sites":
-            z = mqmas_2d_per_site(scaled, spectrometer, f2, f2)
+            z = mqmas_2d_per_site(scaled, spectrometer, f2, f2, progress=not args.quiet)
         else:
-            grid = lineshape_grid(spectrometer, f2.step_ppm, float(scaled.abs_cq_MHz.max()) + 1.0)
+            grid = lineshape_grid(spectrometer, f2.step_ppm, float(scaled.abs_cq_MHz.max()) + 1.0,
+                                  progress=not args.quiet)
             if args.route == "kde":
-                weights, sd, _ = kde_node_weights(scaled, grid, f2, bandwidth)
+                weights, sd, _ = kde_node_weights(scaled, grid, f2, bandwidth, progress=not args.quiet)
             else:
                 weights, sd = site_node_weights(scaled, grid, f2, align_centres=False), 0.0
             z = mqmas_2d_grid(weights, grid, f2, f2, sd)

@@ -120,7 +120,8 @@ def kde_evaluate(points: np.ndarray, samples: np.ndarray, bandwidth: np.ndarray,
 
 
 def kde_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, bandwidth: BandwidthLike = "scott",
-                     cutoff: float = 4.0, chunk: int = 4096) -> tuple[NodeWeights, float, np.ndarray]:
+                     cutoff: float = 4.0, chunk: int = 4096,
+                     progress: bool = False) -> tuple[NodeWeights, float, np.ndarray]:
     """Weights of the grid nodes from the KDE (module docstring).
 
     Returns (weights, conditional standard deviation along δ in ppm, H). Each site's kernel
@@ -151,6 +152,11 @@ def kde_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, bandwidth
     oc, oe = np.meshgrid(np.arange(-half_c, half_c + 1), np.arange(-half_e, half_e + 1), indexing="ij")
     oc, oe = oc.ravel(), oe.ravel()
     out_nodes, out_shift, out_w = [], [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(_IMAGES) * len(x), desc="KDE weights", unit="site")
     for sign_cq, eta_map in _IMAGES:
         r = np.diag([1.0, sign_cq, -1.0 if eta_map else 1.0])
         hr = r @ h @ r
@@ -160,6 +166,8 @@ def kde_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, bandwidth
         xr = _reflect(x, sign_cq, eta_map)
         near = ((xr[:, 1] > -cutoff * sd_cq) & (xr[:, 2] > -cutoff * sd_eta) & (xr[:, 2] < 1 + cutoff * sd_eta))
         idx = np.flatnonzero(near)
+        if bar is not None:
+            bar.update(len(x) - len(idx))
         for start in range(0, len(idx), chunk):
             sel = idx[start:start + chunk]
             base_c = np.rint(xr[sel, 1] / grid.cq_step).astype(np.int64)
@@ -178,5 +186,9 @@ def kde_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, bandwidth
             out_nodes.append(cc * n_eta + ee)
             out_shift.append(axis.index_of(mean))
             out_w.append(value)
+            if bar is not None:
+                bar.update(len(sel))
+    if bar is not None:
+        bar.close()
     weights = NodeWeights(np.concatenate(out_nodes), np.concatenate(out_shift), np.concatenate(out_w))
     return weights, float(np.sqrt(max(cond_var, 0.0))), h

@@ -71,7 +71,7 @@ def _check_lattice(axis_f2: PPMAxis, axis_f1: PPMAxis) -> int:
 
 
 def mqmas_2d_per_site(sites: SiteLike, spectrometer: Spectrometer, axis_f2: PPMAxis, axis_f1: PPMAxis,
-                      n_alpha: int | None = None) -> np.ndarray:
+                      n_alpha: int | None = None, progress: bool = False) -> np.ndarray:
     """Sheared 3QMAS spectrum (n_F1, n_F2), per-site route: each site's exact MAS CT line
     along F2 placed at F1 = δF1 (split between the two nearest rows)."""
     sites = as_sites(sites)
@@ -81,7 +81,12 @@ def mqmas_2d_per_site(sites: SiteLike, spectrometer: Spectrometer, axis_f2: PPMA
     out = np.zeros((axis_f1.count, axis_f2.count))
     edges = axis_f2.edges
     t = axis_f1.index_of(position)
-    for i in range(len(sites)):
+    iterator = range(len(sites))
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="3QMAS sites", unit="site")
+    for i in iterator:
         line = ct_bin_probabilities(sites.delta_iso_ppm[i], p[i], sites.eta_q[i], edges, "mas", n_alpha)
         r0 = int(np.floor(t[i]))
         f = t[i] - r0

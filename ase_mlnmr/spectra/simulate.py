@@ -75,9 +75,14 @@ def l1_distance(a: np.ndarray, b: np.ndarray, step_ppm: float) -> float:
     return 0.5 * float(np.sum(np.abs(normalise_area(a, step_ppm) - normalise_area(b, step_ppm))) * step_ppm)
 
 
-@lru_cache(maxsize=8)
-def _table(mode: str, eta_step: float, n_alpha: int, n_y: int) -> NormalisedCTTable:
-    return NormalisedCTTable(mode, eta_step, n_alpha, n_y)
+_TABLES: dict = {}
+
+
+def _table(mode: str, eta_step: float, n_alpha: int, n_y: int, progress: bool = False) -> NormalisedCTTable:
+    key = (mode, eta_step, n_alpha, n_y)
+    if key not in _TABLES:
+        _TABLES[key] = NormalisedCTTable(mode, eta_step, n_alpha, n_y, progress=progress)
+    return _TABLES[key]
 
 
 @lru_cache(maxsize=8)
@@ -87,10 +92,12 @@ def _grid(mode: str, isotope: str, b0: float, step: float, cq_max: float, settin
 
 
 def lineshape_grid(spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: float, mode: str = "mas",
-                   settings: GridSettings = GridSettings()) -> LineshapeGrid:
+                   settings: GridSettings = GridSettings(), progress: bool = False) -> LineshapeGrid:
     """The (cached) lineshape grid for a spectrometer, ppm step and CQ range; the CQ range is
-    rounded up to a whole MHz so that similar ensembles share a grid."""
+    rounded up to a whole MHz so that similar ensembles share a grid. ``progress`` shows a
+    bar while the CT tables are computed (first use on a machine)."""
     cq_max = float(np.ceil(max(cq_max_MHz, settings.cq_step_MHz) + 1e-9))
+    _table(mode, settings.eta_step, settings.n_alpha, settings.n_y, progress)
     return _grid(mode, spectrometer.isotope.name, spectrometer.b0_tesla, float(step_ppm), cq_max, settings)
 
 
@@ -157,9 +164,9 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
                 margin = 0.0
             if grid is None:
                 grid = lineshape_grid(spectrometer, axis.step_ppm, float(sites.abs_cq_MHz.max()) + margin, mode,
-                                      grid_settings)
+                                      grid_settings, progress=progress)
             if route == "kde":
-                weights, sd, h = kde_node_weights(sites, grid, axis, h)
+                weights, sd, h = kde_node_weights(sites, grid, axis, h, progress=progress and len(sites) > 20000)
                 info["bandwidth_matrix"] = h.tolist()
             else:
                 weights = site_node_weights(sites, grid, axis, align_centres=experiment != "3qmas-iso")
