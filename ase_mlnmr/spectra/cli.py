@@ -197,7 +197,7 @@ def command_spectrum(args: argparse.Namespace) -> int:
             z = mqmas_2d_grid(weights, grid, f2, f2, sd)
         np.savez(out.with_name(out.name + "_2d.npz"), ppm_f2=f2.ppm, ppm_f1=f2.ppm, intensity=z)
         written.append(out.with_name(out.name + "_2d.npz"))
-        written.append(plot_mqmas(f2.ppm, f2.ppm, z, path=out.with_name(out.name + "_2d.png")))
+        written.append(plot_mqmas(f2.ppm, f2.ppm, z, measured=measured, path=out.with_name(out.name + "_2d.png")))
     if args.export_mrsim:
         from .mrsim import write_mrsimulator_json
 

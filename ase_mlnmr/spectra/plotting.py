@@ -71,9 +71,11 @@ def plot_stacked(spectra: Sequence, labels: Sequence[str], measured=None, ax=Non
 
 
 def plot_mqmas(ppm_f2: np.ndarray, ppm_f1: np.ndarray, intensity: np.ndarray, ax=None, levels: int = 12,
-               title: str | None = None, path: str | Path | None = None):
+               title: str | None = None, measured=None, path: str | Path | None = None):
     """Contour plot of a sheared 3QMAS spectrum (F1 = AF isotropic axis, vertical), both
-    axes decreasing, with the ideal-excitation caveat on the plot."""
+    axes decreasing, with the ideal-excitation caveat on the plot. ``measured`` = (ppm,
+    intensity) of a measured 1D (MAS) spectrum: drawn with the simulated F2 projection in a
+    panel above the contours."""
     fig, ax = _figure(ax)
     z = np.asarray(intensity, dtype=float)
     top = float(z.max()) if z.size else 0.0
@@ -81,7 +83,22 @@ def plot_mqmas(ppm_f2: np.ndarray, ppm_f1: np.ndarray, intensity: np.ndarray, ax
         ax.contour(ppm_f2, ppm_f1, z, levels=np.geomspace(top * 0.02, top, levels), linewidths=0.7, cmap="viridis")
     ax.invert_yaxis()
     ax.set_ylabel("δF1 / ppm (Amoureux–Fernandez)")
-    _finish(ax, title, IDEAL_EXCITATION_NOTE, False)
+    _finish(ax, title if measured is None else None, IDEAL_EXCITATION_NOTE, False)
+    if measured is not None:
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+        upper = make_axes_locatable(ax).append_axes("top", size="25%", pad=0.05, sharex=ax)
+        projection = z.sum(axis=0)
+        step = abs(float(ppm_f2[1] - ppm_f2[0]))
+        projection = projection / max(projection.sum() * step, 1e-300)
+        upper.plot(ppm_f2, projection, lw=1.0, label="F2 projection")
+        mppm, mint = _measured_scaled(measured, np.asarray(ppm_f2), projection)
+        upper.plot(mppm, mint, ".", ms=2, color="k", label="measured")
+        upper.set_yticks([])
+        upper.tick_params(labelbottom=False)
+        upper.legend(fontsize=7, frameon=False)
+        if title:
+            upper.set_title(title)
     return _save(fig, path)
 
 
