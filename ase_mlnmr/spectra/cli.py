@@ -32,7 +32,8 @@ def add_spectrum_parser(subparsers) -> argparse.ArgumentParser:
                    help="fast-MAS CT (default), static, 3QMAS isotropic projection, or sheared 3QMAS 2D")
     p.add_argument("--route", choices=("kde", "grid", "sites"), default="kde",
                    help="KDE on the lineshape grid (default), per-site weights on the grid, or exact per-site sum")
-    p.add_argument("--bandwidth", default="scott", help="KDE bandwidth: 'scott' or a factor on the covariance's sd")
+    p.add_argument("--bandwidth", default="scott", help="KDE bandwidth: 'scott' (default), a factor f (H = f² × covariance), or a "
+                                                    "3x3 matrix H as 9 comma-separated numbers (δ ppm, |CQ| MHz, η)")
     p.add_argument("--sigma-ref", type=float, default=None, help="σref (ppm) for δ = −a(σ − σref) from structures")
     p.add_argument("--slope", type=float, default=1.0, help="calibration slope a (default 1)")
     p.add_argument("--model", default=None, help="take a and σref from this model file's calibration")
@@ -143,9 +144,15 @@ def command_spectrum(args: argparse.Namespace) -> int:
             else:
                 scale = read_cq_scale(number, sites.isotope.element)
         try:
-            bandwidth = args.bandwidth if args.bandwidth == "scott" else float(args.bandwidth)
+            if args.bandwidth == "scott":
+                bandwidth = "scott"
+            elif "," in args.bandwidth:
+                bandwidth = np.array([float(v) for v in args.bandwidth.split(",")]).reshape(3, 3)
+            else:
+                bandwidth = float(args.bandwidth)
         except ValueError:
-            raise _Error(f"--bandwidth must be 'scott' or a positive number, got {args.bandwidth!r}") from None
+            raise _Error(f"--bandwidth must be 'scott', a positive factor or 9 comma-separated numbers (3x3 matrix "
+                         f"over δiso ppm, |CQ| MHz, η), got {args.bandwidth!r}") from None
         if args.points < 16:
             raise _Error(f"--points must be at least 16, got {args.points}")
         if args.ppm_range:
