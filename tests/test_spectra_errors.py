@@ -120,3 +120,13 @@ def test_static_ct_with_csa_needs_per_site_route():
         simulate_spectrum(sites, Spectrometer("23Na", 11.7), AXIS, "static", route="grid")
     with pytest.raises(ValueError, match="spin-1/2 CSA under MAS only"):
         simulate_spectrum(sites, Spectrometer("23Na", 11.7), AXIS, "mas", spinning_rate_Hz=10000.0)
+
+
+def test_integer_spin_has_no_central_transition():
+    with pytest.raises(SiteError, match="integer spin 1"):
+        simulate_spectrum(Sites("2H", [0.0], [0.2], [0.1]), Spectrometer("2H", 11.7), AXIS, "mas", route="sites")
+
+
+def test_all_lines_outside_the_window():
+    with pytest.raises(SiteError, match="empty on this axis"):
+        simulate_spectrum(Sites("23Na", [500.0], [1.0], [0.1]), Spectrometer("23Na", 11.7), AXIS, "mas", route="sites")
