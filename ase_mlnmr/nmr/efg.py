@@ -41,6 +41,9 @@ __all__ = [
     "quadrupolar_product",
     "quadrupolar_frequency",
     "larmor_frequency",
+    "H1_TMS_MHZ_PER_T",
+    "reference_frequency",
+    "field_from_proton_frequency",
     "quadrupolar_induced_shift",
     "omega_q",
     "quadrupolar_parameters",
@@ -228,6 +231,36 @@ def larmor_frequency(isotope: IsotopeLike, b0_tesla: float, use_xi: bool = False
     if use_xi:
         return _scalar(iso.xi_percent / 100.0 * abs(get_isotope("1H").gamma_MHz_per_T) * b0)
     return _scalar(abs(iso.gamma_MHz_per_T) * b0)
+
+
+#: Frequency of 1H in TMS per tesla (MHz/T): the IUPAC Xi scale's 100 % reference, with the
+#: value the project's reference lineshapes use (1 / 0.02348731439404777 T per MHz).
+H1_TMS_MHZ_PER_T: float = 1.0 / 0.02348731439404777
+
+
+def reference_frequency(isotope: IsotopeLike, b0_tesla: float) -> np.ndarray:
+    """Frequency of the isotope's shift reference (0 ppm) in MHz on the IUPAC Xi scale:
+    ``nu_ref = (Xi/100) * nu(1H, TMS)``, ``nu(1H, TMS) = 42.5761747 MHz/T * B0``.
+
+    This is the frequency that defines the ppm axis of a spectrum
+    (``ppm = (nu - nu_ref)/nu_ref * 1e6``); the second-order quadrupolar terms use the
+    bare-gamma Larmor frequency :func:`larmor_frequency` instead (~0.06 % apart).
+    """
+    iso = get_isotope(isotope)
+    b0 = np.asarray(b0_tesla, dtype=float)
+    if np.any(~(b0 > 0)):
+        raise ValueError("B0 must be positive (tesla)")
+    return _scalar(iso.xi_percent / 100.0 * H1_TMS_MHZ_PER_T * b0)
+
+
+def field_from_proton_frequency(nu_1h_MHz: float) -> float:
+    """B0 (T) of a spectrometer named by its 1H Larmor frequency (MHz):
+    ``B0 = nu(1H) / |gamma(1H)/2pi|`` with the bare-proton gamma of the isotope table
+    (a "600 MHz" magnet: 14.092 T)."""
+    nu = float(nu_1h_MHz)
+    if not nu > 0 or not np.isfinite(nu):
+        raise ValueError(f"the 1H Larmor frequency must be a positive number of MHz, got {nu_1h_MHz!r}")
+    return nu / abs(get_isotope("1H").gamma_MHz_per_T)
 
 
 def quadrupolar_induced_shift(
