@@ -194,3 +194,14 @@ def test_bad_neighbour_input_names_the_centre_and_pair(model):
     np.testing.assert_array_equal(far, near)
     with pytest.raises(ValueError, match="offsets"):
         evaluator.predict([14], [0, 3], vectors, numbers)
+
+
+def test_single_precision_kernel_block_close_to_float64(model):
+    atoms = _test_structures()[0]
+    double = model.predict(atoms, unknown_species="skip")
+    single = model.predict(atoms, unknown_species="skip", single_precision=True)
+    si_o = np.isin(atoms.numbers, [8, 14])
+    spread = np.nanstd(double.ms_iso[si_o])
+    assert 0 < np.nanmax(np.abs(single.ms_iso - double.ms_iso)[si_o]) < 1e-4 * spread
+    assert np.nanmax(np.abs(single.ood_residual - double.ood_residual)) < 1e-4
+    np.testing.assert_array_equal(single.efg, double.efg)   # λ-models stay in float64

@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Whole-model prediction on the 14 400-atom Na2Si2O5 box: compiled evaluator vs commit 245de03.
+
+Run from the repository root (package built in place)::
+
+    PYTHONPATH=. python bench/bench_evaluator.py
+
+Model (the paper's sizes): σiso by Nyström kernel ridge with 1000 (Na), 2000 (Si) and
+4000 (O) inducing points plus an EFG λ = 2 model for each element, default descriptor
+(r_cut 5 Å, n_max 6, l_max 4, σ 0.4 Å; Na, Si, O channels), synthetic parameters: the
+inducing points are random atoms of the box (preprocessed power spectra), K_ZZ's Cholesky
+factor is exact, the weights and EFG coefficients are random (timing does not depend on
+the values). The OOD model is the σiso one, over the default pivot prefix
+(``nmr_model.default_ood_rank``); its reference is a uniform sample.
+
+Measured in one run, one BLAS thread, CPU time (``time.process_time``):
+
+* before: ``NMRModel.predict`` of commit 245de03 (exported with ``git archive`` and built
+  in a temporary folder, run in a subprocess on the same model written in its layout);
+* GEMM floor: the products X·Zᵀ of the Nyström step alone (NumPy, float64 and float32);
+* after: ``NMRModel.predict`` (neighbour list + evaluator), float64 and float32 kernel
+  blocks; the σiso step alone, with the OOD score, the EFG alone; two threads;
+* load + evaluator creation (warm, hash check included);
+* peak memory (subprocesses) at 14 400 and 115 200 atoms (the box 2×2×2).
+
+Output: a Markdown table on stdout, JSON in ``bench/results/bench_evaluator.json``.
+"""
+from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from shared_data import shared_dir  # noqa: E402
+
+BOX = shared_dir() / "reference" / "bench_box_na2si2o5_14400.extxyz"
+SIZES = {"Na": 1000, "Si": 2000, "O": 4000}
+RESULTS = HERE / "results"
+BEFORE_COMMIT = "245de03"
+
+
+def cpu(function, repeats: int = 1):
+    """(best CPU seconds, best wall seconds, last result) over ``repeats`` calls."""
+    best_cpu = best_wall = np.inf
+    result = None
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        result = function()
+        best_cpu = min(best_cpu, time.process_time() - c0)
+        best_wall = min(best_wall, time.perf_counter() - w0)
+    return best_cpu, best_wall, result
+
+
+def build_model(box):
+    from ase_mlnmr.descriptors import LambdaSOAP, SOAP
+    from ase_mlnmr.models.linear import EquivariantRidge
+    from ase_mlnmr.models.nystrom import NystromKernelRidge
+    from ase_mlnmr.nmr_model import NMRModel, PropertyModel, default_ood_rank
+
+    rng = np.random.default_rng(0)
+    species = ["Na", "Si", "O"]
+    soap = SOAP(species)
+    models, ood, reference, rank = [], {}, {}, {}
+    for element, m in SIZES.items():
+        X = soap.create(box, centres=element)
+        x_mean, x_scale = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        Xt = (X - x_mean) / x_scale
+        Z = Xt[np.sort(rng.choice(len(Xt), m, replace=False))]
+        length_scale = float(np.sqrt(X.shape[1]))
+        z2 = np.einsum("ij,ij->i", Z, Z)
+        kzz = np.exp(-np.maximum(z2[:, None] + z2[None, :] - 2 * Z @ Z.T, 0) / (2 * length_scale**2))
+        chol = np.linalg.cholesky(kzz + 1e-6 * np.eye(m))
+        arrays = {"inducing_points": Z, "inducing_indices": np.arange(m), "weights": rng.normal(size=(m, 1)) / m,
+                  "chol_zz_packed": chol[np.tril_indices(m)], "x_mean": x_mean, "x_scale": x_scale,
+                  "y_mean": np.array([300.0]), "y_std": np.array([20.0])}
+        params = {"n_inducing": m, "length_scale": length_scale, "ridge": 1e-6, "kernel": "gaussian",
+                  "target_ndim": 1, "residual_trace_per_sample": 0.0, "n_train": int(len(X))}
+        nystrom = NystromKernelRidge.from_arrays(arrays, params)
+        models.append(PropertyModel(element, "ms_iso", soap, nystrom))
+        ood[element] = (soap, nystrom)
+        rank[element] = default_ood_rank(m, X.shape[1])
+        reference[element] = rng.uniform(0.0, 0.5, 1000)
+        lam = LambdaSOAP(species, lam=2)
+        p = lam.n_features
+        efg = EquivariantRidge.from_arrays({"scaled_weights": rng.normal(size=p) / p, "feature_scale": np.ones(p),
+                                            "target_scale": np.array(1.0)}, {"lam": 2})
+        models.append(PropertyModel(element, "efg", lam, efg))
+    return NMRModel(models, ood, ood_reference=reference, ood_rank=rank)
+
+
+def save_old_layout(model, path) -> None:
+    """The model in the file layout commit 245de03 reads (OOD arrays duplicated, dense factor)."""
+    from ase_mlnmr.models.model_file import save_model
+
+    arrays, components, ood = {}, [], []
+    for k, ((element, prop), component) in enumerate(sorted(model.models.items())):
+        model_arrays, meta = component.to_arrays()
+        if "chol_zz_packed" in model_arrays:
+            model_arrays.pop("chol_zz_packed")
+            model_arrays["chol_zz"] = component.regressor.chol_zz_
+        arrays.update({f"m{k}__{name}": value for name, value in model_arrays.items()})
+        components.append({"prefix": f"m{k}__", **meta})
+    for k, (element, (descriptor, nystrom)) in enumerate(sorted(model.ood_models.items())):
+        model_arrays, params = nystrom.to_arrays()
+        model_arrays.pop("chol_zz_packed")
+        model_arrays["chol_zz"] = nystrom.chol_zz_
+        arrays.update({f"ood{k}__{name}": value for name, value in model_arrays.items()})
+        ood.append({"prefix": f"ood{k}__", "element": element, "descriptor": descriptor.get_parameters(),
+                    "regressor_params": params})
+    save_model(path, arrays, {"kind": "ase_mlnmr.NMRModel", "units": {"ms": "ppm", "efg": "au"},
+                              "species": model.elements, "components": components, "ood_components": ood,
+                              "calibration": {}, "isotopes": {}})
+
+
+def build_before_tree(folder: Path) -> Path:
+    tree = folder / "ase_mlnmr_245de03"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_COMMIT], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True,
+                   capture_output=True)
+    return tree
+
+
+def worker(args) -> None:
+    """Subprocess: load a model, predict on the box (repeated), print JSON."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+    from ase.build import make_supercell
+    from ase.io import read
+
+    from ase_mlnmr.nmr_model import NMRModel
+
+    box = read(BOX)
+    if args.repeat > 1:
+        box = make_supercell(box, np.diag([args.repeat] * 3))
+    model = NMRModel.load(args.worker)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds, wall, _ = cpu(lambda: model.predict(box), repeats=args.worker_repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"cpu_s": seconds, "wall_s": wall, "rss_before_MiB": rss_before / 1024,
+                      "peak_MiB": peak / 1024, "atoms": len(box)}))
+
+
+def run_worker(model_path: Path, pythonpath: Path, repeat: int = 1, repeats: int = 1) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(pythonpath))
+    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(model_path),
+                             "--repeat", str(repeat), "--worker-repeats", str(repeats)],
+                            capture_output=True, text=True, env=env, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-repeats", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N for the in-process timings")
+    parser.add_argument("--no-before", action="store_true", help="skip the 245de03 column")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+    from ase.io import read
+
+    from ase_mlnmr.core import evaluator as ev
+    from ase_mlnmr.nmr_model import NMRModel
+
+    RESULTS.mkdir(exist_ok=True)
+    results = {"uptime_start": os.popen("uptime").read().strip()}
+    box = read(BOX)
+    t0 = time.perf_counter()
+    model = build_model(box)
+    results["model_build_s"] = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        path = model.save(tmp / "model.npz")
+        results["file_MiB"] = path.stat().st_size / 2**20
+        if not args.no_before:
+            old = tmp / "model_245de03.npz"
+            save_old_layout(model, old)
+            results["file_245de03_MiB"] = old.stat().st_size / 2**20
+            tree = build_before_tree(tmp)
+            results["before"] = run_worker(old, tree)
+            results["before_load"] = json.loads(subprocess.run(
+                [sys.executable, "-c", "import time, json; from ase_mlnmr.nmr_model import NMRModel; "
+                 f"NMRModel.load(r'{old}'); t = time.perf_counter(); NMRModel.load(r'{old}'); "
+                 "print(json.dumps({'wall_s': time.perf_counter() - t}))"],
+                capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(tree)), check=True).stdout)
+
+        # load + evaluator creation, warm (second time)
+        NMRModel.load(path).evaluator()
+        load_cpu, load_wall, loaded = cpu(lambda: NMRModel.load(path).evaluator(), repeats=2)
+        results["load_and_create"] = {"cpu_s": load_cpu, "wall_s": load_wall}
+
+        # GEMM floor: X·Zᵀ of the Nyström step alone
+        rng = np.random.default_rng(1)
+        counts = {e: int(np.sum(np.array(box.get_chemical_symbols()) == e)) for e in SIZES}
+        D = model.models[("O", "ms_iso")].regressor.inducing_points_.shape[1]
+        mats = {e: (rng.normal(size=(counts[e], D)), rng.normal(size=(m, D))) for e, m in SIZES.items()}
+        gemm64 = cpu(lambda: [X @ Z.T for X, Z in mats.values()], repeats=args.repeats)[0]
+        mats32 = {e: (X.astype(np.float32), Z.astype(np.float32)) for e, (X, Z) in mats.items()}
+        gemm32 = cpu(lambda: [X @ Z.T for X, Z in mats32.values()], repeats=args.repeats)[0]
+        results["gemm_floor"] = {"float64_cpu_s": gemm64, "float32_cpu_s": gemm32,
+                                 "gflop": sum(2 * counts[e] * m * D for e, m in SIZES.items()) / 1e9}
+
+        model = NMRModel.load(path)
+        timings = {}
+        for label, kwargs in (
+            ("all_float64", {}),
+            ("all_float32", {"single_precision": True}),
+            ("shielding", {"outputs": ("shielding",)}),
+            ("shielding_ood", {"outputs": ("shielding", "ood")}),
+            ("efg", {"outputs": ("efg",)}),
+            ("all_float64_2threads", {"n_threads": 2}),
+            ("all_float32_2threads", {"single_precision": True, "n_threads": 2}),
+        ):
+            seconds, wall, prediction = cpu(lambda: model.predict(box, **kwargs), repeats=args.repeats)
+            timings[label] = {"cpu_s": seconds, "wall_s": wall}
+            if label == "all_float64":
+                reference = prediction
+            if label == "all_float32":
+                scale = np.nanstd(reference.ms_iso)
+                timings[label]["max_abs_ms_iso_diff_ppm"] = float(np.nanmax(np.abs(prediction.ms_iso -
+                                                                                 reference.ms_iso)))
+                timings[label]["ms_iso_std_ppm"] = float(scale)
+                timings[label]["max_abs_ood_diff"] = float(np.nanmax(np.abs(prediction.ood_residual -
+                                                                            reference.ood_residual)))
+                timings[label]["efg_equal"] = bool(np.array_equal(prediction.efg, reference.efg))
+        results["after"] = timings
+        results["ood_ranks"] = {e: model.evaluator().ood_rank(e) for e in SIZES}
+        results["memory"] = {str(n): run_worker(path, ROOT, repeat=n) for n in (1, 2)}
+    results["uptime_end"] = os.popen("uptime").read().strip()
+    (RESULTS / "bench_evaluator.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
