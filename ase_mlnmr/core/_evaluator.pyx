@@ -147,7 +147,11 @@ for _k in range(MLNMR_N_STATUS):
 
 
 #: Centres per block of the kernel step (memory per thread ~ block * (D + m) * 8 bytes).
-DEFAULT_BLOCK_SIZE = 128
+DEFAULT_BLOCK_SIZE = 256
+#: Centres per GEMM/TRSM call, fixed whatever the block size (zero-padded): per-row results
+#: of OpenBLAS depend on the call's shape (small-matrix and GEMV paths), not on the row's place.
+GEMM_WIDTH = 256
+cdef int GEMM_COLUMNS = 256
 cdef int MAX_EXPANSIONS = 4
 
 
@@ -387,25 +391,37 @@ cdef void preprocess_rows(const KernelModel* km, int nb, double* X, double* x2) 
             x2[r] = norm
 
 
-cdef void kernel_block(const KernelModel* km, int nb, const double* X, float* X32, const double* x2,
+cdef inline int padded_rows(int nb) noexcept nogil:
+    """nb rounded up to a multiple of GEMM_COLUMNS."""
+    return (nb + GEMM_COLUMNS - 1) // GEMM_COLUMNS * GEMM_COLUMNS
+
+
+cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, const double* x2,
                        double* K) noexcept nogil:
-    """K[r][j] = k(x_r, z_j), row-major nb × m: one GEMM, then the kernel function."""
-    cdef int m = km.m, D = km.n_features, r, j
-    cdef int64_t t, total = <int64_t>nb * m
+    """K[r][j] = k(x_r, z_j), row-major nb × m: GEMMs of exactly GEMM_COLUMNS centres each
+    (X zero-padded to padded_rows(nb) rows; OpenBLAS picks its algorithm by shape, so a
+    fixed shape keeps every row's sums bitwise the same), then the kernel function."""
+    cdef int m = km.m, D = km.n_features, r, j, width = GEMM_COLUMNS, rows = padded_rows(nb), c
+    cdef int64_t t, total = <int64_t>rows * m
     cdef double one = 1.0, zero = 0.0, d, factor
     cdef float one32 = 1.0, zero32 = 0.0
     cdef float* K32
+    memset(X + <int64_t>nb * D, 0, <int64_t>(rows - nb) * D * sizeof(double))
     if km.single:
-        for t in range(<int64_t>nb * D):
+        for t in range(<int64_t>rows * D):
             X32[t] = <float>X[t]
-        K32 = <float*>K  # nb*m floats fit in the nb*m doubles of K
-        sgemm(&TRANS, &NOTRANS, &m, &nb, &D, &one32, <float*>km.inducing32, &D, X32, &D, &zero32, K32, &m)
+        K32 = <float*>K  # rows*m floats fit in the rows*m doubles of K
+        for c in range(rows // width):
+            sgemm(&TRANS, &NOTRANS, &m, &width, &D, &one32, <float*>km.inducing32, &D,
+                  X32 + <int64_t>c * width * D, &D, &zero32, K32 + <int64_t>c * width * m, &m)
         t = total - 1
         while t >= 0:               # widen in place, from the end
             K[t] = <double>K32[t]
             t -= 1
     else:
-        dgemm(&TRANS, &NOTRANS, &m, &nb, &D, &one, <double*>km.inducing, &D, <double*>X, &D, &zero, K, &m)
+        for c in range(rows // width):
+            dgemm(&TRANS, &NOTRANS, &m, &width, &D, &one, <double*>km.inducing, &D, X + <int64_t>c * width * D, &D,
+                  &zero, K + <int64_t>c * width * m, &m)
     if km.dot:
         for r in range(nb):
             for j in range(m):
@@ -453,11 +469,14 @@ cdef void linear_values(const KernelModel* km, int nb, const double* X, double* 
 
 cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* residual) noexcept nogil:
     """r = 1 − |L_p⁻¹ k_p|² over the leading p = ood_rank pivots (K overwritten)."""
-    cdef int m = km.m, p = km.ood_rank, r, j
+    cdef int m = km.m, p = km.ood_rank, r, j, c, width = GEMM_COLUMNS
     cdef double one = 1.0, total
     # K row-major nb × m is column-major m × nb with columns k_x; L (row-major lower) is
-    # column-major upper U = Lᵀ: solve Uᵀ φ = k on the leading p × p block.
-    dtrsm(&LEFT, &UPPER, &TRANS, &NOTRANS, &p, &nb, &one, <double*>km.chol, &m, K, &m)
+    # column-major upper U = Lᵀ: solve Uᵀ φ = k on the leading p × p block, GEMM_COLUMNS
+    # columns at a time (fixed shape, as in kernel_block; the padded rows are zero).
+    for c in range(padded_rows(nb) // width):
+        dtrsm(&LEFT, &UPPER, &TRANS, &NOTRANS, &p, &width, &one, <double*>km.chol, &m, K + <int64_t>c * width * m,
+              &m)
     for r in range(nb):
         total = 0.0
         for j in range(p):
@@ -511,10 +530,11 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef int32_t* channel = <int32_t*>malloc((max_pairs + 1) * sizeof(int32_t))
     cdef int64_t* entry = <int64_t*>malloc((max_pairs + 1) * sizeof(int64_t))
     cdef double* coeff = <double*>malloc((ev.max_coeff + ev.max_scratch) * sizeof(double))
-    cdef double* F_iso = <double*>malloc(<int64_t>B * ev.max_features * sizeof(double))
-    cdef double* F_ood = <double*>malloc(<int64_t>B * ev.max_features * sizeof(double))
-    cdef float* F32 = <float*>malloc(<int64_t>B * ev.max_features * sizeof(float))
-    cdef double* K = <double*>malloc(<int64_t>B * ev.max_inducing * sizeof(double) + 8)
+    cdef int64_t rows = padded_rows(B)
+    cdef double* F_iso = <double*>malloc(rows * ev.max_features * sizeof(double))
+    cdef double* F_ood = <double*>malloc(rows * ev.max_features * sizeof(double))
+    cdef float* F32 = <float*>malloc(rows * ev.max_features * sizeof(float))
+    cdef double* K = <double*>malloc(rows * ev.max_inducing * sizeof(double) + 8)
     cdef double* small = <double*>malloc(<int64_t>B * 24 * sizeof(double))
     cdef int* bare_ood = <int*>malloc(B * sizeof(int))
     if (pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL or F_iso == NULL
