@@ -232,7 +232,6 @@ def main() -> None:
     threadpool_limits(1)
     from ase.io import read
 
-    from ase_mlnmr.core import evaluator as ev
     from ase_mlnmr.nmr_model import NMRModel
 
     RESULTS.mkdir(exist_ok=True)

@@ -25,7 +25,8 @@ from ._evaluator import (
     library_path,
 )
 
-__all__ = ["API_VERSION", "DEFAULT_BLOCK_SIZE", "HAS", "OUTPUT_FIELDS", "STATUS_MESSAGES", "WIDTH", "Evaluator",
+__all__ = ["API_VERSION", "DEFAULT_BLOCK_SIZE", "HAS", "OUTPUT_FIELDS", "STATUS_MESSAGES", "WANT_ALL", "WANT_EFG",
+           "WANT_OOD", "WANT_SHIELDING", "WIDTH", "Evaluator",
            "library_path", "output_field", "want_bits"]
 
 _WANT = {"shielding": WANT_SHIELDING, "efg": WANT_EFG, "ood": WANT_OOD}
