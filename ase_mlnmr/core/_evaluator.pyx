@@ -783,15 +783,32 @@ cdef int evaluate(const EvaluatorData* ev, int64_t n_centres, const int32_t* cen
         counts[e + 2] += 1          # counting sort by element (unknown first)
     for e in range(1, ev.n_elements + 2):
         counts[e] += counts[e - 1]
+    # group g = element + 1 (0: unknown) occupies order[counts[g] : counts[g + 1]]
+    cdef int64_t* group_start = <int64_t*>malloc((ev.n_elements + 2) * sizeof(int64_t))
+    cdef int64_t* thread_order = <int64_t*>malloc(n_centres * sizeof(int64_t))
+    if group_start == NULL or thread_order == NULL:
+        free(element_index); free(order); free(counts); free(work); free(threads); free(started)
+        free(group_start); free(thread_order)
+        return MLNMR_ERR_MEMORY
+    memcpy(group_start, counts, (ev.n_elements + 2) * sizeof(int64_t))
     for i in range(n_centres):
         order[counts[element_index[i] + 1]] = i
         counts[element_index[i] + 1] += 1
+    # each thread takes the t-th slice of every element's centres (balanced cost)
+    cdef int64_t begin = 0, a, b
+    cdef int g
+    for t in range(n_threads):
+        work[t].order = thread_order + begin
+        for g in range(ev.n_elements + 1):
+            a = group_start[g] + (group_start[g + 1] - group_start[g]) * t // n_threads
+            b = group_start[g] + (group_start[g + 1] - group_start[g]) * (t + 1) // n_threads
+            memcpy(thread_order + begin, order + a, (b - a) * sizeof(int64_t))
+            begin += b - a
+        work[t].start = 0
+        work[t].stop = (thread_order + begin) - work[t].order
     for t in range(n_threads):
         work[t].ev = ev
-        work[t].order = order
         work[t].element_index = element_index
-        work[t].start = n_centres * t // n_threads
-        work[t].stop = n_centres * (t + 1) // n_threads
         work[t].offsets = offsets
         work[t].vectors = vectors
         work[t].numbers = numbers
@@ -810,14 +827,14 @@ cdef int evaluate(const EvaluatorData* ev, int64_t n_centres, const int32_t* cen
         for t in range(1, n_threads):
             if started[t]:
                 pthread_join(threads[t], NULL)
-    for t in range(n_threads):      # the first failing centre in order
-        if work[t].status != MLNMR_OK:
-            status = work[t].status
-            if work[t].error_position >= 0:
-                error_centre[0] = order[work[t].error_position]
-            error_pair[0] = work[t].error_pair
-            break
+    for t in range(n_threads):      # the failing centre of lowest index
+        if work[t].status != MLNMR_OK and work[t].error_position >= 0:
+            if status == MLNMR_OK or work[t].order[work[t].error_position] < error_centre[0]:
+                status = work[t].status
+                error_centre[0] = work[t].order[work[t].error_position]
+                error_pair[0] = work[t].error_pair
     free(element_index); free(order); free(counts); free(work); free(threads); free(started)
+    free(group_start); free(thread_order)
     return status
 
 
