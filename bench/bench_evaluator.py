@@ -216,6 +216,44 @@ def auroc_experiment(box, n_inducing: int = 2000) -> dict:
     return result
 
 
+def thread_balance(model, box) -> dict:
+    """CPU time of each of two Python threads that run the evaluator (nogil) on half of every
+    element's centres, from the thread clocks: total / max is the speed-up two free cores
+    would give (a loaded machine cannot show it in wall time)."""
+    import threading
+
+    from ase_mlnmr.core.neighbours import neighbour_list_from_atoms
+
+    evaluator = model.evaluator()
+    nl = neighbour_list_from_atoms(box, evaluator.cutoff)
+    halves = [[], []]
+    for z in np.unique(box.numbers):
+        centres = np.flatnonzero(box.numbers == z)
+        halves[0].append(centres[: len(centres) // 2])
+        halves[1].append(centres[len(centres) // 2:])
+    jobs = []
+    for half in halves:
+        centres = np.concatenate(half)
+        entries = np.concatenate([np.arange(nl.offsets[i], nl.offsets[i + 1]) for i in centres])
+        offsets = np.concatenate([[0], np.cumsum(np.diff(nl.offsets)[centres])])
+        jobs.append((box.numbers[centres], offsets, nl.vectors[entries], box.numbers[nl.neighbours[entries]]))
+    seconds = [0.0, 0.0]
+
+    def run(k):
+        t0 = time.thread_time()
+        evaluator.predict(*jobs[k])
+        seconds[k] = time.thread_time() - t0
+
+    wall0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - wall0
+    return {"thread_cpu_s": seconds, "wall_s": wall, "ideal_speedup": sum(seconds) / max(seconds)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -300,6 +338,7 @@ def main() -> None:
                 timings[label]["efg_equal"] = bool(np.array_equal(prediction.efg, reference.efg))
         results["after"] = timings
         results["ood_ranks"] = {e: model.evaluator().ood_rank(e) for e in SIZES}
+        results["two_threads_balance"] = thread_balance(model, box)
         results["memory"] = {str(n): run_worker(path, ROOT, repeat=n) for n in (1, 2)}
     results["ood_auroc"] = auroc_experiment(box)
     results["uptime_end"] = os.popen("uptime").read().strip()
