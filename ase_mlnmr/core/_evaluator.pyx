@@ -152,7 +152,7 @@ DEFAULT_BLOCK_SIZE = 256
 #: of OpenBLAS depend on the call's shape (small-matrix and GEMV paths), not on the row's place.
 GEMM_WIDTH = 256
 cdef int GEMM_COLUMNS = 256
-cdef int MAX_EXPANSIONS = 4
+cdef int MAX_EXPANSIONS = 8  # distinct descriptors per element (5 components at most)
 
 
 # --------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ cdef struct KernelModel:
 cdef struct Element:
     int atomic_number
     int n_expansions
-    Expansion expansions[4]
+    Expansion expansions[8]
     double r_cut2               # largest of the element's components
     KernelModel iso
     KernelModel ood
