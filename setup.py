@@ -8,6 +8,7 @@ shared by the ASE provider, the trajectory tools and, through the generated
 import importlib.util
 import os
 from pathlib import Path
+import sys
 
 import numpy
 from Cython.Build import cythonize
@@ -26,6 +27,17 @@ extensions = [
         define_macros=MACROS,
     )
     for name in ("_neighbours", "_soap_core")
+] + [
+    # The whole-model evaluator; its C file holds the C entry points that start or enter
+    # Python (mlnmr_evaluator_create/_free). MLNMR_BUILD_PYTHON: the interpreter a process
+    # without Python starts (overridden by $MLNMR_PYTHON at run time).
+    Extension(
+        "ase_mlnmr.core._evaluator",
+        ["ase_mlnmr/core/_evaluator.pyx", "ase_mlnmr/core/mlnmr_evaluator_bridge.c"],
+        include_dirs=[numpy.get_include(), "ase_mlnmr/core"],
+        extra_compile_args=COMPILE_ARGS,
+        define_macros=MACROS + [("MLNMR_BUILD_PYTHON", '"' + sys.executable.replace('"', '') + '"')],
+    )
 ]
 
 

@@ -11,8 +11,14 @@ name            shape        meaning
 ``efg``         (N, 3, 3)    electric field gradient V, atomic units
 ``cq``          (N,)         CQ = eQVzz/h, MHz, for the element's quadrupolar isotope
 ``eta_q``       (N,)         EFG asymmetry η = (Vxx − Vyy)/Vzz
-``ood``         (N,)         out-of-domain score in [0, 1] (Nyström residual)
+``ms_zeta``     (N,)         Haeberlen reduced anisotropy ζ of σ(2), ppm
+``ms_eta``      (N,)         Haeberlen asymmetry η of σ(2)
+``ood``         (N,)         out-of-domain score in [0, 1]: percentile of the Nyström
+                             residual among held-out training residuals (docs/models.md)
+``ood_residual`` (N,)        the Nyström residual itself, in [0, 1]
 ==============  ===========  ===============================================
+
+A model with σ(2) but no σiso gives ``ms_zeta`` and ``ms_eta`` without ``ms``.
 
 Atoms the model does not predict (elements it has no model for, with
 ``unknown_species='skip'``; or CQ of a nucleus without quadrupole moment) carry NaN in
@@ -29,24 +35,11 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, CalculatorSetupError, all_changes
 
-from .nmr.efg import quadrupolar_parameters
 from .nmr_model import NMRModel, NMRPrediction
 
 __all__ = ["NMRCalculator", "attach_nmr_tensors", "prediction_table", "write_extxyz_arrays"]
 
 MAGRES_UNITS = {"ms": "ppm", "efg": "au"}
-
-
-def _quadrupolar(prediction: NMRPrediction, symbols: list[str], isotopes: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """CQ (MHz) and η for atoms with a predicted EFG and a quadrupolar isotope; NaN elsewhere."""
-    n_atoms = len(symbols)
-    cq, eta = np.full(n_atoms, np.nan), np.full(n_atoms, np.nan)
-    index = np.flatnonzero(prediction.efg_mask)
-    if len(index):
-        values = quadrupolar_parameters(prediction.efg[index], [symbols[i] for i in index], units="au",
-                                        isotopes=isotopes or None, missing="nan")
-        cq[index], eta[index] = values[0], values[1]
-    return cq, eta
 
 
 class NMRCalculator(Calculator):
@@ -61,10 +54,12 @@ class NMRCalculator(Calculator):
         usual quadrupolar isotope, e.g. 27Al, 17O, 23Na)
 
     Results are cached by ASE: positions, cell, pbc or numbers changing trigger a new
-    prediction (``check_state``); tensors stored on ``atoms.arrays`` do not.
+    prediction (``check_state``); tensors stored on ``atoms.arrays`` do not. The compiled
+    evaluator is built on the first call and kept (``model.evaluator``).
     """
 
-    implemented_properties = ["ms", "ms_iso", "delta_iso", "efg", "cq", "eta_q", "ood"]
+    implemented_properties = ["ms", "ms_iso", "delta_iso", "efg", "cq", "eta_q", "ms_zeta", "ms_eta", "ood",
+                              "ood_residual"]
     default_parameters: dict[str, Any] = {"unknown_species": "raise", "isotopes": None}
     nolabel = True
 
@@ -82,10 +77,9 @@ class NMRCalculator(Calculator):
 
     def calculate(self, atoms: Atoms | None = None, properties=("ms",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        prediction = self.model.predict(self.atoms, unknown_species=self.parameters.unknown_species)
+        prediction = self.model.predict(self.atoms, unknown_species=self.parameters.unknown_species,
+                                        isotopes=self.parameters.isotopes)
         self.last_prediction = prediction
-        isotopes = dict(self.model.isotopes)
-        isotopes.update(self.parameters.isotopes or {})
         if prediction.ms_mask.any():
             self.results["ms"] = prediction.ms
             self.results["ms_iso"] = prediction.ms_iso
@@ -93,10 +87,12 @@ class NMRCalculator(Calculator):
             self.results["delta_iso"] = prediction.delta_iso
         if prediction.efg_mask.any():
             self.results["efg"] = prediction.efg
-            self.results["cq"], self.results["eta_q"] = _quadrupolar(prediction, self.atoms.get_chemical_symbols(),
-                                                                     isotopes)
+            self.results["cq"], self.results["eta_q"] = prediction.cq, prediction.eta_q
+        if prediction.aniso_mask.any():
+            self.results["ms_zeta"], self.results["ms_eta"] = prediction.ms_zeta, prediction.ms_eta
         if prediction.ood_mask.any():
             self.results["ood"] = prediction.ood
+            self.results["ood_residual"] = prediction.ood_residual
 
 
 def _store(atoms: Atoms, name: str, values: np.ndarray, mask: np.ndarray) -> None:
@@ -132,10 +128,11 @@ def attach_nmr_tensors(atoms: Atoms, model: NMRModel | str | Path, unknown_speci
     return prediction
 
 
-def prediction_table(atoms: Atoms, prediction: NMRPrediction, isotopes: dict[str, str] | None = None) -> list[dict]:
-    """Rows (one per predicted atom) of index, element, σiso, δiso (ppm), CQ (MHz), η, OOD."""
+def prediction_table(atoms: Atoms, prediction: NMRPrediction) -> list[dict]:
+    """Rows (one per predicted atom) of index, element, σiso, δiso (ppm), CQ (MHz, the
+    isotope the prediction used), η, OOD."""
     symbols = atoms.get_chemical_symbols()
-    cq, eta = _quadrupolar(prediction, symbols, isotopes or {})
+    cq, eta = prediction.cq, prediction.eta_q
     rows = []
     for i, symbol in enumerate(symbols):
         if not (prediction.ms_mask[i] or prediction.efg_mask[i]):

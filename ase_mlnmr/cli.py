@@ -194,7 +194,7 @@ def predict_structures(model, structures, names, output: Path, fmt: str, unknown
         else:
             write(target, write_extxyz_arrays(atoms, prediction), format="extxyz")
         written.append(target)
-        rows += [{"structure": name, **row} for row in prediction_table(atoms, prediction, model.isotopes)]
+        rows += [{"structure": name, **row} for row in prediction_table(atoms, prediction)]
     table = output / "predictions.csv"
     _write_csv(table, rows)
     written.append(table)

@@ -12,8 +12,14 @@ For each centre element the model holds up to four property models:
   no per-component centring), evaluated through the contracted path of the core.
 
 Plus an out-of-domain signal per atom: the Nyström residual r(x) = 1 − k_xZ K_ZZ⁻¹ k_Zx
-on the power spectrum (0 on training data, → 1 far from it), and an optional per-element
-shift calibration δiso = −a(σiso − σref).
+on the power spectrum over the leading pivots of the pivoted-Cholesky factor (0 on the
+inducing points, → 1 far from the data), reported as the percentile of r among held-out
+training residuals (``ood``, in [0, 1]; a centre without neighbours scores 1), with a
+default threshold stored in the model file (docs/models.md, "Out-of-domain score"); and
+an optional per-element shift calibration δiso = −a(σiso − σref).
+
+Prediction runs the compiled evaluator (:mod:`ase_mlnmr.core.evaluator`) on one neighbour
+list per structure; the model keeps its evaluators between calls.
 """
 from __future__ import annotations
 
@@ -28,13 +34,13 @@ from .training.dataset import TensorDataset
 from .descriptors import LambdaSOAP, SOAP
 from .models.linear import EquivariantRidge, RidgeRegression
 from .models.model_file import ModelFileError, load_model, save_model
-from .models.nystrom import NystromKernelRidge
+from .models.nystrom import NystromKernelRidge, held_out_residuals
+from .core import evaluator as _evaluator
+from .core.neighbours import neighbour_list_from_atoms
 from .core.spherical_tensors import (
     antisymmetric_to_vector,
     isotropic_part,
-    l2_to_symmetric_traceless,
     symmetric_traceless_to_l2,
-    vector_to_antisymmetric,
 )
 
 __all__ = ["PROPERTIES", "SOURCE_TENSOR", "PropertyModel", "NMRModel", "NMRPrediction", "UnknownSpeciesError",
@@ -43,6 +49,11 @@ __all__ = ["PROPERTIES", "SOURCE_TENSOR", "PropertyModel", "NMRModel", "NMRPredi
 #: Property models a centre element can have, with the tensor each is fitted to.
 PROPERTIES = ("ms_iso", "ms_aniso", "ms_antisym", "efg")
 SOURCE_TENSOR = {"ms_iso": "ms", "ms_aniso": "ms", "ms_antisym": "ms", "efg": "efg"}
+
+#: Default OOD threshold: the score (percentile of held-out training residuals) above
+#: which an atom is flagged out of domain (1 % of held-out training atoms exceed it).
+DEFAULT_OOD_THRESHOLD = 0.99
+
 
 class UnknownSpeciesError(ValueError):
     """Atoms of an element the model has no model for."""
@@ -125,9 +136,15 @@ class PropertyModel:
 class NMRPrediction:
     """Per-atom predictions for one structure; entries of atoms not predicted are NaN.
 
-    ``ms`` (N, 3, 3) ppm, ``efg`` (N, 3, 3) a.u., ``ms_iso`` (N,) ppm, ``delta_iso`` (N,)
-    ppm (where calibrated), ``ood`` (N,) in [0, 1]; the ``*_mask`` arrays say which atoms
-    carry each quantity.
+    ``ms`` (N, 3, 3) ppm (σiso·1 + σ(2) + σ(1); needs a σiso model), ``efg`` (N, 3, 3)
+    a.u., ``ms_iso`` (N,) ppm, ``delta_iso`` (N,) ppm (where calibrated), ``ood`` (N,) the
+    out-of-domain score in [0, 1] (percentile among held-out training residuals; 1 for a
+    centre without neighbours; the raw residual for models saved without that reference),
+    ``ood_residual`` (N,) the Nyström residual; ``cq`` (N,) MHz and ``eta_q`` (N,) where
+    an EFG is predicted (CQ NaN without a quadrupolar isotope); ``ms_aniso`` (N, 5) the
+    σ(2) components (ppm) with the Haeberlen ``ms_zeta`` (ppm) and ``ms_eta`` of σ(2),
+    also for a model without σiso. The ``*_mask`` arrays say which atoms carry each
+    quantity.
     """
 
     ms: np.ndarray
@@ -139,6 +156,13 @@ class NMRPrediction:
     efg_mask: np.ndarray
     delta_mask: np.ndarray
     ood_mask: np.ndarray
+    cq: np.ndarray | None = None
+    eta_q: np.ndarray | None = None
+    ood_residual: np.ndarray | None = None
+    ms_aniso: np.ndarray | None = None
+    ms_zeta: np.ndarray | None = None
+    ms_eta: np.ndarray | None = None
+    aniso_mask: np.ndarray | None = None
 
 
 class NMRModel:
@@ -148,6 +172,11 @@ class NMRModel:
     ----------
     property_models : the fitted :class:`PropertyModel` objects
     ood_models : per element, a (SOAP, NystromKernelRidge) pair giving the Nyström residual
+        (the element's σiso pair itself when they are the same model: stored once)
+    ood_reference : per element, held-out training residuals (sorted) the OOD score is the
+        percentile among (:meth:`fit_ood_reference`)
+    ood_rank : per element, the leading pivots the OOD residual uses (default: all)
+    ood_threshold : default OOD score above which an atom counts as out of domain
     calibration : per element ``{"slope": a, "sigma_ref": σref (ppm)}`` for δiso = −a(σiso − σref)
     isotopes : per element, the quadrupolar isotope its CQ refers to (default: the usual one)
     metadata : provenance, units, cross-validation metrics (stored in the model file)
@@ -160,6 +189,9 @@ class NMRModel:
         calibration: Mapping[str, Mapping[str, float]] | None = None,
         isotopes: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        ood_reference: Mapping[str, np.ndarray] | None = None,
+        ood_rank: Mapping[str, int] | None = None,
+        ood_threshold: float = DEFAULT_OOD_THRESHOLD,
     ) -> None:
         self.models: dict[tuple[str, str], PropertyModel] = {}
         for model in property_models:
@@ -174,6 +206,12 @@ class NMRModel:
                 raise ValueError(f"calibration of {element} must be finite numbers, got {entry}")
         self.isotopes = dict(isotopes or {})
         self.metadata = dict(metadata or {})
+        self.ood_reference = {e: np.sort(np.asarray(r, dtype=float)) for e, r in (ood_reference or {}).items()}
+        self.ood_rank = {e: int(r) for e, r in (ood_rank or {}).items()}
+        if not 0.0 < float(ood_threshold) <= 1.0:
+            raise ValueError(f"ood_threshold must lie in (0, 1], got {ood_threshold}")
+        self.ood_threshold = float(ood_threshold)
+        self._evaluators: dict[tuple, Any] = {}
 
     # ------------------------------------------------------------------ queries
     @property
@@ -188,12 +226,29 @@ class NMRModel:
         return any(p == prop for _, p in self.models)
 
     # --------------------------------------------------------------- prediction
-    def predict(self, atoms: Atoms, unknown_species: str = "raise") -> NMRPrediction:
+    def evaluator(self, isotopes: Mapping[str, str] | None = None, single_precision: bool = False):
+        """The compiled :class:`~ase_mlnmr.core.evaluator.Evaluator` of this model (cached).
+
+        ``isotopes`` override the model's (CQ); ``single_precision`` selects float32 kernel
+        blocks (docs/evaluator.md). Models are not meant to change after construction: the
+        cache keeps the evaluator built on first use.
+        """
+        key = (tuple(sorted((isotopes or {}).items())), bool(single_precision))
+        if key not in self._evaluators:
+            self._evaluators[key] = _evaluator.Evaluator(self, isotopes=isotopes, single_precision=single_precision)
+        return self._evaluators[key]
+
+    def predict(self, atoms: Atoms, unknown_species: str = "raise", *, isotopes: Mapping[str, str] | None = None,
+                outputs: Sequence[str] = ("shielding", "efg", "ood"), n_threads: int = 1,
+                single_precision: bool = False) -> NMRPrediction:
         """Predict tensors for every atom of a model element.
 
         ``unknown_species='raise'`` (default) raises :class:`UnknownSpeciesError` for atoms
         of elements the model has no model for; ``'skip'`` leaves them unpredicted (NaN,
-        mask False), e.g. Ca in gehlenite with an Al/O/Si model.
+        mask False), e.g. Ca in gehlenite with an Al/O/Si model. ``outputs``: any of
+        ``"shielding"``, ``"efg"``, ``"ood"`` (an EFG-only call does no Nyström work);
+        ``isotopes`` override the model's for CQ; ``n_threads`` evaluator threads.
+        One neighbour list, at the model's largest cut-off, serves every component.
         """
         if unknown_species not in ("raise", "skip"):
             raise ValueError(f"unknown_species must be 'raise' or 'skip', got {unknown_species!r}")
@@ -207,40 +262,50 @@ class NMRModel:
                 f"no model for species {unknown} (model elements: {self.elements}); "
                 "pass unknown_species='skip' to leave them unpredicted"
             )
-        nan_tensor = np.full((n_atoms, 3, 3), np.nan)
-        result = NMRPrediction(
-            ms=nan_tensor.copy(), efg=nan_tensor.copy(), ms_iso=np.full(n_atoms, np.nan),
-            delta_iso=np.full(n_atoms, np.nan), ood=np.full(n_atoms, np.nan),
-            ms_mask=np.zeros(n_atoms, bool), efg_mask=np.zeros(n_atoms, bool),
-            delta_mask=np.zeros(n_atoms, bool), ood_mask=np.zeros(n_atoms, bool),
-        )
-        for element in self.elements:
-            centres = np.flatnonzero(symbols == element)
-            if len(centres) == 0:
+        want = _evaluator.want_bits(outputs)
+        evaluator = self.evaluator(isotopes, single_precision)
+        nl = neighbour_list_from_atoms(atoms, evaluator.cutoff)
+        numbers = np.asarray(atoms.numbers)
+        arguments = (numbers[nl.centres], nl.offsets, nl.vectors, numbers[nl.neighbours])
+        options = dict(want=want, skip_unknown=unknown_species == "skip", n_threads=n_threads)
+        if n_threads > 1:  # one BLAS thread inside each evaluator thread
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="blas"):
+                out = evaluator.predict(*arguments, **options)
+        else:
+            out = evaluator.predict(*arguments, **options)
+        return prediction_from_outputs(out)
+
+    def fit_ood_reference(self, dataset: TensorDataset, rank: Mapping[str, int] | None = None,
+                          n_splits: int = 5) -> None:
+        """Held-out training residuals per element, the reference of the OOD percentile.
+
+        For each element with an OOD model: the Nyström residual of every training atom of
+        that element over the leading ``rank`` pivots (default :func:`default_ood_rank`),
+        with the pivots of its own fold of structures removed (``n_splits`` folds grouped by
+        structure, :func:`~ase_mlnmr.models.nystrom.held_out_residuals`). An atom's OOD score
+        is then the fraction of these residuals at or below its own: ≈ uniform on new
+        structures like the training ones, > ``ood_threshold`` for 1 % of them.
+        Elements in a single structure keep no reference (their score is the residual).
+        """
+        for element, (descriptor, nystrom) in self.ood_models.items():
+            source = "ms" if len(dataset.select("ms", element)) else "efg"
+            selection = dataset.select(source, element)
+            blocks, groups = [], []
+            for structure in np.unique(selection.structure_index):
+                centres = selection.atom_index[selection.structure_index == structure]
+                blocks.append(descriptor.create(dataset.structures[structure], centres=centres))
+                groups.append(np.full(len(centres), structure))
+            features, groups = np.concatenate(blocks), np.concatenate(groups)
+            p = (rank or {}).get(element) or default_ood_rank(nystrom.n_inducing_, features.shape[1])
+            self.ood_rank[element] = int(min(p, nystrom.n_inducing_))
+            if len(np.unique(groups)) < 2:
+                self.ood_reference.pop(element, None)
                 continue
-            props = self.properties_of(element)
-            if "ms_iso" in props:
-                iso = self.models[(element, "ms_iso")].predict(atoms, centres)
-                ms = iso[:, None, None] * np.eye(3)
-                if "ms_aniso" in props:
-                    ms = ms + l2_to_symmetric_traceless(self.models[(element, "ms_aniso")].predict(atoms, centres))
-                if "ms_antisym" in props:
-                    ms = ms + vector_to_antisymmetric(self.models[(element, "ms_antisym")].predict(atoms, centres))
-                result.ms[centres] = ms
-                result.ms_iso[centres] = iso
-                result.ms_mask[centres] = True
-                if element in self.calibration:
-                    cal = self.calibration[element]
-                    result.delta_iso[centres] = -cal["slope"] * (iso - cal["sigma_ref"])
-                    result.delta_mask[centres] = True
-            if "efg" in props:
-                result.efg[centres] = l2_to_symmetric_traceless(self.models[(element, "efg")].predict(atoms, centres))
-                result.efg_mask[centres] = True
-            if element in self.ood_models:
-                descriptor, nystrom = self.ood_models[element]
-                result.ood[centres] = nystrom.out_of_domain(descriptor.create(atoms, centres=centres))
-                result.ood_mask[centres] = True
-        return result
+            residuals = held_out_residuals(nystrom, features, groups, self.ood_rank[element], n_splits)
+            self.ood_reference[element] = np.sort(residuals)
+        self._evaluators.clear()
 
     # ------------------------------------------------------------------- files
     def save(self, path: str | Path, extra_metadata: Mapping[str, Any] | None = None) -> Path:
@@ -254,11 +319,21 @@ class NMRModel:
             components.append({"prefix": prefix, **meta})
         ood = []
         for k, (element, (descriptor, nystrom)) in enumerate(sorted(self.ood_models.items())):
-            model_arrays, params = nystrom.to_arrays()
-            prefix = f"ood{k}__"
-            arrays.update({prefix + name: value for name, value in model_arrays.items()})
-            ood.append({"prefix": prefix, "element": element, "descriptor": descriptor.get_parameters(),
-                        "regressor_params": params})
+            entry = {"element": element, "descriptor": descriptor.get_parameters()}
+            if element in self.ood_rank:
+                entry["rank"] = self.ood_rank[element]
+            if element in self.ood_reference:
+                arrays[f"oodref{k}__residuals"] = self.ood_reference[element]
+                entry["reference"] = f"oodref{k}__residuals"
+            iso = self.models.get((element, "ms_iso"))
+            if iso is not None and iso.regressor is nystrom:
+                entry["shares"] = "ms_iso"  # the σiso model's arrays, stored once
+            else:
+                model_arrays, params = nystrom.to_arrays()
+                prefix = f"ood{k}__"
+                arrays.update({prefix + name: value for name, value in model_arrays.items()})
+                entry.update(prefix=prefix, regressor_params=params)
+            ood.append(entry)
         metadata = dict(self.metadata)
         metadata.update(extra_metadata or {})
         metadata.update(
@@ -269,6 +344,7 @@ class NMRModel:
             ood_components=ood,
             calibration=self.calibration,
             isotopes=self.isotopes,
+            ood_threshold=self.ood_threshold,
         )
         return save_model(path, arrays, metadata)
 
@@ -284,19 +360,34 @@ class NMRModel:
                 prefix = component["prefix"]
                 own = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
                 models.append(PropertyModel.from_arrays(own, component))
-            ood = {}
+            iso = {m.element: m for m in models if m.prop == "ms_iso"}
+            ood, reference, rank = {}, {}, {}
             for component in metadata.get("ood_components", []):
-                prefix = component["prefix"]
-                own = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+                element = component["element"]
                 parameters = dict(component["descriptor"])
                 mixing = parameters.pop("species_mixing", None)
                 descriptor = SOAP(species_mixing=None if mixing is None else np.asarray(mixing), **parameters)
-                ood[component["element"]] = (descriptor, NystromKernelRidge.from_arrays(own, component["regressor_params"]))
-        except (KeyError, TypeError) as error:
+                if component.get("shares") == "ms_iso":
+                    if element not in iso or not isinstance(iso[element].regressor, NystromKernelRidge):
+                        raise ModelFileError(f"{path}: the OOD model of {element} refers to a missing σiso model")
+                    nystrom = iso[element].regressor
+                else:
+                    prefix = component["prefix"]
+                    own = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+                    nystrom = NystromKernelRidge.from_arrays(own, component["regressor_params"])
+                    if element in iso and _same_nystrom(iso[element], descriptor, nystrom):
+                        nystrom = iso[element].regressor  # files written before the arrays were shared
+                ood[element] = (descriptor, nystrom)
+                if "reference" in component:
+                    reference[element] = arrays[component["reference"]]
+                if "rank" in component:
+                    rank[element] = int(component["rank"])
+        except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: incomplete model description ({error!r})") from error
         keep = {k: v for k, v in metadata.items()
-                if k not in ("components", "ood_components", "calibration", "isotopes")}
-        return cls(models, ood, metadata.get("calibration"), metadata.get("isotopes"), keep)
+                if k not in ("components", "ood_components", "calibration", "isotopes", "ood_threshold")}
+        return cls(models, ood, metadata.get("calibration"), metadata.get("isotopes"), keep, ood_reference=reference,
+                   ood_rank=rank, ood_threshold=metadata.get("ood_threshold", DEFAULT_OOD_THRESHOLD))
 
     # ----------------------------------------------------------------- training
     @classmethod
@@ -311,3 +402,39 @@ class NMRModel:
         from .training.fitting import train_model
 
         return train_model(dataset, config, progress=progress, structure_indices=structure_indices)
+
+
+def default_ood_rank(n_inducing: int, n_features: int) -> int:
+    """Leading pivots of the OOD residual: ⌊√(0.25 · Nx · D)⌋ (at most Nx), so that its
+    triangular solve (≈ n p² flops) costs ~1/8 of the flops of the kernel block (2 n Nx D;
+    TRSM runs slower than GEMM, ~20 % of the time). On the benchmark glass the first Nx/4
+    pivots separate held-out from compressed/rattled O atoms at least as well as all of
+    them (docs/benchmarks.md, "Compiled evaluator")."""
+    return int(max(1, min(n_inducing, np.sqrt(0.25 * n_inducing * n_features))))
+
+
+def _same_nystrom(iso: PropertyModel, descriptor: SOAP, nystrom: NystromKernelRidge) -> bool:
+    """True when an OOD model read from a file duplicates the element's σiso model."""
+    other = iso.regressor
+    return (isinstance(other, NystromKernelRidge) and isinstance(iso.descriptor, SOAP)
+            and iso.descriptor.get_parameters() == descriptor.get_parameters()
+            and other.get_params() == nystrom.get_params()
+            and np.array_equal(other.inducing_points_, nystrom.inducing_points_)
+            and np.array_equal(other.weights_, nystrom.weights_)
+            and np.array_equal(other.chol_zz_, nystrom.chol_zz_))
+
+
+def prediction_from_outputs(out: np.ndarray) -> NMRPrediction:
+    """An :class:`NMRPrediction` from evaluator rows (N, evaluator.WIDTH)."""
+    field = _evaluator.output_field
+    ms, efg = field(out, "ms").reshape(-1, 3, 3), field(out, "efg").reshape(-1, 3, 3)
+    ms_iso, delta, ood = field(out, "ms_iso"), field(out, "delta_iso"), field(out, "ood")
+    efg_mask = np.isfinite(efg).all(axis=(1, 2))
+    zeta = field(out, "ms_zeta")
+    return NMRPrediction(
+        ms=ms, efg=efg, ms_iso=ms_iso, delta_iso=delta, ood=ood,
+        ms_mask=np.isfinite(ms_iso), efg_mask=efg_mask, delta_mask=np.isfinite(delta), ood_mask=np.isfinite(ood),
+        cq=field(out, "cq"), eta_q=field(out, "eta_q"), ood_residual=field(out, "ood_residual"),
+        ms_aniso=field(out, "ms_l2"), ms_zeta=zeta, ms_eta=field(out, "ms_eta"),
+        aniso_mask=np.isfinite(field(out, "ms_l2")).all(axis=1),
+    )

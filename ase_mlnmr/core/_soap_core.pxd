@@ -40,3 +40,13 @@ cdef extern from "mlnmr_core.h":
     ctypedef struct ContractionSpec "mlnmr_contraction":
         const double* pair_weights
         const double* two_body_weights
+
+
+# Per-centre kernels shared with the whole-model evaluator (_evaluator.pyx).
+cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
+                       const double* vectors, const int32_t* species,
+                       double* coefficients, int64_t* error_pair) noexcept nogil
+cdef void power_spectrum_from_coefficients(const SoapSpec* spec, const double* coefficients,
+                                           double* features) noexcept nogil
+cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
+                          const double* coefficients, double* scratch, double* output) noexcept nogil

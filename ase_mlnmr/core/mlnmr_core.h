@@ -12,6 +12,7 @@
 #ifndef ASE_MLNMR_CORE_H
 #define ASE_MLNMR_CORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Return codes of the kernels; *error_pair receives the offending neighbour entry. */
@@ -21,7 +22,12 @@ enum mlnmr_status {
     MLNMR_ERR_NONFINITE = 2,  /* NaN or inf in a displacement vector */
     MLNMR_ERR_SPECIES = 3,    /* neighbour species index outside [0, n_species) */
     MLNMR_ERR_MEMORY = 4,     /* allocation failed */
-    MLNMR_ERR_ARGUMENT = 5    /* inconsistent offsets */
+    MLNMR_ERR_ARGUMENT = 5,   /* inconsistent offsets or arguments */
+    MLNMR_ERR_ELEMENT = 6,    /* a centre of an element the model has no model for */
+    MLNMR_ERR_NEIGHBOUR_ELEMENT = 7, /* a neighbour element outside the model's neighbour species, within r_cut */
+    MLNMR_ERR_PYTHON = 8,     /* evaluator creation failed in Python (see the error text) */
+    MLNMR_ERR_VERSION = 9,    /* caller built against another MLNMR_EVALUATOR_API_VERSION */
+    MLNMR_N_STATUS = 10
 };
 
 /* Spherical expansion: spherical Bessel radial basis, Gaussian density, real Y_lm. */
@@ -56,5 +62,141 @@ typedef struct mlnmr_contraction {
     const double *pair_weights;      /* [n_pairs][M][M], M = n_channels * n_max */
     const double *two_body_weights;  /* [M] or NULL */
 } mlnmr_contraction;
+
+/* ======================================================================================
+ * Whole-model evaluator (ase_mlnmr.core._evaluator): one compiled evaluation of a trained
+ * NMRModel — σiso (Nyström kernel ridge or linear), σ(2), σ(1), EFG, δiso, CQ, η and the
+ * out-of-domain score — shared by NMRModel.predict, the ASE calculator, the CLI and C/C++
+ * callers (the LAMMPS fix). docs/evaluator.md describes it in full.
+ *
+ * Neighbours: CSR over the centres, built at (at least) mlnmr_evaluator_cutoff() Å;
+ * neighbours of centre i are entries offsets[i] .. offsets[i+1]-1 of vectors
+ * (r_j - r_i, 3 doubles, Å) and numbers (atomic numbers). Periodic images and ghosts
+ * look alike; each model component keeps only the pairs inside its own r_cut, sorted
+ * canonically (by |r|², x, y, z, Z), so an atom's outputs are bitwise independent of the
+ * other centres in the call, their order, the block size, the thread count and the order
+ * of its own neighbours.
+ *
+ * Outputs: out[n_centres][MLNMR_OUT_WIDTH] doubles; NaN where an output does not exist
+ * for the centre's element, was not requested, or (MLNMR_SKIP_UNKNOWN) the element has
+ * no model. Field offsets below; widths in mlnmr_output_fields().
+ * ====================================================================================== */
+#define MLNMR_EVALUATOR_API_VERSION 1
+
+enum mlnmr_output_offset {
+    MLNMR_OUT_MS = 0,            /* 9: σ = σiso·1 + σ(2) + σ(1), row-major, ppm */
+    MLNMR_OUT_MS_ISO = 9,        /* σiso, ppm */
+    MLNMR_OUT_DELTA_ISO = 10,    /* δiso = −a(σiso − σref), ppm (calibrated elements) */
+    MLNMR_OUT_MS_L2 = 11,        /* 5: σ(2) spherical components (μ = −2..2), ppm */
+    MLNMR_OUT_MS_ZETA = 16,      /* Haeberlen reduced anisotropy ζ of σ(2), ppm */
+    MLNMR_OUT_MS_ETA = 17,       /* Haeberlen asymmetry η of σ(2) */
+    MLNMR_OUT_EFG = 18,          /* 9: V row-major, a.u. (E_h e⁻¹ a0⁻²) */
+    MLNMR_OUT_EFG_L2 = 27,       /* 5: V spherical components, a.u. */
+    MLNMR_OUT_VZZ = 32,          /* Vzz, |Vzz| >= |Vyy| >= |Vxx|, a.u. */
+    MLNMR_OUT_ETA_Q = 33,        /* η = (Vxx − Vyy)/Vzz in [0, 1] */
+    MLNMR_OUT_CQ = 34,           /* CQ = eQVzz/h, MHz, the evaluator's isotope */
+    MLNMR_OUT_OOD = 35,          /* OOD score in [0, 1]: percentile of the Nyström residual
+                                    among held-out training residuals; 1 = bare atom */
+    MLNMR_OUT_OOD_RESIDUAL = 36, /* Nyström residual 1 − k K⁻¹ k in [0, 1] */
+    MLNMR_OUT_WIDTH = 37
+};
+
+/* What to compute (bits of `want`); an EFG-only call does no Nyström work. */
+#define MLNMR_WANT_SHIELDING 1u  /* σ, σiso, δiso, σ(2), ζ, η_σ */
+#define MLNMR_WANT_EFG 2u        /* V, Vzz, η, CQ */
+#define MLNMR_WANT_OOD 4u
+#define MLNMR_WANT_ALL 7u
+#define MLNMR_SKIP_UNKNOWN 256u  /* centres of elements without a model get NaN, not an error */
+
+/* Outputs an element has (mlnmr_evaluator_element_outputs). */
+#define MLNMR_HAS_MS_ISO 1u
+#define MLNMR_HAS_MS_ANISO 2u
+#define MLNMR_HAS_MS_ANTISYM 4u
+#define MLNMR_HAS_EFG 8u
+#define MLNMR_HAS_OOD 16u
+#define MLNMR_HAS_DELTA_ISO 32u
+#define MLNMR_HAS_CQ 64u
+
+typedef struct mlnmr_output_field {
+    const char *name;   /* e.g. "ms", "cq" */
+    int offset;
+    int width;
+    const char *unit;   /* "ppm", "au", "MHz", "" */
+} mlnmr_output_field;
+
+typedef struct mlnmr_evaluator mlnmr_evaluator;  /* opaque */
+
+/* The functions of the evaluator API, exported by the extension module
+ * ase_mlnmr/core/_evaluator*.so (python -c "import ase_mlnmr.core.evaluator as e;
+ * print(e.library_path())"). Callers that do not link libpython (the LAMMPS plugin) load
+ * them with mlnmr_evaluator_load() below. */
+typedef struct mlnmr_evaluator_functions {
+    int (*api_version)(void);
+    /* Create from a model file. Starts Python when no interpreter runs (program name from
+     * $MLNMR_PYTHON, else the interpreter the package was built with), takes the GIL when
+     * one runs; returns with the GIL released. NULL on failure, error text in `error`. */
+    mlnmr_evaluator *(*create)(const char *model_path, int api_version, char *error, size_t error_size);
+    void (*free)(mlnmr_evaluator *evaluator);
+    double (*cutoff)(const mlnmr_evaluator *evaluator);                   /* Å */
+    int (*n_elements)(const mlnmr_evaluator *evaluator);
+    int (*element)(const mlnmr_evaluator *evaluator, int k);              /* atomic number */
+    unsigned (*element_outputs)(const mlnmr_evaluator *evaluator, int atomic_number); /* MLNMR_HAS_* */
+    int (*output_fields)(const mlnmr_output_field **fields);               /* returns count */
+    /* Predict without Python and without the GIL. Returns a mlnmr_status; on error
+     * error_centre/error_pair receive the offending centre and neighbour entry (-1: none). */
+    int (*predict)(const mlnmr_evaluator *evaluator, int64_t n_centres, const int32_t *centre_numbers,
+                   const int64_t *offsets, const double *vectors, const int32_t *neighbour_numbers,
+                   unsigned want, int n_threads, double *out, int64_t *error_centre, int64_t *error_pair);
+    const char *(*status_message)(int status);
+} mlnmr_evaluator_functions;
+
+#ifdef MLNMR_EVALUATOR_LOADER
+/* Loader for C/C++ programs that do not link libpython: define MLNMR_EVALUATOR_LOADER in
+ * one source file, link with -ldl. If no Python interpreter is loaded in the process,
+ * `libpython` (e.g. ".../libpython3.11.so.1.0") is opened RTLD_GLOBAL first; then the
+ * evaluator extension `library` is opened and its functions resolved into `functions`.
+ * Returns 0, or -1 with a message in `error`. */
+#include <dlfcn.h>
+#include <stdio.h>
+static int mlnmr_evaluator_load(const char *libpython, const char *library,
+                                mlnmr_evaluator_functions *functions, char *error, size_t error_size) {
+    void *handle;
+    if (dlsym(RTLD_DEFAULT, "Py_IsInitialized") == NULL) {
+        if (libpython == NULL || dlopen(libpython, RTLD_NOW | RTLD_GLOBAL) == NULL) {
+            snprintf(error, error_size, "cannot load libpython %s: %s", libpython ? libpython : "(none given)",
+                     dlerror());
+            return -1;
+        }
+    }
+    handle = dlopen(library, RTLD_NOW | RTLD_GLOBAL);
+    if (handle == NULL) {
+        snprintf(error, error_size, "cannot load the ase_mlnmr evaluator %s: %s", library, dlerror());
+        return -1;
+    }
+#define MLNMR_RESOLVE(field, symbol)                                                           \
+    *(void **)(&functions->field) = dlsym(handle, symbol);                                    \
+    if (functions->field == NULL) {                                                           \
+        snprintf(error, error_size, "%s lacks %s", library, symbol);                          \
+        return -1;                                                                            \
+    }
+    MLNMR_RESOLVE(api_version, "mlnmr_api_version")
+    MLNMR_RESOLVE(create, "mlnmr_evaluator_create")
+    MLNMR_RESOLVE(free, "mlnmr_evaluator_free")
+    MLNMR_RESOLVE(cutoff, "mlnmr_evaluator_cutoff")
+    MLNMR_RESOLVE(n_elements, "mlnmr_evaluator_n_elements")
+    MLNMR_RESOLVE(element, "mlnmr_evaluator_element")
+    MLNMR_RESOLVE(element_outputs, "mlnmr_evaluator_element_outputs")
+    MLNMR_RESOLVE(output_fields, "mlnmr_output_fields")
+    MLNMR_RESOLVE(predict, "mlnmr_evaluator_predict")
+    MLNMR_RESOLVE(status_message, "mlnmr_status_message")
+#undef MLNMR_RESOLVE
+    if (functions->api_version() != MLNMR_EVALUATOR_API_VERSION) {
+        snprintf(error, error_size, "evaluator API version %d, this caller was built for %d",
+                 functions->api_version(), MLNMR_EVALUATOR_API_VERSION);
+        return -1;
+    }
+    return 0;
+}
+#endif /* MLNMR_EVALUATOR_LOADER */
 
 #endif /* ASE_MLNMR_CORE_H */

@@ -39,7 +39,10 @@ pivoting keeps L_Z well conditioned). The eigendecomposition is kept after ``fit
 that :meth:`NystromKernelRidge.set_ridge` re-solves for another eps in O(m^2).
 
 Out-of-domain score: the Nyström residual r(x) = k(x, x) - k_xZ K_ZZ^-1 k_Zx
-= 1 - |L_Z^-1 k_Zx|^2 in [0, 1]; ~0 on training points, -> 1 far from the data.
+= 1 - |L_Z^-1 k_Zx|^2 in [0, 1]; ~0 on training points, -> 1 far from the data. Over the
+first p pivots only (``rank=p``) it is the residual of the Nyström basis of those p points:
+the leading p x p block of L_Z is their Cholesky factor (a prefix of the same pivoted
+factorisation), so the cost drops from m^2 to p^2 per sample.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas, eigh, solve_triangular
 
-__all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "gaussian_kernel", "KERNELS"]
+__all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "held_out_residuals", "KERNELS"]
 
 #: Kernels understood by :func:`pivoted_cholesky` and :class:`NystromKernelRidge`.
 KERNELS = ("gaussian", "dot_product")
@@ -95,13 +98,6 @@ def _kernel_block(
     D *= -0.5 / length_scale**2
     np.exp(D, out=D)
     return D
-
-
-def gaussian_kernel(A: np.ndarray, B: np.ndarray, length_scale: float) -> np.ndarray:
-    """Gaussian kernel matrix k(a, b) = exp(-|a - b|^2 / (2 l^2)), shape (len(A), len(B))."""
-    A = np.atleast_2d(np.asarray(A, dtype=float))
-    B = np.atleast_2d(np.asarray(B, dtype=float))
-    return _kernel_block(A, B, _sq_norms(A), _sq_norms(B), float(length_scale))
 
 
 def _check_kernel(kernel: str, zeta: Any) -> tuple[str, int]:
@@ -499,12 +495,14 @@ class NystromKernelRidge:
         out = out * self.y_std_ + self.y_mean_
         return out[:, 0] if self._y_ndim == 1 else out
 
-    def out_of_domain(self, X: np.ndarray) -> np.ndarray:
-        """Nyström residual r(x) = 1 - k_xZ K_ZZ^-1 k_Zx in [0, 1] (0 on the data, -> 1 far)."""
+    def out_of_domain(self, X: np.ndarray, rank: int | None = None) -> np.ndarray:
+        """Nyström residual r(x) = 1 - k_xZ K_ZZ^-1 k_Zx in [0, 1] (0 on the data, -> 1 far),
+        over the first ``rank`` pivots (default all)."""
         Xt = self.transform(X)
+        p = self.n_inducing_ if rank is None else max(1, min(int(rank), self.n_inducing_))
         out = np.empty(Xt.shape[0])
         for start, K in self._chunks(Xt):
-            phi = solve_triangular(self.chol_zz_, K.T, lower=True, check_finite=False)
+            phi = solve_triangular(self.chol_zz_[:p, :p], K[:, :p].T, lower=True, check_finite=False)
             out[start : start + K.shape[0]] = 1.0 - np.einsum("ij,ij->j", phi, phi)
         return np.clip(out, 0.0, 1.0)
 
@@ -533,7 +531,7 @@ class NystromKernelRidge:
             "inducing_points": self.inducing_points_,
             "inducing_indices": self.inducing_indices_,
             "weights": self.weights_,
-            "chol_zz": self.chol_zz_,
+            "chol_zz_packed": self.chol_zz_[np.tril_indices(self.chol_zz_.shape[0])],
             "x_mean": self.x_mean_,
             "x_scale": self.x_scale_,
             "y_mean": self.y_mean_,
@@ -562,7 +560,15 @@ class NystromKernelRidge:
         model.inducing_indices_ = np.asarray(arrays["inducing_indices"], dtype=np.int64)
         weights = np.asarray(arrays["weights"], dtype=float)
         model.weights_ = weights.reshape(weights.shape[0], -1)
-        model.chol_zz_ = np.asarray(arrays["chol_zz"], dtype=float)
+        m = model.inducing_points_.shape[0]
+        if "chol_zz_packed" in arrays:  # lower triangle, row by row
+            packed = np.asarray(arrays["chol_zz_packed"], dtype=float)
+            if packed.shape != (m * (m + 1) // 2,):
+                raise ValueError("inconsistent Nyström arrays (packed chol_zz)")
+            model.chol_zz_ = np.zeros((m, m))
+            model.chol_zz_[np.tril_indices(m)] = packed
+        else:  # files written before the packed layout
+            model.chol_zz_ = np.asarray(arrays["chol_zz"], dtype=float)
         model.x_mean_ = np.asarray(arrays["x_mean"], dtype=float)
         model.x_scale_ = np.asarray(arrays["x_scale"], dtype=float)
         model.y_mean_ = np.atleast_1d(np.asarray(arrays["y_mean"], dtype=float))
@@ -572,10 +578,52 @@ class NystromKernelRidge:
         model.trace_history_ = np.array([params.get("residual_trace_per_sample", np.nan)])
         model.train_residual_ = None
         model.n_exact_pivots_ = None
-        m = model.inducing_points_.shape[0]
         if model.chol_zz_.shape != (m, m) or model.weights_.shape[0] != m:
             raise ValueError("inconsistent Nyström arrays (inducing points, weights, chol_zz)")
         if model.x_mean_.shape != (model.inducing_points_.shape[1],):
             raise ValueError("inconsistent Nyström arrays (feature dimension)")
         model._fitted = True
         return model
+
+
+def held_out_residuals(model: NystromKernelRidge, X: np.ndarray, groups: np.ndarray, rank: int,
+                       n_splits: int = 5) -> np.ndarray:
+    """Nyström residuals of training rows as if their group had not been seen, shape (N,).
+
+    Rows X (raw features, the ones ``model`` was fitted on) are split into ``n_splits``
+    folds of whole groups (structures; group g goes to fold rank(g) mod n_splits). For the
+    rows of a fold, the basis is the first ``rank`` pivots minus those that came from the
+    fold's own groups (identified by matching the preprocessed rows to the inducing
+    points): r(x) = 1 - k_xZ' K_Z'Z'^-1 k_Z'x, K_Z'Z' from the kernel itself (one Cholesky
+    per fold, O(p^3)). Reference distribution of the OOD score (NMRModel.fit_ood_reference).
+    """
+    Xt = model.transform(X)
+    groups = np.asarray(groups)
+    p = max(1, min(int(rank), model.n_inducing_))
+    Z = model.inducing_points_[:p]
+    kern = {"length_scale": model.length_scale, "kernel": model.kernel, "zeta": model.zeta}
+    x2 = _sq_norms(Xt)
+    z2 = _sq_norms(Z)
+    if model.kernel == "dot_product":
+        x2, z2 = np.where(x2 == 0.0, 0.0, 1.0), np.where(z2 == 0.0, 0.0, 1.0)
+    # the group of each pivot: a training row equal to it
+    row_of = {row.tobytes(): g for row, g in zip(Xt, groups)}
+    pivot_group = np.array([row_of.get(z.tobytes(), None) for z in Z], dtype=object)
+    labels = np.unique(groups)
+    fold_of_group = {g: k % n_splits for k, g in enumerate(labels)}
+    fold = np.array([fold_of_group[g] for g in groups])
+    pivot_fold = np.array([fold_of_group.get(g, -1) for g in pivot_group])
+    out = np.empty(len(Xt))
+    for f in range(min(n_splits, len(labels))):
+        rows = np.flatnonzero(fold == f)
+        keep = pivot_fold != f
+        if not keep.any():
+            out[rows] = 1.0
+            continue
+        Zk = Z[keep]
+        kzz = _kernel_block(Zk, Zk, z2[keep], z2[keep], **kern)
+        chol = np.linalg.cholesky(kzz + PIVOT_FLOOR * np.eye(len(Zk)))
+        K = _kernel_block(Xt[rows], Zk, x2[rows], z2[keep], **kern)
+        phi = solve_triangular(chol, K.T, lower=True, check_finite=False)
+        out[rows] = np.clip(1.0 - np.einsum("ij,ij->j", phi, phi), 0.0, 1.0)
+    return out

@@ -253,6 +253,8 @@ def train_model(
     sources = sorted(set(data.sources))
     files = [source for source in sources if Path(source).is_file()]
     metadata = {"provenance": make_provenance(files, sources=sources, n_structures=len(data), config=config)}
-    return NMRModel(models, ood, config.get("calibration"), config.get("isotopes"), metadata)
+    model = NMRModel(models, ood, config.get("calibration"), config.get("isotopes"), metadata)
+    model.fit_ood_reference(data)  # held-out residuals: the reference of the OOD percentile
+    return model
 
 

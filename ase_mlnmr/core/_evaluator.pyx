@@ -1,0 +1,1213 @@
+# cython: language_level=3
+"""Whole-model evaluator: every output of a trained NMRModel from one CSR neighbour list.
+
+Built from a loaded :class:`ase_mlnmr.nmr_model.NMRModel` (``NMRModel.load`` stays the only
+reader of model files) into flat C arrays per centre element; :func:`evaluate` runs without
+the GIL and is also exported to C (``mlnmr_evaluator_predict``, ``mlnmr_core.h``).
+
+Per centre (element e, neighbours within the largest cut-off, any order):
+
+1. sort the neighbours canonically by (|r|², x, y, z, Z) (bitwise determinism);
+2. per distinct spherical expansion of e (a component's r_cut, n_max, l_max, σ, species):
+   keep the pairs with |r|² < r_cut², expand c_{anlm} (``_soap_core.expand_centre``);
+3. λ-models (σ(2), σ(1), EFG): y_μ = Σ_f w_f q^{λμ}_f by the contracted path
+   (``_soap_core.contract_centre``, weights folded per (l1, l2) pair);
+4. σiso / OOD (Nyström): power spectrum p, preprocessed x, then for a block of centres
+   K = k(X, Z) by one GEMM (``scipy.linalg.cython_blas``),
+   σiso = (K w) y_std + y_mean, residual r = 1 − |L_Z⁻¹ k_Zx|² (one TRSM, the leading
+   ``ood_rank`` pivots of the pivoted-Cholesky factor), linear σiso = ((x − μ)/s)·w s_y + μ_y;
+5. assembly: σ = σiso·1 + S(σ(2)) + A(σ(1)), δiso = −a(σiso − σref), V = S(EFG),
+   Vzz, η (|Vzz| ≥ |Vyy| ≥ |Vxx|), CQ = (CQ_MHZ_PER_MB_AU · Q) Vzz, Haeberlen ζ, η of σ(2),
+   OOD score = fraction of held-out training residuals ≤ r (1 for a centre without
+   neighbours inside the OOD descriptor's r_cut).
+
+Centres are processed in blocks of one element; threads (POSIX) take contiguous ranges
+of the centres sorted by element. Every per-centre result depends only on that centre's
+neighbours: the GEMM/TRSM rows are independent, sums run in a fixed order.
+"""
+import os
+
+import numpy as np
+cimport numpy as cnp
+from libc.math cimport sqrt, exp, pow, fabs, isfinite, NAN
+from libc.stdlib cimport malloc, calloc, free, qsort
+from libc.string cimport memset, memcpy
+from libc.stdint cimport int32_t, int64_t, uintptr_t
+from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm
+
+from ase_mlnmr.core._soap_core cimport (
+    SoapSpec, LambdaSpec, ContractionSpec, expand_centre, power_spectrum_from_coefficients,
+    contract_centre, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
+    MLNMR_ERR_MEMORY, MLNMR_ERR_ARGUMENT,
+)
+
+cnp.import_array()
+
+cdef extern from "mlnmr_core.h":
+    enum:
+        MLNMR_ERR_ELEMENT
+        MLNMR_ERR_NEIGHBOUR_ELEMENT
+        MLNMR_ERR_PYTHON
+        MLNMR_ERR_VERSION
+        MLNMR_N_STATUS
+        MLNMR_EVALUATOR_API_VERSION
+        MLNMR_OUT_MS
+        MLNMR_OUT_MS_ISO
+        MLNMR_OUT_DELTA_ISO
+        MLNMR_OUT_MS_L2
+        MLNMR_OUT_MS_ZETA
+        MLNMR_OUT_MS_ETA
+        MLNMR_OUT_EFG
+        MLNMR_OUT_EFG_L2
+        MLNMR_OUT_VZZ
+        MLNMR_OUT_ETA_Q
+        MLNMR_OUT_CQ
+        MLNMR_OUT_OOD
+        MLNMR_OUT_OOD_RESIDUAL
+        MLNMR_OUT_WIDTH
+        MLNMR_WANT_SHIELDING
+        MLNMR_WANT_EFG
+        MLNMR_WANT_OOD
+        MLNMR_WANT_ALL
+        MLNMR_SKIP_UNKNOWN
+        MLNMR_HAS_MS_ISO
+        MLNMR_HAS_MS_ANISO
+        MLNMR_HAS_MS_ANTISYM
+        MLNMR_HAS_EFG
+        MLNMR_HAS_OOD
+        MLNMR_HAS_DELTA_ISO
+        MLNMR_HAS_CQ
+    ctypedef struct mlnmr_output_field:
+        const char* name
+        int offset
+        int width
+        const char* unit
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    ctypedef struct pthread_attr_t:
+        pass
+    int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*) noexcept nogil,
+                       void* arg)
+    int pthread_join(pthread_t thread, void** retval)
+
+API_VERSION = MLNMR_EVALUATOR_API_VERSION
+WIDTH = MLNMR_OUT_WIDTH
+WANT_SHIELDING = MLNMR_WANT_SHIELDING
+WANT_EFG = MLNMR_WANT_EFG
+WANT_OOD = MLNMR_WANT_OOD
+WANT_ALL = MLNMR_WANT_ALL
+SKIP_UNKNOWN = MLNMR_SKIP_UNKNOWN
+HAS = {"ms_iso": MLNMR_HAS_MS_ISO, "ms_aniso": MLNMR_HAS_MS_ANISO, "ms_antisym": MLNMR_HAS_MS_ANTISYM,
+       "efg": MLNMR_HAS_EFG, "ood": MLNMR_HAS_OOD, "delta_iso": MLNMR_HAS_DELTA_ISO, "cq": MLNMR_HAS_CQ}
+
+#: Output fields: name -> (offset, width, unit); the C table mlnmr_output_fields() holds the same.
+OUTPUT_FIELDS = {
+    "ms": (MLNMR_OUT_MS, 9, "ppm"), "ms_iso": (MLNMR_OUT_MS_ISO, 1, "ppm"),
+    "delta_iso": (MLNMR_OUT_DELTA_ISO, 1, "ppm"), "ms_l2": (MLNMR_OUT_MS_L2, 5, "ppm"),
+    "ms_zeta": (MLNMR_OUT_MS_ZETA, 1, "ppm"), "ms_eta": (MLNMR_OUT_MS_ETA, 1, ""),
+    "efg": (MLNMR_OUT_EFG, 9, "au"), "efg_l2": (MLNMR_OUT_EFG_L2, 5, "au"), "vzz": (MLNMR_OUT_VZZ, 1, "au"),
+    "eta_q": (MLNMR_OUT_ETA_Q, 1, ""), "cq": (MLNMR_OUT_CQ, 1, "MHz"), "ood": (MLNMR_OUT_OOD, 1, ""),
+    "ood_residual": (MLNMR_OUT_OOD_RESIDUAL, 1, ""),
+}
+
+cdef mlnmr_output_field[13] _FIELDS
+cdef list _FIELD_NAMES = []  # keeps the bytes alive
+
+def _init_fields():
+    cdef int k = 0
+    for name, (offset, width, unit) in OUTPUT_FIELDS.items():
+        name_b, unit_b = name.encode(), unit.encode()
+        _FIELD_NAMES.extend([name_b, unit_b])
+        _FIELDS[k].name = name_b
+        _FIELDS[k].offset = offset
+        _FIELDS[k].width = width
+        _FIELDS[k].unit = unit_b
+        k += 1
+
+_init_fields()
+
+STATUS_MESSAGES = {
+    MLNMR_OK: "success",
+    MLNMR_ERR_COINCIDENT: "coincident atoms: a neighbour is closer than 1e-4 Å to its centre",
+    MLNMR_ERR_NONFINITE: "NaN or inf in a neighbour displacement vector",
+    MLNMR_ERR_SPECIES: "neighbour species index outside the descriptor's species",
+    MLNMR_ERR_MEMORY: "out of memory in the evaluator",
+    MLNMR_ERR_ARGUMENT: "invalid arguments: offsets must start at 0 and not decrease, n_threads >= 1",
+    MLNMR_ERR_ELEMENT: "a centre's element has no model (use skip-unknown to leave it unpredicted)",
+    MLNMR_ERR_NEIGHBOUR_ELEMENT: "a neighbour's element is not among the model's neighbour species",
+    MLNMR_ERR_PYTHON: "evaluator creation failed in Python (see the error text)",
+    MLNMR_ERR_VERSION: "the caller was built for another evaluator API version",
+}
+cdef list _STATUS_BYTES = [STATUS_MESSAGES.get(k, "unknown status").encode() for k in range(MLNMR_N_STATUS)]
+cdef const char* _UNKNOWN_STATUS = b"unknown status code"
+cdef const char* _STATUS_TEXT[10]
+for _k in range(MLNMR_N_STATUS):
+    _STATUS_TEXT[_k] = <const char*>_STATUS_BYTES[_k]
+
+
+#: Centres per block of the kernel step (memory per thread ~ block * (D + m) * 8 bytes).
+DEFAULT_BLOCK_SIZE = 256
+#: Centres per GEMM/TRSM call, fixed whatever the block size (zero-padded): per-row results
+#: of OpenBLAS depend on the call's shape (small-matrix and GEMV paths), not on the row's place.
+GEMM_WIDTH = 256
+cdef int GEMM_COLUMNS = 256
+cdef int MAX_EXPANSIONS = 8  # distinct descriptors per element (5 components at most)
+
+
+# --------------------------------------------------------------------------------------
+# C data
+# --------------------------------------------------------------------------------------
+cdef struct Expansion:
+    const SoapSpec* spec
+    double r_cut2
+    int n_coeff
+    int32_t channel_of_z[120]   # density-channel index per atomic number, -1: not a species
+
+cdef struct LambdaModel:
+    int expansion               # -1: absent
+    int n_mu
+    const LambdaSpec* lam
+    ContractionSpec weights
+
+cdef struct KernelModel:
+    int expansion               # -1: absent
+    int linear                  # 1: ridge on the raw power spectrum
+    int dot                     # 1: dot-product kernel, 0: Gaussian
+    int zeta
+    int normalize               # Gaussian: rows to unit length before centring
+    int single                  # 1: float32 kernel block
+    int n_features
+    int m                       # inducing points
+    double inv_two_l2           # 1 / (2 l²)
+    const double* x_mean        # [D]
+    const double* x_scale       # [D]
+    const double* inducing      # [m][D] preprocessed
+    const float* inducing32     # [m][D] (single)
+    const double* inducing_sq   # [m]
+    const double* weights       # [m] Nyström / [D] linear (scaled weights)
+    double y_mean
+    double y_scale
+    const double* chol          # [m][m] lower, row-major: K_ZZ = L_Z L_Zᵀ
+    int ood_rank                # leading pivots used by the OOD residual
+    const double* reference     # [n_reference] sorted held-out residuals
+    int64_t n_reference
+
+cdef struct Element:
+    int atomic_number
+    int n_expansions
+    Expansion expansions[8]
+    double r_cut2               # largest of the element's components
+    KernelModel iso
+    KernelModel ood
+    int ood_shares_iso
+    LambdaModel aniso
+    LambdaModel antisym
+    LambdaModel efg
+    int has_calibration
+    double cal_slope
+    double cal_ref
+    double cq_per_au            # MHz per a.u. of Vzz (NaN: no quadrupolar isotope)
+    unsigned outputs            # MLNMR_HAS_* bits
+
+cdef struct EvaluatorData:
+    int api_version
+    int n_elements
+    Element* elements
+    int element_of_z[120]
+    double cutoff
+    int block_size
+    int max_features
+    int max_inducing
+    int max_coeff
+    int max_scratch
+
+cdef struct Pair:
+    double d2
+    double x
+    double y
+    double z
+    int32_t number
+    int64_t entry
+
+cdef int _compare_pairs(const void* a, const void* b) noexcept nogil:
+    cdef const Pair* p = <const Pair*>a
+    cdef const Pair* q = <const Pair*>b
+    if p.d2 != q.d2:
+        return -1 if p.d2 < q.d2 else 1
+    if p.x != q.x:
+        return -1 if p.x < q.x else 1
+    if p.y != q.y:
+        return -1 if p.y < q.y else 1
+    if p.z != q.z:
+        return -1 if p.z < q.z else 1
+    if p.number != q.number:
+        return -1 if p.number < q.number else 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Small tensor algebra (NMR conventions of ase_mlnmr.nmr: efg.py, shielding.py)
+# --------------------------------------------------------------------------------------
+cdef char TRANS = b"T"
+cdef char NOTRANS = b"N"
+cdef char LEFT = b"L"
+cdef char UPPER = b"U"
+cdef double INV_SQRT2 = 0.7071067811865476
+cdef double INV_SQRT6 = 0.4082482904638631
+
+cdef inline void l2_to_cartesian(const double* s, double* t) noexcept nogil:
+    """S = Σ_m s_m B_m (spherical_tensors.L2_BASIS), row-major 3×3."""
+    t[0] = -s[2] * INV_SQRT6 + s[4] * INV_SQRT2
+    t[4] = -s[2] * INV_SQRT6 - s[4] * INV_SQRT2
+    t[8] = 2.0 * s[2] * INV_SQRT6
+    t[1] = s[0] * INV_SQRT2
+    t[3] = t[1]
+    t[5] = s[1] * INV_SQRT2
+    t[7] = t[5]
+    t[2] = s[3] * INV_SQRT2
+    t[6] = t[2]
+
+cdef void symmetric_eigenvalues(const double* t, double* values) noexcept nogil:
+    """Eigenvalues (ascending) of a symmetric 3×3 matrix by cyclic Jacobi rotations."""
+    cdef double a[9]
+    cdef double theta, tau, c, s, apq, app, aqq, akp, akq, off, scale
+    cdef int sweep, p, q, k, i, j
+    cdef int pairs[6]
+    pairs[0] = 0; pairs[1] = 1; pairs[2] = 0; pairs[3] = 2; pairs[4] = 1; pairs[5] = 2
+    memcpy(a, t, 9 * sizeof(double))
+    scale = 0.0
+    for i in range(9):
+        scale += a[i] * a[i]
+    for sweep in range(60):
+        off = a[1] * a[1] + a[2] * a[2] + a[5] * a[5]
+        if off <= 1e-36 * scale or off == 0.0:
+            break
+        for k in range(3):
+            p = pairs[2 * k]
+            q = pairs[2 * k + 1]
+            apq = a[3 * p + q]
+            if apq == 0.0:
+                continue
+            app = a[3 * p + p]
+            aqq = a[3 * q + q]
+            theta = (aqq - app) / (2.0 * apq)
+            if fabs(theta) > 1e150:
+                tau = 0.5 / theta
+            else:
+                tau = (1.0 if theta >= 0 else -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0))
+            c = 1.0 / sqrt(tau * tau + 1.0)
+            s = tau * c
+            for i in range(3):       # A <- A J (columns p, q)
+                akp = a[3 * i + p]
+                akq = a[3 * i + q]
+                a[3 * i + p] = c * akp - s * akq
+                a[3 * i + q] = s * akp + c * akq
+            for j in range(3):       # A <- Jᵀ A (rows p, q)
+                akp = a[3 * p + j]
+                akq = a[3 * q + j]
+                a[3 * p + j] = c * akp - s * akq
+                a[3 * q + j] = s * akp + c * akq
+            a[3 * p + q] = 0.0
+            a[3 * q + p] = 0.0
+    values[0] = a[0]
+    values[1] = a[4]
+    values[2] = a[8]
+    # ascending (insertion sort of three)
+    for i in range(1, 3):
+        c = values[i]
+        j = i - 1
+        while j >= 0 and values[j] > c:
+            values[j + 1] = values[j]
+            j -= 1
+        values[j + 1] = c
+
+cdef void principal_order(const double* ascending, int haeberlen, double* ordered) noexcept nogil:
+    """(x, y, z) of orientation.principal_frame: stable sort by |v − mean| of the ascending
+    eigenvalues ("efg"); "haeberlen" swaps the first two."""
+    cdef double mean = (ascending[0] + ascending[1] + ascending[2]) / 3.0
+    cdef int order[3]
+    cdef int i, j, tmp
+    order[0] = 0; order[1] = 1; order[2] = 2
+    for i in range(1, 3):
+        tmp = order[i]
+        j = i - 1
+        while j >= 0 and fabs(ascending[order[j]] - mean) > fabs(ascending[tmp] - mean):
+            order[j + 1] = order[j]
+            j -= 1
+        order[j + 1] = tmp
+    if haeberlen:
+        tmp = order[0]
+        order[0] = order[1]
+        order[1] = tmp
+    for i in range(3):
+        ordered[i] = ascending[order[i]]
+
+cdef inline int is_isotropic(const double* v) noexcept nogil:
+    """orientation._is_isotropic: |Tzz − Tiso| <= 1e-12 ‖T‖_F (values ordered efg/haeberlen)."""
+    cdef double iso = (v[0] + v[1] + v[2]) / 3.0
+    return fabs(v[2] - iso) <= 1e-12 * sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+
+cdef inline double clip01(double x) noexcept nogil:
+    return 0.0 if x < 0.0 else (1.0 if x > 1.0 else x)
+
+
+# --------------------------------------------------------------------------------------
+# Kernel step on a block of centres
+# --------------------------------------------------------------------------------------
+cdef void preprocess_rows(const KernelModel* km, int nb, double* X, double* x2) noexcept nogil:
+    """NystromKernelRidge._preprocess row by row: Gaussian ((x/|x| if normalize) − μ)/s;
+    dot product (x/s)/|x/s| (zero rows stay zero, x2 = 0)."""
+    cdef int r, f, D = km.n_features
+    cdef double* row
+    cdef double norm
+    for r in range(nb):
+        row = X + <int64_t>r * D
+        if km.dot:
+            norm = 0.0
+            for f in range(D):
+                row[f] = row[f] / km.x_scale[f]
+                norm += row[f] * row[f]
+            norm = sqrt(norm)
+            if norm > 0.0:
+                for f in range(D):
+                    row[f] = row[f] / norm
+                x2[r] = 1.0
+            else:
+                x2[r] = 0.0
+        else:
+            if km.normalize:
+                norm = 0.0
+                for f in range(D):
+                    norm += row[f] * row[f]
+                norm = sqrt(norm)
+                if norm > 0.0:
+                    for f in range(D):
+                        row[f] = row[f] / norm
+            norm = 0.0
+            for f in range(D):
+                row[f] = (row[f] - km.x_mean[f]) / km.x_scale[f]
+                norm += row[f] * row[f]
+            x2[r] = norm
+
+
+cdef inline int padded_rows(int nb) noexcept nogil:
+    """nb rounded up to a multiple of GEMM_COLUMNS."""
+    return (nb + GEMM_COLUMNS - 1) // GEMM_COLUMNS * GEMM_COLUMNS
+
+
+cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, const double* x2,
+                       double* K) noexcept nogil:
+    """K[r][j] = k(x_r, z_j), row-major nb × m: GEMMs of exactly GEMM_COLUMNS centres each
+    (X zero-padded to padded_rows(nb) rows; OpenBLAS picks its algorithm by shape, so a
+    fixed shape keeps every row's sums bitwise the same), then the kernel function."""
+    cdef int m = km.m, D = km.n_features, r, j, width = GEMM_COLUMNS, rows = padded_rows(nb), c
+    cdef int64_t t, total = <int64_t>rows * m
+    cdef double one = 1.0, zero = 0.0, d, factor
+    cdef float one32 = 1.0, zero32 = 0.0
+    cdef float* K32
+    memset(X + <int64_t>nb * D, 0, <int64_t>(rows - nb) * D * sizeof(double))
+    if km.single:
+        for t in range(<int64_t>rows * D):
+            X32[t] = <float>X[t]
+        K32 = <float*>K  # rows*m floats fit in the rows*m doubles of K
+        for c in range(rows // width):
+            sgemm(&TRANS, &NOTRANS, &m, &width, &D, &one32, <float*>km.inducing32, &D,
+                  X32 + <int64_t>c * width * D, &D, &zero32, K32 + <int64_t>c * width * m, &m)
+        t = total - 1
+        while t >= 0:               # widen in place, from the end
+            K[t] = <double>K32[t]
+            t -= 1
+    else:
+        for c in range(rows // width):
+            dgemm(&TRANS, &NOTRANS, &m, &width, &D, &one, <double*>km.inducing, &D, X + <int64_t>c * width * D, &D,
+                  &zero, K + <int64_t>c * width * m, &m)
+    if km.dot:
+        for r in range(nb):
+            for j in range(m):
+                d = K[<int64_t>r * m + j]
+                if d > 1.0:
+                    d = 1.0
+                elif d < -1.0:
+                    d = -1.0
+                if km.zeta != 1:
+                    d = pow(d, <double>km.zeta)
+                if x2[r] < 0.5 and km.inducing_sq[j] < 0.5:
+                    d = 1.0
+                K[<int64_t>r * m + j] = d
+    else:
+        factor = -km.inv_two_l2
+        for r in range(nb):
+            for j in range(m):
+                d = x2[r] + km.inducing_sq[j] - 2.0 * K[<int64_t>r * m + j]
+                if d < 0.0:
+                    d = 0.0
+                K[<int64_t>r * m + j] = exp(factor * d)
+
+
+cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double* values) noexcept nogil:
+    """f(x) = (k_xZ w) y_std + y_mean, summed in a fixed order."""
+    cdef int r, j, m = km.m
+    cdef double total
+    for r in range(nb):
+        total = 0.0
+        for j in range(m):
+            total += K[<int64_t>r * m + j] * km.weights[j]
+        values[r] = total * km.y_scale + km.y_mean
+
+
+cdef void linear_values(const KernelModel* km, int nb, const double* X, double* values) noexcept nogil:
+    """RidgeRegression.predict: ((x − μ)/s)·w y_scale + y_mean."""
+    cdef int r, f, D = km.n_features
+    cdef double total
+    for r in range(nb):
+        total = 0.0
+        for f in range(D):
+            total += (X[<int64_t>r * D + f] - km.x_mean[f]) / km.x_scale[f] * km.weights[f]
+        values[r] = total * km.y_scale + km.y_mean
+
+
+cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* residual) noexcept nogil:
+    """r = 1 − |L_p⁻¹ k_p|² over the leading p = ood_rank pivots (K overwritten)."""
+    cdef int m = km.m, p = km.ood_rank, r, j, c, width = GEMM_COLUMNS
+    cdef double one = 1.0, total
+    # K row-major nb × m is column-major m × nb with columns k_x; L (row-major lower) is
+    # column-major upper U = Lᵀ: solve Uᵀ φ = k on the leading p × p block, GEMM_COLUMNS
+    # columns at a time (fixed shape, as in kernel_block; the padded rows are zero).
+    for c in range(padded_rows(nb) // width):
+        dtrsm(&LEFT, &UPPER, &TRANS, &NOTRANS, &p, &width, &one, <double*>km.chol, &m, K + <int64_t>c * width * m,
+              &m)
+    for r in range(nb):
+        total = 0.0
+        for j in range(p):
+            total += K[<int64_t>r * m + j] * K[<int64_t>r * m + j]
+        residual[r] = clip01(1.0 - total)
+
+
+cdef double ood_score(const KernelModel* km, double residual) noexcept nogil:
+    """Fraction of held-out training residuals <= r (the residual itself without reference)."""
+    cdef int64_t lo = 0, hi = km.n_reference, mid
+    if km.n_reference == 0:
+        return residual
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if km.reference[mid] <= residual:
+            lo = mid + 1
+        else:
+            hi = mid
+    return <double>lo / <double>km.n_reference
+
+
+# --------------------------------------------------------------------------------------
+# One thread's work: a contiguous range of the centres sorted by element
+# --------------------------------------------------------------------------------------
+cdef struct Work:
+    const EvaluatorData* ev
+    const int64_t* order        # centre indices sorted by element
+    const int32_t* element_index  # per centre (-1: unknown)
+    int64_t start
+    int64_t stop
+    const int64_t* offsets
+    const double* vectors
+    const int32_t* numbers
+    unsigned want
+    double* out
+    int status
+    int64_t error_position      # position in `order` of the failing centre
+    int64_t error_pair
+
+
+cdef int run_work(Work* w) noexcept nogil:
+    cdef const EvaluatorData* ev = w.ev
+    cdef int64_t max_pairs = 0, i, pos, k, block_start, block_stop
+    cdef int e, r, nb, x, n_in, status = MLNMR_OK, B = ev.block_size
+    for pos in range(w.start, w.stop):
+        i = w.order[pos]
+        if w.offsets[i + 1] - w.offsets[i] > max_pairs:
+            max_pairs = w.offsets[i + 1] - w.offsets[i]
+    cdef Pair* pairs = <Pair*>malloc((max_pairs + 1) * sizeof(Pair))
+    cdef double* vec = <double*>malloc((3 * max_pairs + 3) * sizeof(double))
+    cdef int32_t* channel = <int32_t*>malloc((max_pairs + 1) * sizeof(int32_t))
+    cdef int64_t* entry = <int64_t*>malloc((max_pairs + 1) * sizeof(int64_t))
+    cdef double* coeff = <double*>malloc((ev.max_coeff + ev.max_scratch) * sizeof(double))
+    cdef int64_t rows = padded_rows(B)
+    cdef double* F_iso = <double*>malloc(rows * ev.max_features * sizeof(double))
+    cdef double* F_ood = <double*>malloc(rows * ev.max_features * sizeof(double))
+    cdef float* F32 = <float*>malloc(rows * ev.max_features * sizeof(float))
+    cdef double* K = <double*>malloc(rows * ev.max_inducing * sizeof(double) + 8)
+    cdef double* small = <double*>malloc(<int64_t>B * 24 * sizeof(double))
+    cdef int* bare_ood = <int*>malloc(B * sizeof(int))
+    if (pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL or F_iso == NULL
+            or F_ood == NULL or F32 == NULL or K == NULL or small == NULL or bare_ood == NULL):
+        status = MLNMR_ERR_MEMORY
+        w.error_position = w.start
+    cdef double* x2 = small              # [B]
+    cdef double* iso_values = small + B  # [B]
+    cdef double* residual = small + 2 * B
+    cdef double* aniso = small + 3 * B   # [B][5]
+    cdef double* antisym = small + 8 * B  # [B][3]
+    cdef double* efg = small + 11 * B    # [B][5]
+    cdef const Element* el
+    cdef const Expansion* xp
+    cdef double* row
+    cdef double* scratch = coeff + ev.max_coeff
+    cdef int64_t n_pairs, err
+    cdef double d2, dx, dy, dz
+    cdef int32_t z
+    cdef int want_ms, want_efg, want_ood, do_iso, do_ood
+    block_start = w.start
+    while status == MLNMR_OK and block_start < w.stop:
+        e = w.element_index[w.order[block_start]]
+        block_stop = block_start
+        while block_stop < w.stop and block_stop - block_start < B and w.element_index[w.order[block_stop]] == e:
+            block_stop += 1
+        nb = <int>(block_stop - block_start)
+        if e < 0:               # unknown element, skip mode: NaN rows (already filled)
+            block_start = block_stop
+            continue
+        el = &ev.elements[e]
+        want_ms = (w.want & MLNMR_WANT_SHIELDING) != 0
+        want_efg = (w.want & MLNMR_WANT_EFG) != 0 and el.efg.expansion >= 0
+        want_ood = (w.want & MLNMR_WANT_OOD) != 0 and el.ood.expansion >= 0
+        do_iso = want_ms and el.iso.expansion >= 0
+        do_ood = want_ood
+        for r in range(nb):
+            i = w.order[block_start + r]
+            # 1. gather and sort the neighbours inside the element's largest r_cut
+            n_pairs = 0
+            for k in range(w.offsets[i], w.offsets[i + 1]):
+                dx = w.vectors[3 * k]
+                dy = w.vectors[3 * k + 1]
+                dz = w.vectors[3 * k + 2]
+                if not (isfinite(dx) and isfinite(dy) and isfinite(dz)):
+                    status = MLNMR_ERR_NONFINITE
+                    w.error_pair = k
+                    break
+                d2 = dx * dx + dy * dy + dz * dz
+                if d2 >= el.r_cut2:
+                    continue
+                pairs[n_pairs].d2 = d2
+                pairs[n_pairs].x = dx
+                pairs[n_pairs].y = dy
+                pairs[n_pairs].z = dz
+                pairs[n_pairs].number = w.numbers[k]
+                pairs[n_pairs].entry = k
+                n_pairs += 1
+            if status != MLNMR_OK:
+                w.error_position = block_start + r
+                break
+            qsort(pairs, n_pairs, sizeof(Pair), _compare_pairs)
+            bare_ood[r] = 1
+            # 2.-4. per expansion: filter, expand, contract / power spectrum
+            for x in range(el.n_expansions):
+                xp = &el.expansions[x]
+                n_in = 0
+                for k in range(n_pairs):
+                    if pairs[k].d2 >= xp.r_cut2:
+                        break       # sorted by d2
+                    z = pairs[k].number
+                    if z < 0 or z >= 120 or xp.channel_of_z[z] < 0:
+                        status = MLNMR_ERR_NEIGHBOUR_ELEMENT
+                        w.error_pair = pairs[k].entry
+                        break
+                    vec[3 * n_in] = pairs[k].x
+                    vec[3 * n_in + 1] = pairs[k].y
+                    vec[3 * n_in + 2] = pairs[k].z
+                    channel[n_in] = xp.channel_of_z[z]
+                    entry[n_in] = pairs[k].entry
+                    n_in += 1
+                if status != MLNMR_OK:
+                    break
+                err = -1
+                status = expand_centre(xp.spec, 0, n_in, vec, channel, coeff, &err)
+                if status != MLNMR_OK:
+                    w.error_pair = entry[err] if err >= 0 else -1
+                    break
+                if want_ms and el.aniso.expansion == x:
+                    contract_centre(xp.spec, el.aniso.lam, &el.aniso.weights, coeff, scratch, aniso + 5 * r)
+                if want_ms and el.antisym.expansion == x:
+                    contract_centre(xp.spec, el.antisym.lam, &el.antisym.weights, coeff, scratch, antisym + 3 * r)
+                if want_efg and el.efg.expansion == x:
+                    contract_centre(xp.spec, el.efg.lam, &el.efg.weights, coeff, scratch, efg + 5 * r)
+                if do_iso and el.iso.expansion == x:
+                    power_spectrum_from_coefficients(xp.spec, coeff, F_iso + <int64_t>r * el.iso.n_features)
+                if do_ood and el.ood.expansion == x:
+                    bare_ood[r] = n_in == 0
+                    if not (el.ood_shares_iso and do_iso):
+                        power_spectrum_from_coefficients(xp.spec, coeff, F_ood + <int64_t>r * el.ood.n_features)
+            if status != MLNMR_OK:
+                w.error_position = block_start + r
+                break
+        if status != MLNMR_OK:
+            break
+        # 4. kernel step
+        if do_iso:
+            if el.iso.linear:
+                linear_values(&el.iso, nb, F_iso, iso_values)
+            else:
+                preprocess_rows(&el.iso, nb, F_iso, x2)
+                kernel_block(&el.iso, nb, F_iso, F32, x2, K)
+                nystrom_values(&el.iso, nb, K, iso_values)
+                if do_ood and el.ood_shares_iso:
+                    nystrom_residuals(&el.ood, nb, K, residual)
+        if do_ood and not (el.ood_shares_iso and do_iso):
+            preprocess_rows(&el.ood, nb, F_ood, x2)
+            kernel_block(&el.ood, nb, F_ood, F32, x2, K)
+            nystrom_residuals(&el.ood, nb, K, residual)
+        # 5. assembly
+        for r in range(nb):
+            i = w.order[block_start + r]
+            row = w.out + i * MLNMR_OUT_WIDTH
+            if want_ms:
+                assemble_shielding(el, do_iso, iso_values[r], aniso + 5 * r, antisym + 3 * r, row)
+            if want_efg:
+                assemble_efg(el, efg + 5 * r, row)
+            if want_ood:
+                if bare_ood[r]:
+                    row[MLNMR_OUT_OOD_RESIDUAL] = 1.0
+                    row[MLNMR_OUT_OOD] = 1.0
+                else:
+                    row[MLNMR_OUT_OOD_RESIDUAL] = residual[r]
+                    row[MLNMR_OUT_OOD] = ood_score(&el.ood, residual[r])
+        block_start = block_stop
+    free(pairs); free(vec); free(channel); free(entry); free(coeff); free(F_iso); free(F_ood); free(F32)
+    free(K); free(small); free(bare_ood)
+    w.status = status
+    return status
+
+
+cdef void assemble_shielding(const Element* el, int has_iso, double iso, const double* aniso,
+                             const double* antisym, double* row) noexcept nogil:
+    cdef double s[9]
+    cdef double values[3]
+    cdef double ordered[3]
+    cdef int k
+    cdef int has_aniso = el.aniso.expansion >= 0
+    if has_aniso:
+        l2_to_cartesian(aniso, s)
+        for k in range(5):
+            row[MLNMR_OUT_MS_L2 + k] = aniso[k]
+        symmetric_eigenvalues(s, values)
+        principal_order(values, 1, ordered)
+        if is_isotropic(ordered):
+            row[MLNMR_OUT_MS_ZETA] = ordered[2] - (ordered[0] + ordered[1] + ordered[2]) / 3.0
+            row[MLNMR_OUT_MS_ETA] = 0.0
+        else:
+            row[MLNMR_OUT_MS_ZETA] = ordered[2] - (ordered[0] + ordered[1] + ordered[2]) / 3.0
+            row[MLNMR_OUT_MS_ETA] = clip01((ordered[1] - ordered[0]) / row[MLNMR_OUT_MS_ZETA])
+    else:
+        memset(s, 0, 9 * sizeof(double))
+    if not has_iso:
+        return
+    row[MLNMR_OUT_MS_ISO] = iso
+    if not has_aniso:
+        row[MLNMR_OUT_MS_ZETA] = 0.0
+        row[MLNMR_OUT_MS_ETA] = 0.0
+    if el.has_calibration:
+        row[MLNMR_OUT_DELTA_ISO] = -el.cal_slope * (iso - el.cal_ref)
+    s[0] += iso
+    s[4] += iso
+    s[8] += iso
+    if el.antisym.expansion >= 0:   # A(v), v = (v_y, v_z, v_x)
+        s[5] += antisym[2]
+        s[7] -= antisym[2]
+        s[6] += antisym[0]
+        s[2] -= antisym[0]
+        s[1] += antisym[1]
+        s[3] -= antisym[1]
+    for k in range(9):
+        row[MLNMR_OUT_MS + k] = s[k]
+
+
+cdef void assemble_efg(const Element* el, const double* spherical, double* row) noexcept nogil:
+    cdef double v[9]
+    cdef double values[3]
+    cdef double ordered[3]
+    cdef int k
+    l2_to_cartesian(spherical, v)
+    for k in range(9):
+        row[MLNMR_OUT_EFG + k] = v[k]
+    for k in range(5):
+        row[MLNMR_OUT_EFG_L2 + k] = spherical[k]
+    symmetric_eigenvalues(v, values)
+    principal_order(values, 0, ordered)
+    row[MLNMR_OUT_VZZ] = ordered[2]
+    if is_isotropic(ordered):
+        row[MLNMR_OUT_ETA_Q] = 0.0
+    else:
+        row[MLNMR_OUT_ETA_Q] = clip01((ordered[0] - ordered[1]) / ordered[2])
+    row[MLNMR_OUT_CQ] = el.cq_per_au * ordered[2]
+
+
+cdef void* _thread_main(void* arg) noexcept nogil:
+    run_work(<Work*>arg)
+    return NULL
+
+
+cdef int evaluate(const EvaluatorData* ev, int64_t n_centres, const int32_t* centre_numbers,
+                  const int64_t* offsets, const double* vectors, const int32_t* numbers, unsigned want,
+                  int n_threads, double* out, int64_t* error_centre, int64_t* error_pair) noexcept nogil:
+    """All outputs of n_centres centres into out[n_centres][MLNMR_OUT_WIDTH] (module doc)."""
+    cdef int64_t i, k, pos
+    cdef int e, t, status = MLNMR_OK
+    error_centre[0] = -1
+    error_pair[0] = -1
+    if n_centres < 0 or n_threads < 1 or (n_centres > 0 and offsets[0] != 0):
+        return MLNMR_ERR_ARGUMENT
+    for i in range(n_centres):
+        if offsets[i + 1] < offsets[i]:
+            error_centre[0] = i
+            return MLNMR_ERR_ARGUMENT
+    for i in range(n_centres * MLNMR_OUT_WIDTH):
+        out[i] = NAN
+    if n_centres == 0:
+        return MLNMR_OK
+    cdef int32_t* element_index = <int32_t*>malloc(n_centres * sizeof(int32_t))
+    cdef int64_t* order = <int64_t*>malloc(n_centres * sizeof(int64_t))
+    cdef int64_t* counts = <int64_t*>calloc(ev.n_elements + 2, sizeof(int64_t))
+    cdef Work* work = <Work*>calloc(n_threads, sizeof(Work))
+    cdef pthread_t* threads = <pthread_t*>calloc(n_threads, sizeof(pthread_t))
+    cdef int* started = <int*>calloc(n_threads, sizeof(int))
+    if element_index == NULL or order == NULL or counts == NULL or work == NULL or threads == NULL or started == NULL:
+        free(element_index); free(order); free(counts); free(work); free(threads); free(started)
+        return MLNMR_ERR_MEMORY
+    for i in range(n_centres):
+        e = -1
+        if 0 <= centre_numbers[i] < 120:
+            e = ev.element_of_z[centre_numbers[i]]
+        if e < 0 and not (want & MLNMR_SKIP_UNKNOWN):
+            error_centre[0] = i
+            free(element_index); free(order); free(counts); free(work); free(threads); free(started)
+            return MLNMR_ERR_ELEMENT
+        element_index[i] = e
+        counts[e + 2] += 1          # counting sort by element (unknown first)
+    for e in range(1, ev.n_elements + 2):
+        counts[e] += counts[e - 1]
+    # group g = element + 1 (0: unknown) occupies order[counts[g] : counts[g + 1]]
+    cdef int64_t* group_start = <int64_t*>malloc((ev.n_elements + 2) * sizeof(int64_t))
+    cdef int64_t* thread_order = <int64_t*>malloc(n_centres * sizeof(int64_t))
+    if group_start == NULL or thread_order == NULL:
+        free(element_index); free(order); free(counts); free(work); free(threads); free(started)
+        free(group_start); free(thread_order)
+        return MLNMR_ERR_MEMORY
+    memcpy(group_start, counts, (ev.n_elements + 2) * sizeof(int64_t))
+    for i in range(n_centres):
+        order[counts[element_index[i] + 1]] = i
+        counts[element_index[i] + 1] += 1
+    # each thread takes the t-th slice of every element's centres (balanced cost)
+    cdef int64_t begin = 0, a, b
+    cdef int g
+    for t in range(n_threads):
+        work[t].order = thread_order + begin
+        for g in range(ev.n_elements + 1):
+            a = group_start[g] + (group_start[g + 1] - group_start[g]) * t // n_threads
+            b = group_start[g] + (group_start[g + 1] - group_start[g]) * (t + 1) // n_threads
+            memcpy(thread_order + begin, order + a, (b - a) * sizeof(int64_t))
+            begin += b - a
+        work[t].start = 0
+        work[t].stop = (thread_order + begin) - work[t].order
+    for t in range(n_threads):
+        work[t].ev = ev
+        work[t].element_index = element_index
+        work[t].offsets = offsets
+        work[t].vectors = vectors
+        work[t].numbers = numbers
+        work[t].want = want
+        work[t].out = out
+        work[t].error_pair = -1
+        work[t].error_position = -1
+    if n_threads == 1:
+        run_work(&work[0])
+    else:
+        for t in range(1, n_threads):
+            started[t] = pthread_create(&threads[t], NULL, _thread_main, &work[t]) == 0
+            if not started[t]:
+                run_work(&work[t])
+        run_work(&work[0])
+        for t in range(1, n_threads):
+            if started[t]:
+                pthread_join(threads[t], NULL)
+    for t in range(n_threads):      # the failing centre of lowest index
+        if work[t].status != MLNMR_OK and work[t].error_position >= 0:
+            if status == MLNMR_OK or work[t].order[work[t].error_position] < error_centre[0]:
+                status = work[t].status
+                error_centre[0] = work[t].order[work[t].error_position]
+                error_pair[0] = work[t].error_pair
+    free(element_index); free(order); free(counts); free(work); free(threads); free(started)
+    free(group_start); free(thread_order)
+    return status
+
+
+# --------------------------------------------------------------------------------------
+# Exported C API (mlnmr_core.h); create/free live in mlnmr_evaluator_bridge.c
+# --------------------------------------------------------------------------------------
+cdef public int mlnmr_api_version() noexcept nogil:
+    return MLNMR_EVALUATOR_API_VERSION
+
+cdef public double mlnmr_evaluator_cutoff(const void* evaluator) noexcept nogil:
+    return (<const EvaluatorData*>evaluator).cutoff
+
+cdef public int mlnmr_evaluator_n_elements(const void* evaluator) noexcept nogil:
+    return (<const EvaluatorData*>evaluator).n_elements
+
+cdef public int mlnmr_evaluator_element(const void* evaluator, int k) noexcept nogil:
+    cdef const EvaluatorData* ev = <const EvaluatorData*>evaluator
+    if k < 0 or k >= ev.n_elements:
+        return -1
+    return ev.elements[k].atomic_number
+
+cdef public unsigned mlnmr_evaluator_element_outputs(const void* evaluator, int atomic_number) noexcept nogil:
+    cdef const EvaluatorData* ev = <const EvaluatorData*>evaluator
+    if atomic_number < 0 or atomic_number >= 120 or ev.element_of_z[atomic_number] < 0:
+        return 0
+    return ev.elements[ev.element_of_z[atomic_number]].outputs
+
+cdef public int mlnmr_output_fields(const mlnmr_output_field** fields) noexcept nogil:
+    fields[0] = _FIELDS
+    return 13
+
+cdef public const char* mlnmr_status_message(int status) noexcept nogil:
+    if status < 0 or status >= MLNMR_N_STATUS:
+        return _UNKNOWN_STATUS
+    return _STATUS_TEXT[status]
+
+cdef public int mlnmr_evaluator_predict(const void* evaluator, int64_t n_centres, const int32_t* centre_numbers,
+                                        const int64_t* offsets, const double* vectors,
+                                        const int32_t* neighbour_numbers, unsigned want, int n_threads,
+                                        double* out, int64_t* error_centre, int64_t* error_pair) noexcept nogil:
+    return evaluate(<const EvaluatorData*>evaluator, n_centres, centre_numbers, offsets, vectors,
+                    neighbour_numbers, want, n_threads, out, error_centre, error_pair)
+
+
+# --------------------------------------------------------------------------------------
+# Python side: build the C data from an NMRModel
+# --------------------------------------------------------------------------------------
+cdef const double* _ptr(object array):
+    return <const double*>cnp.PyArray_DATA(array)
+
+
+def _expansion_key(descriptor) -> str:
+    import json
+    parameters = descriptor.get_parameters()
+    parameters.pop("lam", None)
+    parameters.pop("two_body", None)
+    return json.dumps(parameters, sort_keys=True)
+
+
+cdef class Evaluator:
+    """The compiled evaluator of an :class:`~ase_mlnmr.nmr_model.NMRModel`.
+
+    Parameters
+    ----------
+    model : the loaded model
+    isotopes : per element, the isotope CQ refers to (default: the model's, then the usual
+        quadrupolar isotope; elements without one get NaN CQ)
+    block_size : centres per kernel block (memory ~ block_size · (D + Nx) · 8 bytes per thread)
+    single_precision : float32 kernel blocks (X·Zᵀ in sgemm; σiso then agrees with float64 to
+        ~1e-5 relative of the kernel sums, see docs/evaluator.md)
+    """
+    cdef EvaluatorData data
+    cdef list _keep
+    cdef readonly list elements
+    cdef readonly dict isotopes
+    cdef readonly bint single_precision
+
+    def __cinit__(self):
+        self.data.elements = NULL
+
+    def __dealloc__(self):
+        free(self.data.elements)
+
+    def __init__(self, model, isotopes=None, int block_size=DEFAULT_BLOCK_SIZE, bint single_precision=False):
+        from ..nmr.efg import CQ_MHZ_PER_MB_AU
+        from ..nmr.isotopes import quadrupolar_isotope
+        from ..descriptors import atomic_number_of
+
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self._keep = []
+        self.single_precision = single_precision
+        self.elements = list(model.elements)
+        merged = dict(model.isotopes)
+        merged.update(isotopes or {})
+        self.isotopes = merged
+        n = len(self.elements)
+        self.data.api_version = MLNMR_EVALUATOR_API_VERSION
+        self.data.n_elements = n
+        self.data.elements = <Element*>calloc(max(n, 1), sizeof(Element))
+        if self.data.elements == NULL:
+            raise MemoryError()
+        self.data.block_size = block_size
+        for z in range(120):
+            self.data.element_of_z[z] = -1
+        cdef int e, x, max_features = 1, max_inducing = 1, max_coeff = 1, max_scratch = 1
+        cdef double cutoff = 0.0
+        cdef Element* el
+        cdef const SoapSpec* spec
+        for e, symbol in enumerate(self.elements):
+            el = &self.data.elements[e]
+            el.atomic_number = atomic_number_of(symbol)
+            self.data.element_of_z[el.atomic_number] = e
+            el.iso.expansion = el.ood.expansion = -1
+            el.aniso.expansion = el.antisym.expansion = el.efg.expansion = -1
+            keys = []
+            props = model.properties_of(symbol)
+            for prop in props:
+                component = model.models[(symbol, prop)]
+                x = self._expansion_index(e, keys, component.descriptor)
+                if prop == "ms_iso":
+                    self._setup_kernel(&el.iso, x, component.regressor, None)
+                    el.outputs |= MLNMR_HAS_MS_ISO
+                else:
+                    self._setup_lambda(e, prop, x, component)
+            if symbol in model.ood_models:
+                descriptor, nystrom = model.ood_models[symbol]
+                x = self._expansion_index(e, keys, descriptor)
+                reference = model.ood_reference.get(symbol)
+                rank = model.ood_rank.get(symbol)
+                self._setup_kernel(&el.ood, x, nystrom, (reference, rank))
+                el.ood_shares_iso = ("ms_iso" in props and model.models[(symbol, "ms_iso")].regressor is nystrom)
+                el.outputs |= MLNMR_HAS_OOD
+            if symbol in model.calibration:
+                el.has_calibration = 1
+                el.cal_slope = model.calibration[symbol]["slope"]
+                el.cal_ref = model.calibration[symbol]["sigma_ref"]
+                if el.iso.expansion >= 0:
+                    el.outputs |= MLNMR_HAS_DELTA_ISO
+            try:
+                isotope = quadrupolar_isotope(symbol, merged)
+                el.cq_per_au = CQ_MHZ_PER_MB_AU * isotope.quadrupole_moment_mb
+                if el.efg.expansion >= 0:
+                    el.outputs |= MLNMR_HAS_CQ
+            except (KeyError, ValueError):
+                el.cq_per_au = NAN
+            el.r_cut2 = 0.0
+            for x in range(el.n_expansions):
+                el.r_cut2 = max(el.r_cut2, el.expansions[x].r_cut2)
+                max_coeff = max(max_coeff, el.expansions[x].n_coeff)
+                spec = el.expansions[x].spec
+                m_rows = spec.n_channels * spec.n_max
+                max_scratch = max(max_scratch, m_rows * (2 * spec.l_max + 1) + (2 * spec.l_max + 1) ** 2)
+            cutoff = max(cutoff, sqrt(el.r_cut2))
+            if el.iso.expansion >= 0:
+                max_features = max(max_features, el.iso.n_features)
+                max_inducing = max(max_inducing, el.iso.m)
+            if el.ood.expansion >= 0:
+                max_features = max(max_features, el.ood.n_features)
+                max_inducing = max(max_inducing, el.ood.m)
+        self.data.cutoff = cutoff
+        self.data.max_features = max_features
+        self.data.max_inducing = max_inducing
+        self.data.max_coeff = max_coeff
+        self.data.max_scratch = max_scratch
+
+    def _expansion_index(self, int e, list keys, descriptor) -> int:
+        """Index of the element's spherical expansion for ``descriptor`` (shared when equal)."""
+        key = _expansion_key(descriptor)
+        if key not in keys:
+            if len(keys) == MAX_EXPANSIONS:
+                raise ValueError(f"more than {MAX_EXPANSIONS} distinct descriptors for one element")
+            self._setup_expansion(e, len(keys), descriptor)
+            keys.append(key)
+        return keys.index(key)
+
+    cdef _setup_expansion(self, int e, int x, descriptor):
+        cdef Expansion* xp = &self.data.elements[e].expansions[x]
+        core = descriptor._core
+        self._keep.append(core)
+        xp.spec = <const SoapSpec*><uintptr_t>core.spec_address
+        xp.r_cut2 = descriptor.r_cut ** 2
+        xp.n_coeff = core.n_coefficients
+        for z in range(120):
+            xp.channel_of_z[z] = descriptor._species_index[z] if z < len(descriptor._species_index) else -1
+        self.data.elements[e].n_expansions = x + 1
+
+    cdef _setup_lambda(self, int e, str prop, int x, component):
+        cdef LambdaModel* lm
+        if prop == "ms_aniso":
+            lm = &self.data.elements[e].aniso
+            self.data.elements[e].outputs |= MLNMR_HAS_MS_ANISO
+        elif prop == "ms_antisym":
+            lm = &self.data.elements[e].antisym
+            self.data.elements[e].outputs |= MLNMR_HAS_MS_ANTISYM
+        else:
+            lm = &self.data.elements[e].efg
+            self.data.elements[e].outputs |= MLNMR_HAS_EFG
+        descriptor = component.descriptor
+        pair_weights, two_body = descriptor.fold_weights(component.regressor.coef_)
+        pair_weights = np.ascontiguousarray(pair_weights)
+        self._keep.extend([descriptor._lambda_core, pair_weights, two_body])
+        lm.expansion = x
+        lm.n_mu = 2 * descriptor.lam + 1
+        lm.lam = <const LambdaSpec*><uintptr_t>descriptor._lambda_core.spec_address
+        lm.weights.pair_weights = _ptr(pair_weights)
+        lm.weights.two_body_weights = NULL
+        if two_body is not None:
+            two_body = np.ascontiguousarray(two_body, dtype=float)
+            self._keep.append(two_body)
+            lm.weights.two_body_weights = _ptr(two_body)
+
+    cdef _setup_kernel(self, KernelModel* km, int x, regressor, ood):
+        from ..models.nystrom import NystromKernelRidge
+        keep = self._keep.append
+        km.expansion = x
+        if not isinstance(regressor, NystromKernelRidge):   # RidgeRegression on the power spectrum
+            if regressor.scaled_weights_.shape[1] != 1:
+                raise ValueError("a linear σiso model must have one target")
+            arrays = [np.ascontiguousarray(a, dtype=float) for a in
+                      (regressor.x_mean_, regressor.x_scale_, regressor.scaled_weights_[:, 0])]
+            for a in arrays:
+                keep(a)
+            km.linear = 1
+            km.n_features = arrays[0].shape[0]
+            km.x_mean, km.x_scale, km.weights = _ptr(arrays[0]), _ptr(arrays[1]), _ptr(arrays[2])
+            km.y_mean = float(np.asarray(regressor.y_mean_).ravel()[0])
+            km.y_scale = float(np.asarray(regressor.y_scale_).ravel()[0])
+            return
+        if regressor.weights_.shape[1] != 1:
+            raise ValueError("a Nyström σiso model must have one target")
+        inducing = np.ascontiguousarray(regressor.inducing_points_, dtype=float)
+        x_mean = np.ascontiguousarray(regressor.x_mean_, dtype=float)
+        x_scale = np.ascontiguousarray(regressor.x_scale_, dtype=float)
+        weights = np.ascontiguousarray(regressor.weights_[:, 0], dtype=float)
+        chol = np.ascontiguousarray(regressor.chol_zz_, dtype=float)
+        dot = regressor.kernel == "dot_product"
+        z2 = np.einsum("ij,ij->i", inducing, inducing)
+        if dot:
+            z2 = np.where(z2 == 0.0, 0.0, 1.0)
+        inducing32 = np.ascontiguousarray(inducing, dtype=np.float32)
+        for a in (inducing, x_mean, x_scale, weights, chol, z2, inducing32):
+            keep(a)
+        km.linear = 0
+        km.dot = dot
+        km.zeta = regressor.zeta
+        km.normalize = regressor.normalize_features
+        km.single = self.single_precision
+        km.n_features = inducing.shape[1]
+        km.m = inducing.shape[0]
+        km.inv_two_l2 = 0.5 / regressor.length_scale ** 2
+        km.x_mean, km.x_scale, km.inducing = _ptr(x_mean), _ptr(x_scale), _ptr(inducing)
+        km.inducing32 = <const float*>cnp.PyArray_DATA(inducing32)
+        km.inducing_sq, km.weights, km.chol = _ptr(z2), _ptr(weights), _ptr(chol)
+        km.y_mean = float(regressor.y_mean_[0])
+        km.y_scale = float(regressor.y_std_[0])
+        km.ood_rank = km.m
+        km.n_reference = 0
+        if ood is not None:
+            reference, rank = ood
+            if rank is not None:
+                km.ood_rank = max(1, min(km.m, int(rank)))
+            if reference is not None and len(reference):
+                reference = np.ascontiguousarray(np.sort(np.asarray(reference, dtype=float)))
+                keep(reference)
+                km.reference = _ptr(reference)
+                km.n_reference = reference.shape[0]
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def cutoff(self) -> float:
+        """Largest r_cut of every component (Å): build the neighbour list at this."""
+        return self.data.cutoff
+
+    @property
+    def address(self) -> int:
+        """Address of the C evaluator (``mlnmr_evaluator*``), valid while this object lives."""
+        return <uintptr_t>&self.data
+
+    def element_outputs(self, element) -> set:
+        """Names of the outputs the model has for an element (HAS keys)."""
+        from ..descriptors import atomic_number_of
+        bits = mlnmr_evaluator_element_outputs(&self.data, atomic_number_of(element))
+        return {name for name, bit in HAS.items() if bits & bit}
+
+    def ood_rank(self, element) -> int:
+        """Leading pivots the OOD residual of ``element`` uses (0: no OOD model)."""
+        from ..descriptors import atomic_number_of
+        e = self.data.element_of_z[atomic_number_of(element)]
+        return 0 if e < 0 or self.data.elements[e].ood.expansion < 0 else self.data.elements[e].ood.ood_rank
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, centre_numbers, offsets, vectors, neighbour_numbers, unsigned want=MLNMR_WANT_ALL,
+                bint skip_unknown=False, int n_threads=1):
+        """Outputs (n_centres, WIDTH) from CSR neighbours (vectors Å, atomic numbers).
+
+        ValueError / MemoryError name the offending centre and neighbour entry.
+        """
+        cz = np.ascontiguousarray(centre_numbers, dtype=np.int32)
+        off = np.ascontiguousarray(offsets, dtype=np.int64)
+        vec = np.ascontiguousarray(vectors, dtype=np.float64).reshape(-1, 3)
+        nz = np.ascontiguousarray(neighbour_numbers, dtype=np.int32)
+        if cz.ndim != 1 or off.shape != (cz.shape[0] + 1,):
+            raise ValueError(f"offsets must have n_centres + 1 = {cz.shape[0] + 1} entries, got {off.shape}")
+        if nz.shape != (vec.shape[0],) or off[-1] != vec.shape[0]:
+            raise ValueError("vectors, neighbour numbers and offsets[-1] must agree on the number of pairs")
+        if n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        out = np.empty((cz.shape[0], MLNMR_OUT_WIDTH))
+        cdef int64_t error_centre = -1, error_pair = -1, n = cz.shape[0]
+        cdef int status
+        cdef unsigned flags = want | (MLNMR_SKIP_UNKNOWN if skip_unknown else 0)
+        cdef const int32_t* p_cz = <const int32_t*>cnp.PyArray_DATA(cz)
+        cdef const int64_t* p_off = <const int64_t*>cnp.PyArray_DATA(off)
+        cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
+        cdef const int32_t* p_nz = <const int32_t*>cnp.PyArray_DATA(nz)
+        cdef double* p_out = <double*>cnp.PyArray_DATA(out)
+        with nogil:
+            status = evaluate(&self.data, n, p_cz, p_off, p_vec, p_nz, flags, n_threads, p_out,
+                              &error_centre, &error_pair)
+        if status != MLNMR_OK:
+            raise_for_status(status, error_centre, error_pair, cz, nz, self.elements)
+        return out
+
+
+def raise_for_status(int status, int64_t error_centre, int64_t error_pair, centre_numbers, neighbour_numbers,
+                     elements):
+    """Raise the exception of an evaluator status, naming the centre, pair and elements."""
+    from ase.data import chemical_symbols  # message only
+    message = STATUS_MESSAGES.get(status, f"evaluator status {status}")
+
+    def name(z):
+        return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}"
+
+    if status == MLNMR_ERR_ELEMENT:
+        message = (f"no model for element {name(int(centre_numbers[error_centre]))} of centre {error_centre} "
+                   f"(model elements: {elements})")
+    elif status == MLNMR_ERR_NEIGHBOUR_ELEMENT:
+        message = (f"unknown species ['{name(int(neighbour_numbers[error_pair]))}'] within r_cut of centre "
+                   f"{error_centre} (neighbour entry {error_pair}): not among the model's neighbour species")
+    elif error_centre >= 0:
+        message += f" (centre {error_centre}" + (f", neighbour entry {error_pair})" if error_pair >= 0 else ")")
+    if status == MLNMR_ERR_MEMORY:
+        raise MemoryError(message)
+    raise ValueError(message)
+
+
+# --------------------------------------------------------------------------------------
+# Registry of evaluators created through the C API (mlnmr_evaluator_bridge.c)
+# --------------------------------------------------------------------------------------
+_C_HANDLES: dict = {}
+
+
+def _create_for_c(path: str) -> int:
+    """Load a model file and build its evaluator for a C caller; returns the C address.
+
+    BLAS is held at one thread in the whole process (the caller's threads run the
+    evaluator; a C caller has no other way to set it)."""
+    from ..nmr_model import NMRModel
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl ships with SciPy's stack
+        pass
+    evaluator = Evaluator(NMRModel.load(path))
+    _C_HANDLES[evaluator.address] = evaluator
+    return evaluator.address
+
+
+def _free_for_c(address: int) -> None:
+    _C_HANDLES.pop(address, None)
+
+
+def library_path() -> str:
+    """Path of this extension module: the library C callers load (``mlnmr_evaluator_load``)."""
+    return os.path.abspath(__file__)
