@@ -27,7 +27,7 @@ from ase import Atoms
 from .training.dataset import TensorDataset
 from .descriptors import LambdaSOAP, SOAP
 from .models.linear import EquivariantRidge, RidgeRegression
-from .models.model_file import ModelFileError, load_model, save_model
+from .models.model_file import ModelFileError, check_loaded_component, load_model, save_model
 from .models.nystrom import NystromKernelRidge
 from .core.spherical_tensors import (
     antisymmetric_to_vector,
@@ -284,6 +284,8 @@ class NMRModel:
                 prefix = component["prefix"]
                 own = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
                 models.append(PropertyModel.from_arrays(own, component))
+                check_loaded_component(path, f"{models[-1].element}/{models[-1].prop}", models[-1].descriptor,
+                                       models[-1].regressor)
             ood = {}
             for component in metadata.get("ood_components", []):
                 prefix = component["prefix"]
@@ -292,8 +294,12 @@ class NMRModel:
                 mixing = parameters.pop("species_mixing", None)
                 descriptor = SOAP(species_mixing=None if mixing is None else np.asarray(mixing), **parameters)
                 ood[component["element"]] = (descriptor, NystromKernelRidge.from_arrays(own, component["regressor_params"]))
-        except (KeyError, TypeError) as error:
-            raise ModelFileError(f"{path}: incomplete model description ({error!r})") from error
+                check_loaded_component(path, f"{component['element']}/ood", descriptor, ood[component["element"]][1],
+                                       out_of_domain=True)
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ModelFileError(f"{path}: incomplete or inconsistent model description ({error!r})") from error
         keep = {k: v for k, v in metadata.items()
                 if k not in ("components", "ood_components", "calibration", "isotopes")}
         return cls(models, ood, metadata.get("calibration"), metadata.get("isotopes"), keep)
