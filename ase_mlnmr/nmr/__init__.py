@@ -52,6 +52,7 @@ from .efg import (
     QuadrupolarParameters,
     convert_efg,
     cq_from_vzz,
+    normalise_efg_units,
     efg_asymmetry,
     efg_principal_components,
     larmor_frequency,

@@ -34,6 +34,7 @@ __all__ = [
     "EFGPrincipal",
     "QuadrupolarParameters",
     "convert_efg",
+    "normalise_efg_units",
     "efg_principal_components",
     "efg_asymmetry",
     "cq_from_vzz",
@@ -59,8 +60,9 @@ CQ_MHZ_PER_MB_AU: float = _MB_IN_M2 * _HARTREE_J / (_BOHR_M**2 * _c.h) * 1e-6
 CQ_MHZ_PER_MB_V_PER_A2: float = _c.e * _MB_IN_M2 * 1e20 / _c.h * 1e-6
 
 _UNIT_ALIASES = {
-    "au": "au", "a.u.": "au", "atomic": "au", "hartree/bohr^2": "au",
-    "v/a^2": "V/A^2", "v/a2": "V/A^2", "v/å^2": "V/A^2", "v/å²": "V/A^2", "v/ang^2": "V/A^2", "v/angstrom^2": "V/A^2",
+    "au": "au", "a.u.": "au", "a.u": "au", "atomic": "au", "hartree/bohr^2": "au",
+    "v/a^2": "V/A^2", "v/a2": "V/A^2", "v/å^2": "V/A^2", "v/å2": "V/A^2", "v/å²": "V/A^2",
+    "v/ang^2": "V/A^2", "v/angstrom^2": "V/A^2",
     "v/m^2": "V/m^2", "v/m2": "V/m^2", "v/m²": "V/m^2",
 }
 _IN_V_PER_M2 = {"au": EFG_AU_IN_V_PER_M2, "V/A^2": 1e20, "V/m^2": 1.0}
@@ -68,17 +70,22 @@ _IN_V_PER_M2 = {"au": EFG_AU_IN_V_PER_M2, "V/A^2": 1e20, "V/m^2": 1.0}
 SpeciesLike = Union[IsotopeLike, Sequence[IsotopeLike]]
 
 
-def _unit(name: str) -> str:
+def normalise_efg_units(name: str) -> str:
+    """Canonical EFG unit name, ``'au'``, ``'V/A^2'`` or ``'V/m^2'``, of any usual spelling
+    ('a.u.', 'V/Å^2', ...); ValueError lists the accepted ones."""
     key = str(name).strip().lower().replace(" ", "")
     if key not in _UNIT_ALIASES:
-        raise ValueError(f"unknown EFG unit {name!r}; use 'au', 'V/A^2' or 'V/m^2'")
+        raise ValueError(
+            f"unknown EFG units {name!r}: use 'au' (atomic units, as in magres files), "
+            "'V/A^2' (as printed by VASP) or 'V/m^2'"
+        )
     return _UNIT_ALIASES[key]
 
 
 def convert_efg(values, from_unit: str, to_unit: str) -> np.ndarray:
     """Convert EFG values (any shape) between ``'au'`` (E_h/(e a0^2)), ``'V/A^2'`` and
     ``'V/m^2'``."""
-    factor = _IN_V_PER_M2[_unit(from_unit)] / _IN_V_PER_M2[_unit(to_unit)]
+    factor = _IN_V_PER_M2[normalise_efg_units(from_unit)] / _IN_V_PER_M2[normalise_efg_units(to_unit)]
     return _scalar(np.asarray(values, dtype=float) * factor)
 
 
