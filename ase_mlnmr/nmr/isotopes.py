@@ -83,10 +83,6 @@ class Isotope:
         """True when I > 1/2 and Q != 0."""
         return self.spin > 0.5 and self.quadrupole_moment_mb != 0.0
 
-    def larmor_frequency_MHz(self, b0_tesla: float) -> float:
-        """Larmor frequency ``nu0 = |gamma/2pi| * B0`` in MHz (bare gamma, B0 in T)."""
-        return abs(self.gamma_MHz_per_T) * float(b0_tesla)
-
 
 IsotopeLike = Union[str, Isotope]
 

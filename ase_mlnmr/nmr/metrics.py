@@ -20,10 +20,10 @@ from typing import Dict, Mapping, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..core.spherical_tensors import as_tensors
 from .efg import efg_principal_components
 from .orientation import (
     DEFAULT_AXIAL_TOL,
-    _as_tensors,
     equivalent_quaternions,
     tensor_orientation,
 )
@@ -87,7 +87,7 @@ class ShieldingErrors(NamedTuple):
 
 
 def _stack(tensors, name: str) -> np.ndarray:
-    t = _as_tensors(tensors, name)
+    t = as_tensors(tensors, name, finite=True)
     if t.ndim == 2:
         t = t[None]
     if t.ndim != 3:
