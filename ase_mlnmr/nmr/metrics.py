@@ -1,7 +1,7 @@
 """Error metrics between reference and predicted NMR tensor sets.
 
-Observable metrics of Harper et al. (2025), per species, for EFG tensors (DFT tensors
-there are sign-fixed so that Vzz > 0, hence |Vzz|):
+Observable metrics of Harper et al. (2025, https://doi.org/10.1039/d5ta05090a), per
+species, for EFG tensors (DFT tensors there are sign-fixed so that Vzz > 0, hence |Vzz|):
 
 * ``C~Q = (|Vzz| - mu(|Vzz|)) / s(|Vzz|)`` with mu, s the mean and population standard
   deviation (ddof = 0) of |Vzz| over the species in the *reference* set;

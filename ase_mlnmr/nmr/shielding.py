@@ -1,7 +1,8 @@
 """Magnetic shielding tensors: isotropic value, shift referencing, Haeberlen, Mehring and
 Maryland (Herzfeld-Berger) parameters. All in ppm, vectorised over (..., 3, 3) tensors.
 
-Conventions (IUPAC, Harris et al., Pure Appl. Chem. 80, 59 (2008); ``docs/conventions.md``):
+Conventions (IUPAC, Harris et al., Pure Appl. Chem. 80, 59 (2008),
+https://doi.org/10.1351/pac200880010059; ``docs/conventions.md``):
 
 * principal values are those of the symmetric part ``(s + s^T)/2``; the antisymmetric
   part does not enter any of the parameters below;
