@@ -110,7 +110,7 @@ def _check_output_folder(path: str | Path, create: bool = True, what: str | None
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
-        raise CommandError(f"{what}: {error.strerror or error}") from error
+        raise CommandError(f"{what}: cannot create a file in {path} ({error.strerror or error})") from error
     return path
 
 

@@ -156,7 +156,7 @@ def neighbour_list(
         volume = abs(np.linalg.det(basis))
         if len(periodic) == 3 and n_atoms / volume > max_density:
             raise ImplausibleStructureError(
-                f"{n_atoms} atoms in a periodic cell of {volume:.4g} Å³ ({n_atoms / volume:.3g} atoms/Å³; "
+                f"{n_atoms} atom(s) in a periodic cell of {volume:.4g} Å³ ({n_atoms / volume:.3g} atoms/Å³; "
                 f"no condensed phase exceeds ~0.2, the limit is max_density={max_density}): is the cell "
                 "in Å, and are the positions Cartesian in Å (not fractional, Bohr or nm)?"
             )
