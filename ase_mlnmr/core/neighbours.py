@@ -154,12 +154,6 @@ def neighbour_list(
         fractional -= shifts
         wrapped = positions - shifts @ basis
         volume = abs(np.linalg.det(basis))
-        if len(periodic) == 3 and n_atoms / volume > max_density:
-            raise ImplausibleStructureError(
-                f"{n_atoms} atom(s) in a periodic cell of {volume:.4g} Å³ ({n_atoms / volume:.3g} atoms/Å³; "
-                f"no condensed phase exceeds ~0.2, the limit is max_density={max_density}): is the cell "
-                "in Å, and are the positions Cartesian in Å (not fractional, Bohr or nm)?"
-            )
         padding = np.zeros(3)
         for k in periodic:
             other = [i for i in range(3) if i != k]
@@ -169,7 +163,13 @@ def neighbour_list(
         if expected > MAX_IMAGE_POINTS:
             raise ValueError(
                 f"r_cut={r_cut} Å is too large for this cell: the search would need about "
-                f"{expected:.3g} periodic images (limit {MAX_IMAGE_POINTS})"
+                f"{expected:.3g} periodic images (limit {MAX_IMAGE_POINTS}); is the cell in Å?"
+            )
+        if len(periodic) == 3 and n_atoms / volume > max_density:
+            raise ImplausibleStructureError(
+                f"{n_atoms} atom(s) in a periodic cell of {volume:.4g} Å³ ({n_atoms / volume:.3g} atoms/Å³; "
+                f"no condensed phase exceeds ~0.2, the limit is max_density={max_density}): is the cell "
+                "in Å, and are the positions Cartesian in Å (not fractional, Bohr or nm)?"
             )
         ranges = [range(-int(np.ceil(padding[k])), int(np.ceil(padding[k])) + 1) if pbc[k] else range(1)
                   for k in range(3)]
