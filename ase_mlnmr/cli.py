@@ -119,7 +119,8 @@ def _read_dataset(args: argparse.Namespace):
 
     try:
         return read_tensor_dataset(args.files, ms_units=args.ms_units, efg_units=args.efg_units,
-                                   symmetrise_shielding=not args.keep_antisymmetric)
+                                   symmetrise_shielding=not args.keep_antisymmetric,
+                                   ms_convention=args.ms_convention)
     except (ValueError, FileNotFoundError, OSError) as error:
         raise CommandError(str(error)) from error
 
@@ -288,7 +289,6 @@ def command_demo(args: argparse.Namespace) -> int:
           f"predicting {len(test)} held-out crystals; VASP's ms read as −σ, 27Al δiso referenced on "
           f"AlCl3·6H2O (σref = {config['calibration']['Al']['sigma_ref']:.1f} ppm, slope 1)")
     model = NMRModel.train(data, config, progress=not args.quiet, structure_indices=train)
-    output.mkdir(parents=True, exist_ok=True)
     model_path = model.save(output / "mp_al27_demo_model.npz")
     held_out = data.subset(test)
     metrics, pairs = evaluate(model, held_out)
@@ -317,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("files", nargs="+", help="magres / extended XYZ files or glob patterns with DFT tensors")
         sub.add_argument("--ms-units", default=None, help="shielding units of extended XYZ files: ppm")
         sub.add_argument("--efg-units", default=None, help="EFG units of extended XYZ files: au or V/A^2")
+        sub.add_argument("--ms-convention", choices=("shielding", "shift"), default="shielding",
+                         help="what the ms numbers of extended XYZ files are: shielding σ (default) or "
+                              "shift, −σ as VASP prints it (see docs/conventions.md)")
         sub.add_argument("--keep-antisymmetric", action="store_true",
                          help="keep the antisymmetric shielding part σ(1) (default: symmetrise)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -159,3 +159,15 @@ def test_output_file_name_taken_by_a_folder_is_refused(tmp_path, capsys):
     assert "it is a folder" in capsys.readouterr().err
     config = tmp_path / "c.json"
     config.write_text(json.dumps({}))
+
+
+def test_cli_reads_vasp_shieldings_only_when_declared():
+    from ase_mlnmr.cli import _read_dataset, build_parser
+
+    common = ["evaluate", "model.npz", str(mp_al27_path()), "--ms-units", "ppm", "--efg-units", "V/A^2"]
+    declared = _read_dataset(build_parser().parse_args(common + ["--ms-convention", "shift"]))
+    default = _read_dataset(build_parser().parse_args(common))
+    assert declared.ms_convention == "shift" and default.ms_convention == "shielding"
+    np.testing.assert_allclose(declared.tensors["ms"][0], -default.tensors["ms"][0])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(common + ["--ms-convention", "guess"])
