@@ -22,6 +22,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 WORKER = """
 import json, sys, time
+import ase_mlnmr
 import numpy as np
 from ase.io import read
 from ase_mlnmr.core.neighbours import neighbour_list_from_atoms
@@ -41,13 +42,14 @@ for name, atoms in (("periodic box", box), ("open cluster", cluster), ("exploded
             break
         best = min(best, time.process_time() - start)
     out[name] = {"cpu_s": best, "pairs": pairs}
+out["package"] = ase_mlnmr.__file__
 print(json.dumps(out))
 """
 
 
 def measure(checkout: Path, box: Path, repeats: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", WORKER, str(box), str(repeats)], env=env,
+    done = subprocess.run([sys.executable, "-c", WORKER, str(box), str(repeats)], env=env, cwd=checkout,
                           capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}
@@ -65,6 +67,7 @@ def main() -> None:
     print(f"load: {os.getloadavg()}")
     print("| structure | pairs | CPU s now | CPU s before | ratio before/now |")
     print("|---|---|---|---|---|")
+    print(f"now: {now.pop('package', '?')}, before: {before.pop('package', '?')}")
     for name, row in now.items():
         old = before.get(name, {})
         ratio = old.get("cpu_s", float("nan")) / row["cpu_s"] if isinstance(old.get("pairs"), int) else float("nan")

@@ -112,10 +112,14 @@ def find_neighbours(const double[:, ::1] points, const int64_t[::1] point_atom,
     point_bucket_arr = np.empty(n_points, dtype=np.int64)
     bucket_start_arr = np.zeros(n_buckets + 1, dtype=np.int64)
     order_arr = np.empty(n_points, dtype=np.int64)
+    sorted_xyz_arr = np.empty((n_points, 3), dtype=np.float64)
+    sorted_cell_arr = np.empty((n_points, 3), dtype=np.int64)
     offsets_arr = np.empty(n_centres + 1, dtype=np.int64)
     cdef int64_t[:, ::1] cell = cell_arr
     cdef int64_t[::1] point_bucket = point_bucket_arr, bucket_start = bucket_start_arr, order = order_arr
     cdef int64_t[::1] offsets = offsets_arr
+    cdef double[:, ::1] sorted_xyz = sorted_xyz_arr
+    cdef int64_t[:, ::1] sorted_cell = sorted_cell_arr
     cdef Py_ssize_t p, c
     cdef int64_t b, cx, cy, cz, tx, ty, tz, k, j, centre, count = 0
     cdef int ix, iy, iz
@@ -145,6 +149,14 @@ def find_neighbours(const double[:, ::1] points, const int64_t[::1] point_atom,
         for b in range(<int64_t>n_buckets, 0, -1):
             bucket_start[b] = bucket_start[b - 1]
         bucket_start[0] = 0
+        for k in range(n_points):  # bucket-ordered copies: each bucket scan reads contiguous memory
+            j = order[k]
+            sorted_xyz[k, 0] = points[j, 0]
+            sorted_xyz[k, 1] = points[j, 1]
+            sorted_xyz[k, 2] = points[j, 2]
+            sorted_cell[k, 0] = cell[j, 0]
+            sorted_cell[k, 1] = cell[j, 1]
+            sorted_cell[k, 2] = cell[j, 2]
 
         offsets[0] = 0
         for c in range(n_centres):
@@ -163,14 +175,16 @@ def find_neighbours(const double[:, ::1] points, const int64_t[::1] point_atom,
                         tz = cz + iz
                         b = <int64_t>_cell_hash(tx, ty, tz, mask)
                         for k in range(bucket_start[b], bucket_start[b + 1]):
-                            j = order[k]
-                            if j == centre or cell[j, 0] != tx or cell[j, 1] != ty or cell[j, 2] != tz:
+                            if sorted_cell[k, 0] != tx or sorted_cell[k, 1] != ty or sorted_cell[k, 2] != tz:
                                 continue
-                            dx = points[j, 0] - xi
-                            dy = points[j, 1] - yi
-                            dz = points[j, 2] - zi
+                            dx = sorted_xyz[k, 0] - xi
+                            dy = sorted_xyz[k, 1] - yi
+                            dz = sorted_xyz[k, 2] - zi
                             d2 = dx * dx + dy * dy + dz * dz
                             if d2 < r_cut2:
+                                j = order[k]
+                                if j == centre:
+                                    continue
                                 if max_pairs >= 0 and count >= max_pairs:
                                     over_limit = 1
                                     failed = 1
