@@ -12,7 +12,9 @@ spectrum  MAS / static / 3QMAS spectra from sites or structures (ase_mlnmr.spect
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -84,12 +86,42 @@ def command_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_file(path: str | Path) -> Path:
+    """Refuse, before any work, an output file that cannot be written (its folder missing
+    or read-only, or the name taken by a folder): a failed write at the end would throw
+    the work away."""
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"cannot write {path}: it is a folder, give a file name")
+    _check_output_folder(path.parent if str(path.parent) else Path("."), create=False, what=f"cannot write {path}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CommandError(f"cannot write {path}: the file is read-only")
+    return path
+
+
+def _check_output_folder(path: str | Path, create: bool = True, what: str | None = None) -> Path:
+    """Create the output folder (if ``create``) and check that a file can be made in it."""
+    path = Path(path)
+    what = what or f"cannot write into the output folder {path}"
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.is_dir():
+            raise CommandError(f"{what}: the folder {path} does not exist")
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise CommandError(f"{what}: cannot create a file in {path} ({error.strerror or error})") from error
+    return path
+
+
 def _read_dataset(args: argparse.Namespace):
     from .training.dataset import read_tensor_dataset
 
     try:
         return read_tensor_dataset(args.files, ms_units=args.ms_units, efg_units=args.efg_units,
-                                   symmetrise_shielding=not args.keep_antisymmetric)
+                                   symmetrise_shielding=not args.keep_antisymmetric,
+                                   ms_convention=args.ms_convention)
     except (ValueError, FileNotFoundError, OSError) as error:
         raise CommandError(str(error)) from error
 
@@ -109,6 +141,7 @@ def command_train(args: argparse.Namespace) -> int:
 
     from .nmr_model import NMRModel
 
+    _check_output_file(args.output)
     config = {}
     if args.config:
         try:
@@ -147,9 +180,17 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
     from .training.evaluation import evaluate, metrics_table, parity_plots
 
+    if args.plots:
+        _check_output_folder(args.plots)
+    if args.json:
+        _check_output_file(args.json)
     model = _load_model(args.model)
     dataset = _read_dataset(args)
-    metrics, pairs = evaluate(model, dataset, progress=not args.quiet)
+    try:
+        metrics, pairs = evaluate(model, dataset, progress=not args.quiet,
+                                  unknown_species="skip" if args.skip_unknown else "raise")
+    except ValueError as error:
+        raise CommandError(str(error)) from error
     if not metrics:
         raise CommandError(f"no atom of the model's elements {model.elements} carries a tensor in these files")
     print(metrics_table(metrics))
@@ -202,6 +243,7 @@ def predict_structures(model, structures, names, output: Path, fmt: str, unknown
 
 
 def command_predict(args: argparse.Namespace) -> int:
+    _check_output_folder(args.output)
     model = _load_model(args.model)
     structures, names = [], []
     for path in args.structures:
@@ -216,12 +258,17 @@ def command_predict(args: argparse.Namespace) -> int:
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    """Train Al/O EFG and Al σ models on 10 embedded mp_al27 oxides, predict the other 3."""
+    """Train Al/O EFG and Al σ models on 10 embedded mp_al27 oxides, predict the other 3.
+
+    The set's VASP ``ms`` numbers are −σ (read with ``ms_convention='shift'``); δiso of
+    27Al is referenced on its AlCl3·6H2O (Al(H2O)6^3+, δ = 0 ppm) with slope 1
+    (:func:`ase_mlnmr.examples.mp_al27_al_calibration`), so AlO4 sites read above AlO6.
+    """
     from .training.evaluation import evaluate, metrics_table, parity_plots
-    from .examples import load_mp_al27
+    from .examples import load_mp_al27, mp_al27_al_calibration
     from .nmr_model import NMRModel
 
-    output = Path(args.output)
+    output = _check_output_folder(args.output)
     data = load_mp_al27(oxides_only=True)
     elements = [set(atoms.get_chemical_symbols()) for atoms in data.structures]
     test: list[int] = []
@@ -237,11 +284,12 @@ def command_demo(args: argparse.Namespace) -> int:
         "ms_iso": {"n_inducing": 200, "ridge": 1e-4},
         "efg": {"alpha": 1e-3},
         "ms_aniso": {"alpha": 1e-3},
+        "calibration": {"Al": mp_al27_al_calibration(data)},
     }
     print(f"embedded default: mp_al27 (MIT), {len(data)} Al-bearing oxides; training on {len(train)}, "
-          f"predicting {len(test)} held-out crystals")
+          f"predicting {len(test)} held-out crystals; VASP's ms read as −σ, 27Al δiso referenced on "
+          f"AlCl3·6H2O (σref = {config['calibration']['Al']['sigma_ref']:.1f} ppm, slope 1)")
     model = NMRModel.train(data, config, progress=not args.quiet, structure_indices=train)
-    output.mkdir(parents=True, exist_ok=True)
     model_path = model.save(output / "mp_al27_demo_model.npz")
     held_out = data.subset(test)
     metrics, pairs = evaluate(model, held_out)
@@ -270,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("files", nargs="+", help="magres / extended XYZ files or glob patterns with DFT tensors")
         sub.add_argument("--ms-units", default=None, help="shielding units of extended XYZ files: ppm")
         sub.add_argument("--efg-units", default=None, help="EFG units of extended XYZ files: au or V/A^2")
+        sub.add_argument("--ms-convention", choices=("shielding", "shift"), default="shielding",
+                         help="what the ms numbers of extended XYZ files are: shielding σ (default) or "
+                              "shift, −σ as VASP prints it (see docs/conventions.md)")
         sub.add_argument("--keep-antisymmetric", action="store_true",
                          help="keep the antisymmetric shielding part σ(1) (default: symmetrise)")
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -288,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(evaluate_parser)
     evaluate_parser.add_argument("--plots", default="parity_plots", help="folder for parity plots (PNG)")
     evaluate_parser.add_argument("--json", default=None, help="also write the metrics as JSON")
+    evaluate_parser.add_argument("--skip-unknown", action="store_true",
+                                 help="skip structures holding elements the model was not built for "
+                                      "instead of failing")
     evaluate_parser.set_defaults(run=command_evaluate)
 
     predict = commands.add_parser("predict", help="predict tensors for structures")

@@ -14,7 +14,12 @@ use per-species settings as in the paper's Table 1):
 * ``species_mixing``: optional (n_species, n_channels) matrix mapping each element
   onto density channels (``c^k = Σ_s M_sk c^s``), to keep the feature size in check;
 * ``radial_scaling``: optional ``{"r0": Å, "exponent": m}``: each neighbour's density
-  weighted by ``1 / (1 + (d/r0)^m)`` (Willatt et al. 2018), near neighbours dominate.
+  weighted by ``1 / (1 + (d/r0)^m)`` (Willatt et al. 2018,
+  https://doi.org/10.1039/C8CP05921G), near neighbours dominate.
+
+Guards, not hyper-parameters (not stored in model files): ``max_density`` (atoms/Å³) and
+``max_images`` refuse implausibly dense input or tiny cells before the work (see
+:mod:`ase_mlnmr.core.neighbours`; raise them to accept such input anyway).
 
 Feature sizes, with M = n_channels · n_max:
 
@@ -38,7 +43,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from .core import _soap_core
 from .core.clebsch_gordan import coupling_pairs, real_clebsch_gordan
-from .core.neighbours import MAX_CUTOFF, NeighbourList, neighbour_list_from_atoms
+from .core.neighbours import MAX_CUTOFF, MAX_DENSITY, MAX_IMAGES, NeighbourList, neighbour_list_from_atoms
 from .core.radial_basis import build_radial_table
 from .core.spherical_tensors import l2_to_symmetric_traceless
 
@@ -97,6 +102,9 @@ class _SphericalExpansion:
         sigma: float = 0.4,
         species_mixing: np.ndarray | None = None,
         radial_scaling: dict | None = None,
+        *,
+        max_density: float = MAX_DENSITY,
+        max_images: int = MAX_IMAGES,
     ) -> None:
         if isinstance(species, (str, int)) or len(species) == 0:
             raise ValueError(f"species must be a non-empty list of elements, got {species!r}")
@@ -116,6 +124,10 @@ class _SphericalExpansion:
         self.n_max = int(n_max)
         self.l_max = int(l_max)
         self.sigma = float(sigma)
+        if not (np.isfinite(max_density) and max_density > 0 and max_images >= 1):
+            raise ValueError(f"max_density must be > 0 atoms/Å³ and max_images >= 1, got {max_density}, {max_images}")
+        self.max_density = float(max_density)
+        self.max_images = int(max_images)
         self._radial_scaling = _radial_scaling_tuple(radial_scaling)
         self._species_index = np.full(len(chemical_symbols), -1, dtype=np.int32)
         self._species_index[numbers] = np.arange(len(numbers), dtype=np.int32)
@@ -175,7 +187,8 @@ class _SphericalExpansion:
         if len(atoms) == 0:
             raise ValueError("empty structure: no atoms")
         species = self.species_indices(atoms.numbers)
-        nl = neighbour_list_from_atoms(atoms, self.r_cut, self.select_centres(atoms, centres))
+        nl = neighbour_list_from_atoms(atoms, self.r_cut, self.select_centres(atoms, centres),
+                                       max_density=self.max_density, max_images=self.max_images)
         return nl, species[nl.neighbours]
 
     def spherical_expansion(self, atoms: Atoms, centres=None) -> list[np.ndarray]:
@@ -216,10 +229,6 @@ class SOAP(_SphericalExpansion):
         nl, species = self.neighbour_list(atoms, centres)
         return self._core.power_spectrum(nl.offsets, nl.vectors, species)
 
-    def create_from_neighbours(self, offsets, vectors, species_index) -> np.ndarray:
-        """Power spectrum straight from CSR neighbour data (channel indices, vectors in Å)."""
-        return self._core.power_spectrum(offsets, vectors, species_index)
-
 
 class LambdaSOAP(_SphericalExpansion):
     """λ-SOAP equivariant features and contracted linear λ-models.
@@ -242,8 +251,12 @@ class LambdaSOAP(_SphericalExpansion):
         two_body: bool = True,
         species_mixing: np.ndarray | None = None,
         radial_scaling: dict | None = None,
+        *,
+        max_density: float = MAX_DENSITY,
+        max_images: int = MAX_IMAGES,
     ) -> None:
-        super().__init__(species, r_cut, n_max, l_max, sigma, species_mixing, radial_scaling)
+        super().__init__(species, r_cut, n_max, l_max, sigma, species_mixing, radial_scaling,
+                         max_density=max_density, max_images=max_images)
         if not (isinstance(lam, (int, np.integer)) and 0 <= lam <= 2 * self.l_max):
             raise ValueError(f"lam must be an integer in 0..2*l_max={2 * self.l_max}, got {lam}")
         if two_body and lam > self.l_max:

@@ -33,7 +33,7 @@ from ase import Atoms
 from .training.dataset import TensorDataset
 from .descriptors import LambdaSOAP, SOAP
 from .models.linear import EquivariantRidge, RidgeRegression
-from .models.model_file import ModelFileError, load_model, save_model
+from .models.model_file import ModelFileError, check_loaded_component, load_model, save_model
 from .models.nystrom import NystromKernelRidge, held_out_residuals
 from .core import evaluator as _evaluator
 from .core.neighbours import neighbour_list_from_atoms
@@ -360,6 +360,8 @@ class NMRModel:
                 prefix = component["prefix"]
                 own = {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
                 models.append(PropertyModel.from_arrays(own, component))
+                check_loaded_component(path, f"{models[-1].element}/{models[-1].prop}", models[-1].descriptor,
+                                       models[-1].regressor)
             iso = {m.element: m for m in models if m.prop == "ms_iso"}
             ood, reference, rank = {}, {}, {}
             for component in metadata.get("ood_components", []):
@@ -378,12 +380,15 @@ class NMRModel:
                     if element in iso and _same_nystrom(iso[element], descriptor, nystrom):
                         nystrom = iso[element].regressor  # files written before the arrays were shared
                 ood[element] = (descriptor, nystrom)
+                check_loaded_component(path, f"{element}/ood", descriptor, nystrom, out_of_domain=True)
                 if "reference" in component:
                     reference[element] = arrays[component["reference"]]
                 if "rank" in component:
                     rank[element] = int(component["rank"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{path}: incomplete model description ({error!r})") from error
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ModelFileError(f"{path}: incomplete or inconsistent model description ({error!r})") from error
         keep = {k: v for k, v in metadata.items()
                 if k not in ("components", "ood_components", "calibration", "isotopes", "ood_threshold")}
         return cls(models, ood, metadata.get("calibration"), metadata.get("isotopes"), keep, ood_reference=reference,

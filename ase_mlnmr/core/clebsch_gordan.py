@@ -4,7 +4,7 @@ Real harmonics (no Condon–Shortley phase) relate to the complex ones (with it)
 ``Y^R_lm = Σ_M U_l[m, M] Y^C_lM`` with, for m > 0,
 ``Y^R_lm = (Y^C_l,-m + (-1)^m Y^C_lm)/√2`` and ``Y^R_l,-m = i(Y^C_l,-m − (-1)^m Y^C_lm)/√2``.
 
-Coupling two real sets of coefficients to a real λ-tensor (``NMR_CONVENTIONS.md``)::
+Coupling two real sets of coefficients to a real λ-tensor (λ-SOAP, :mod:`ase_mlnmr.descriptors`)::
 
     q^{λμ} = Σ_{m1 m2} C^R(l1 m1, l2 m2 | λ μ) c_{l1 m1} c_{l2 m2},
     C^R = U_λ C U*_{l1} U*_{l2}.

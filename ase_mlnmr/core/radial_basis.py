@@ -1,6 +1,6 @@
 """Spherical Bessel radial basis and the tabulated radial integrals of the SOAP expansion.
 
-Definitions (``NMR_CONVENTIONS.md``, "Descriptors"):
+Definitions (the SOAP expansion of :mod:`ase_mlnmr.descriptors`):
 
 * Radial basis ``R_nl(r) = N_nl j_l(a_nl r / r_cut)`` with ``a_nl`` the n-th positive root
   of ``j_l`` and ``N_nl = sqrt(2) / (r_cut^(3/2) |j_{l+1}(a_nl)|)``, orthonormal with the r²

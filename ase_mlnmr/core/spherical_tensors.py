@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "L2_BASIS",
+    "as_tensors",
     "cartesian_to_spherical",
     "spherical_to_cartesian",
     "isotropic_part",
@@ -53,16 +54,28 @@ L2_BASIS = np.array(
 L2_BASIS.setflags(write=False)
 
 
-def _as_tensors(tensors: np.ndarray) -> np.ndarray:
-    array = np.asarray(tensors, dtype=float)
-    if array.shape[-2:] != (3, 3):
-        raise ValueError(f"expected (..., 3, 3) tensors, got shape {array.shape}")
+def as_tensors(tensors: np.ndarray, name: str = "tensor", finite: bool = False) -> np.ndarray:
+    """``tensors`` as a float array of shape (..., 3, 3) (a single 3x3 is accepted);
+    ``ValueError`` names the bad shape, and with ``finite=True`` the index of tensors
+    holding NaN or inf."""
+    try:
+        array = np.asarray(tensors, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: could not convert input to a float array ({exc})") from exc
+    if array.ndim < 2 or array.shape[-2:] != (3, 3):
+        raise ValueError(f"{name}: expected a 3x3 tensor or an (N, 3, 3) array, got shape {array.shape}")
+    if finite:
+        good = np.isfinite(array).all(axis=(-2, -1))
+        if not np.all(good):
+            bad = np.argwhere(~good)
+            where = ", ".join(str(tuple(int(i) for i in row)) for row in bad[:5]) if bad.size else "()"
+            raise ValueError(f"{name}: {int((~good).sum())} tensor(s) contain NaN or inf (index {where})")
     return array
 
 
 def isotropic_part(tensors: np.ndarray) -> np.ndarray:
     """Isotropic part ``tr(T)/3`` of (..., 3, 3) tensors, shape (...)."""
-    return np.trace(_as_tensors(tensors), axis1=-2, axis2=-1) / 3.0
+    return np.trace(as_tensors(tensors), axis1=-2, axis2=-1) / 3.0
 
 
 def antisymmetric_to_vector(tensors: np.ndarray) -> np.ndarray:
@@ -70,7 +83,7 @@ def antisymmetric_to_vector(tensors: np.ndarray) -> np.ndarray:
 
     ``v_k = 1/2 eps_kij A_ij`` with ``A = (T - T^T)/2``.
     """
-    t = _as_tensors(tensors)
+    t = as_tensors(tensors)
     a = 0.5 * (t - np.swapaxes(t, -1, -2))
     vx, vy, vz = a[..., 1, 2], a[..., 2, 0], a[..., 0, 1]
     return np.stack([vy, vz, vx], axis=-1)
@@ -91,7 +104,7 @@ def vector_to_antisymmetric(components: np.ndarray) -> np.ndarray:
 
 def symmetric_traceless_to_l2(tensors: np.ndarray) -> np.ndarray:
     """Five l = 2 components ``s_m = <S, B_m>`` of the symmetric traceless part (..., 5)."""
-    t = _as_tensors(tensors)
+    t = as_tensors(tensors)
     return np.einsum("...ij,mij->...m", t, L2_BASIS)
 
 
@@ -105,7 +118,7 @@ def l2_to_symmetric_traceless(components: np.ndarray) -> np.ndarray:
 
 def cartesian_to_spherical(tensors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split (..., 3, 3) tensors into ``(iso, l1, l2)``: shapes (...), (..., 3), (..., 5)."""
-    t = _as_tensors(tensors)
+    t = as_tensors(tensors)
     return isotropic_part(t), antisymmetric_to_vector(t), symmetric_traceless_to_l2(t)
 
 

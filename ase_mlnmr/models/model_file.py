@@ -20,8 +20,16 @@ The integrity hash is SHA-256 over: the canonical JSON of the metadata without t
 order its name, dtype string (e.g. ``<f8``), shape and C-order bytes, each item framed
 by its length so that no two different contents give the same byte stream.
 
-Files are written atomically (temporary file in the same directory, fsync, rename) and
-read with ``allow_pickle=False``; every failure to read raises :class:`ModelFileError`.
+Files are written atomically (temporary file in the same directory, fsync, rename) with
+the permissions a plain ``open()`` would give: those of the file replaced, else 0666
+minus the umask. SIGINT/SIGTERM arriving during the write are held until the file is in
+place or the temporary file removed, so an interrupt never leaves a temporary file.
+
+Files are read with ``allow_pickle=False``; every failure to read raises
+:class:`ModelFileError`: a file that is not a zip archive (a pickle, a bare ``.npy``,
+text), a damaged archive (bad directory, unsupported zip version or compression,
+encrypted members), missing or foreign metadata, a newer schema, object arrays, a hash
+mismatch, and (even when the hash is consistent) NaN or inf in a floating-point array.
 """
 from __future__ import annotations
 
@@ -29,9 +37,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import signal
+import stat
 import struct
 import tempfile
 import zipfile
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -49,6 +61,7 @@ __all__ = [
     "package_version",
     "save_estimator",
     "load_estimator",
+    "check_loaded_component",
 ]
 
 SCHEMA = "ase_mlnmr.model"
@@ -56,6 +69,11 @@ SCHEMA_VERSION = 1
 METADATA_KEY = "__metadata__"
 _HASH_KEY = "sha256"
 _ALLOWED_KINDS = set("biufcUS")
+#: What reading a damaged archive can raise (zipfile, zlib and numpy's format reader).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+                   OSError, ValueError, KeyError, zlib.error, struct.error, UnicodeDecodeError)
+#: Leading bytes of a zip archive (local file header, or the end record of an empty one).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 class ModelFileError(ValueError):
@@ -196,20 +214,61 @@ def save_model(
     text = _canonical_json(meta)
 
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **{METADATA_KEY: np.array([text])}, **data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    mode = _mode_for(path)
+    with _interrupts_held():
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise ModelFileError(f"cannot write the model file {path}: {exc}") from exc
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **{METADATA_KEY: np.array([text])}, **data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """Permission bits a plain ``open(path, 'w')`` gives: those of the existing file,
+    else 0o666 without the process umask (``mkstemp`` alone would give 0o600)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextmanager
+def _interrupts_held():
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers that
+    were in place, so that a temporary file is always either renamed into place or
+    removed. (Handlers rather than a signal mask: a process-directed signal would reach
+    the BLAS threads, which do not block it.) No-op off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
 
 
 def load_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -222,11 +281,12 @@ def load_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    _check_is_zip(path)
     try:
         npz = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except _ARCHIVE_ERRORS as exc:
         raise ModelFileError(
-            f"{path}: not a readable model file (truncated, or not an .npz zip archive): {exc}"
+            f"{path}: not a readable model file (truncated or damaged .npz zip archive: {type(exc).__name__}: {exc})"
         ) from exc
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ModelFileError(f"{path}: not an .npz archive (a bare .npy array?)")
@@ -262,7 +322,35 @@ def load_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
         raise ModelFileError(
             f"{path}: corrupt or modified model file: SHA-256 mismatch (stored {stored[:12]}..., computed {actual[:12]}...)"
         )
+    for name, arr in arrays.items():
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            raise ModelFileError(
+                f"{path}: array {name!r} holds {int(np.count_nonzero(~np.isfinite(arr)))} NaN or inf values: "
+                "the model would predict NaN; refusing to load it"
+            )
     return arrays, metadata
+
+
+def _check_is_zip(path: Path) -> None:
+    """Refuse, by its first bytes, a file that is not a zip archive, saying what it looks like."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(_ZIP_MAGIC):
+        return
+    if head.startswith(b"\x93NUMPY"):
+        kind = "a bare .npy array"
+    elif head[:1] == b"\x80" or head.startswith((b"(dp", b"(lp", b"cnumpy", b"ccopy_reg")):
+        kind = "a Python pickle, which can run code and is never loaded"
+    elif not head:
+        kind = "an empty file"
+    elif all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head):
+        kind = f"a text file starting {head.decode('ascii')!r}"
+    else:
+        kind = f"binary data starting {head!r}"
+    raise ModelFileError(
+        f"{path}: not an ase_mlnmr model file: not a readable model file ({kind}; "
+        "model files are .npz zip archives written by NMRModel.save)"
+    )
 
 
 def _read_member(npz: "np.lib.npyio.NpzFile", name: str, path: Path) -> np.ndarray:
@@ -274,11 +362,37 @@ def _read_member(npz: "np.lib.npyio.NpzFile", name: str, path: Path) -> np.ndarr
                 f"{path}: array {name!r} is an object array (needs pickle); refusing to load it"
             ) from exc
         raise ModelFileError(f"{path}: corrupt array {name!r}: {exc}") from exc
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        raise ModelFileError(f"{path}: corrupt or truncated archive member {name!r}: {exc}") from exc
+    except _ARCHIVE_ERRORS as exc:
+        raise ModelFileError(
+            f"{path}: corrupt or truncated archive member {name!r} ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in _ALLOWED_KINDS:
         raise ModelFileError(f"{path}: array {name!r} has unsupported dtype")
     return arr
+
+
+def check_loaded_component(path: str | os.PathLike, label: str, descriptor: Any, regressor: Any,
+                           out_of_domain: bool = False) -> None:
+    """Probe a loaded (descriptor, regressor) pair on one all-zero feature row (a centre
+    without neighbours): arrays whose shapes do not fit the descriptor, or that give a
+    non-finite prediction, raise :class:`ModelFileError` naming the component ``label``."""
+    n_features = descriptor.n_features
+    try:
+        if out_of_domain:
+            value = regressor.out_of_domain(np.zeros((1, n_features)))
+        elif hasattr(descriptor, "fold_weights"):
+            folded, two_body = descriptor.fold_weights(regressor.coef_)
+            value = np.concatenate([folded.ravel(), [] if two_body is None else two_body])
+        else:
+            value = regressor.predict(np.zeros((1, n_features)))
+            if np.shape(value)[0] != 1:
+                raise ValueError(f"prediction of shape {np.shape(value)} for one row")
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ModelFileError(
+            f"{path}: component {label}: arrays do not fit its descriptor ({n_features} features): {exc}"
+        ) from exc
+    if not np.all(np.isfinite(value)):
+        raise ModelFileError(f"{path}: component {label} predicts NaN or inf: refusing to load it")
 
 
 # ------------------------------------------------------------------ estimators
@@ -308,6 +422,6 @@ def load_estimator(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         raise ModelFileError(f"{path}: unknown estimator class {params['class']!r}")
     try:
         estimator = classes[params["class"]].from_arrays(arrays, params)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, IndexError, TypeError) as exc:
         raise ModelFileError(f"{path}: arrays do not match a {params['class']}: {exc}") from exc
     return estimator, metadata

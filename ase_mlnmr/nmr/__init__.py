@@ -52,6 +52,7 @@ from .efg import (
     QuadrupolarParameters,
     convert_efg,
     cq_from_vzz,
+    normalise_efg_units,
     efg_asymmetry,
     efg_principal_components,
     H1_TMS_MHZ_PER_T,

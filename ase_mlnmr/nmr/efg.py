@@ -22,9 +22,9 @@ from typing import Mapping, NamedTuple, Sequence, Union
 import numpy as np
 from scipy import constants as _c
 
-from ..core.spherical_tensors import l2_to_symmetric_traceless, symmetric_traceless_to_l2
+from ..core.spherical_tensors import as_tensors, l2_to_symmetric_traceless, symmetric_traceless_to_l2
 from .isotopes import Isotope, IsotopeLike, get_isotope, quadrupolar_isotope
-from .orientation import _as_tensors, _is_isotropic, _scalar, principal_frame
+from .orientation import is_isotropic, principal_frame, scalar_if_0d
 
 __all__ = [
     "EFG_AU_IN_V_PER_M2",
@@ -34,6 +34,7 @@ __all__ = [
     "EFGPrincipal",
     "QuadrupolarParameters",
     "convert_efg",
+    "normalise_efg_units",
     "efg_principal_components",
     "efg_asymmetry",
     "cq_from_vzz",
@@ -62,8 +63,9 @@ CQ_MHZ_PER_MB_AU: float = _MB_IN_M2 * _HARTREE_J / (_BOHR_M**2 * _c.h) * 1e-6
 CQ_MHZ_PER_MB_V_PER_A2: float = _c.e * _MB_IN_M2 * 1e20 / _c.h * 1e-6
 
 _UNIT_ALIASES = {
-    "au": "au", "a.u.": "au", "atomic": "au", "hartree/bohr^2": "au",
-    "v/a^2": "V/A^2", "v/a2": "V/A^2", "v/å^2": "V/A^2", "v/å²": "V/A^2", "v/ang^2": "V/A^2", "v/angstrom^2": "V/A^2",
+    "au": "au", "a.u.": "au", "a.u": "au", "atomic": "au", "hartree/bohr^2": "au",
+    "v/a^2": "V/A^2", "v/a2": "V/A^2", "v/å^2": "V/A^2", "v/å2": "V/A^2", "v/å²": "V/A^2",
+    "v/ang^2": "V/A^2", "v/angstrom^2": "V/A^2",
     "v/m^2": "V/m^2", "v/m2": "V/m^2", "v/m²": "V/m^2",
 }
 _IN_V_PER_M2 = {"au": EFG_AU_IN_V_PER_M2, "V/A^2": 1e20, "V/m^2": 1.0}
@@ -71,18 +73,23 @@ _IN_V_PER_M2 = {"au": EFG_AU_IN_V_PER_M2, "V/A^2": 1e20, "V/m^2": 1.0}
 SpeciesLike = Union[IsotopeLike, Sequence[IsotopeLike]]
 
 
-def _unit(name: str) -> str:
+def normalise_efg_units(name: str) -> str:
+    """Canonical EFG unit name, ``'au'``, ``'V/A^2'`` or ``'V/m^2'``, of any usual spelling
+    ('a.u.', 'V/Å^2', ...); ValueError lists the accepted ones."""
     key = str(name).strip().lower().replace(" ", "")
     if key not in _UNIT_ALIASES:
-        raise ValueError(f"unknown EFG unit {name!r}; use 'au', 'V/A^2' or 'V/m^2'")
+        raise ValueError(
+            f"unknown EFG units {name!r}: use 'au' (atomic units, as in magres files), "
+            "'V/A^2' (as printed by VASP) or 'V/m^2'"
+        )
     return _UNIT_ALIASES[key]
 
 
 def convert_efg(values, from_unit: str, to_unit: str) -> np.ndarray:
     """Convert EFG values (any shape) between ``'au'`` (E_h/(e a0^2)), ``'V/A^2'`` and
     ``'V/m^2'``."""
-    factor = _IN_V_PER_M2[_unit(from_unit)] / _IN_V_PER_M2[_unit(to_unit)]
-    return _scalar(np.asarray(values, dtype=float) * factor)
+    factor = _IN_V_PER_M2[normalise_efg_units(from_unit)] / _IN_V_PER_M2[normalise_efg_units(to_unit)]
+    return scalar_if_0d(np.asarray(values, dtype=float) * factor)
 
 
 class EFGPrincipal(NamedTuple):
@@ -97,7 +104,7 @@ class EFGPrincipal(NamedTuple):
 
 
 def _traceless_symmetric(efg: np.ndarray) -> np.ndarray:
-    t = _as_tensors(efg, "efg")
+    t = as_tensors(efg, "efg", finite=True)
     return l2_to_symmetric_traceless(symmetric_traceless_to_l2(t))
 
 
@@ -109,9 +116,9 @@ def efg_principal_components(efg: np.ndarray) -> EFGPrincipal:
     """
     values, vectors = principal_frame(_traceless_symmetric(efg), "efg")
     vxx, vyy, vzz = values[..., 0], values[..., 1], values[..., 2]
-    zero = _is_isotropic(values)
+    zero = is_isotropic(values)
     eta = np.where(zero, 0.0, np.clip((vxx - vyy) / np.where(zero, 1.0, vzz), 0.0, 1.0))
-    return EFGPrincipal(_scalar(vxx), _scalar(vyy), _scalar(vzz), _scalar(eta), vectors)
+    return EFGPrincipal(scalar_if_0d(vxx), scalar_if_0d(vyy), scalar_if_0d(vzz), scalar_if_0d(eta), vectors)
 
 
 def efg_asymmetry(efg: np.ndarray) -> np.ndarray:
@@ -171,7 +178,7 @@ def cq_from_vzz(
         raise ValueError("vzz contains NaN or inf")
     q, _ = _isotope_arrays(species, v.shape, isotopes, missing)
     v_au = np.asarray(convert_efg(v, units, "au"))
-    return _scalar(CQ_MHZ_PER_MB_AU * q * v_au)
+    return scalar_if_0d(CQ_MHZ_PER_MB_AU * q * v_au)
 
 
 def quadrupolar_coupling(
@@ -193,7 +200,7 @@ def quadrupolar_product(cq, eta) -> np.ndarray:
     eta = np.asarray(eta, dtype=float)
     if np.any((eta < 0) | (eta > 1)):
         raise ValueError("eta must lie in [0, 1]")
-    return _scalar(cq * np.sqrt(1.0 + eta**2 / 3.0))
+    return scalar_if_0d(cq * np.sqrt(1.0 + eta**2 / 3.0))
 
 
 def _spin_of(spin_or_isotope) -> np.ndarray:
@@ -210,7 +217,7 @@ def quadrupolar_frequency(cq, spin_or_isotope) -> np.ndarray:
     """``nuQ = 3 CQ / (2I (2I - 1))`` (MHz, signed); the second argument is I or an
     isotope/element (its default quadrupolar isotope)."""
     spin = _spin_of(spin_or_isotope)
-    return _scalar(3.0 * np.asarray(cq, dtype=float) / (2.0 * spin * (2.0 * spin - 1.0)))
+    return scalar_if_0d(3.0 * np.asarray(cq, dtype=float) / (2.0 * spin * (2.0 * spin - 1.0)))
 
 
 def larmor_frequency(isotope: IsotopeLike, b0_tesla: float, use_xi: bool = False) -> np.ndarray:
@@ -229,8 +236,8 @@ def larmor_frequency(isotope: IsotopeLike, b0_tesla: float, use_xi: bool = False
     if np.any(~(b0 > 0)):
         raise ValueError("B0 must be positive (tesla)")
     if use_xi:
-        return _scalar(iso.xi_percent / 100.0 * abs(get_isotope("1H").gamma_MHz_per_T) * b0)
-    return _scalar(abs(iso.gamma_MHz_per_T) * b0)
+        return scalar_if_0d(iso.xi_percent / 100.0 * abs(get_isotope("1H").gamma_MHz_per_T) * b0)
+    return scalar_if_0d(abs(iso.gamma_MHz_per_T) * b0)
 
 
 #: Frequency of 1H in TMS per tesla (MHz/T): the IUPAC Xi scale's 100 % reference, with the
@@ -278,7 +285,7 @@ def quadrupolar_induced_shift(
     nu0 = larmor_frequency(iso, b0_tesla, use_xi=use_xi)
     spin = iso.spin
     factor = (spin * (spin + 1.0) - 0.75) / (spin**2 * (2.0 * spin - 1.0) ** 2)
-    return _scalar(-(3.0 / 40.0) * (np.asarray(pq, dtype=float) / nu0) ** 2 * factor * 1e6)
+    return scalar_if_0d(-(3.0 / 40.0) * (np.asarray(pq, dtype=float) / nu0) ** 2 * factor * 1e6)
 
 
 def omega_q(cq, eta, spin_or_isotope, theta, phi) -> np.ndarray:
@@ -294,7 +301,7 @@ def omega_q(cq, eta, spin_or_isotope, theta, phi) -> np.ndarray:
     theta = np.asarray(theta, dtype=float)
     phi = np.asarray(phi, dtype=float)
     angular = 0.5 * (3.0 * np.cos(theta) ** 2 - 1.0 + eta * np.sin(theta) ** 2 * np.cos(2.0 * phi))
-    return _scalar(nu_q * angular)
+    return scalar_if_0d(nu_q * angular)
 
 
 class QuadrupolarParameters(NamedTuple):
@@ -323,4 +330,4 @@ def quadrupolar_parameters(
     pq = cq * np.sqrt(1.0 + eta**2 / 3.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         nu_q = 3.0 * cq / (2.0 * spin * (2.0 * spin - 1.0))
-    return QuadrupolarParameters(_scalar(cq), principal.eta, _scalar(pq), _scalar(nu_q), principal.vzz)
+    return QuadrupolarParameters(scalar_if_0d(cq), principal.eta, scalar_if_0d(pq), scalar_if_0d(nu_q), principal.vzz)

@@ -4,10 +4,10 @@ The table ships as ``ase_mlnmr/data/isotopes.csv``:
 
 * spin ``I``;
 * ``gamma_MHz_per_T`` = gamma/2pi of the bare nucleus in MHz/T (IUPAC 2001,
-  Harris et al., Pure Appl. Chem. 73, 1795), so the Larmor frequency is
-  ``nu0 = |gamma/2pi| * B0`` (MHz, B0 in T);
+  Harris et al., Pure Appl. Chem. 73, 1795, https://doi.org/10.1351/pac200173111795),
+  so the Larmor frequency is ``nu0 = |gamma/2pi| * B0`` (MHz, B0 in T);
 * ``Q_mb``: nuclear quadrupole moment in millibarn (1 mb = 1e-31 m^2), Pyykko,
-  Mol. Phys. 116, 1328 (2018);
+  Mol. Phys. 116, 1328 (2018), https://doi.org/10.1080/00268976.2018.1426131;
 * ``Xi_percent``: IUPAC frequency ratio Xi (%).
 
 Which isotope an element's quadrupolar coupling refers to is a choice; the defaults
@@ -82,10 +82,6 @@ class Isotope:
     def is_quadrupolar(self) -> bool:
         """True when I > 1/2 and Q != 0."""
         return self.spin > 0.5 and self.quadrupole_moment_mb != 0.0
-
-    def larmor_frequency_MHz(self, b0_tesla: float) -> float:
-        """Larmor frequency ``nu0 = |gamma/2pi| * B0`` in MHz (bare gamma, B0 in T)."""
-        return abs(self.gamma_MHz_per_T) * float(b0_tesla)
 
 
 IsotopeLike = Union[str, Isotope]

@@ -1,7 +1,7 @@
 """Error metrics between reference and predicted NMR tensor sets.
 
-Observable metrics of Harper et al. (2025), per species, for EFG tensors (DFT tensors
-there are sign-fixed so that Vzz > 0, hence |Vzz|):
+Observable metrics of Harper et al. (2025, https://doi.org/10.1039/d5ta05090a), per
+species, for EFG tensors (DFT tensors there are sign-fixed so that Vzz > 0, hence |Vzz|):
 
 * ``C~Q = (|Vzz| - mu(|Vzz|)) / s(|Vzz|)`` with mu, s the mean and population standard
   deviation (ddof = 0) of |Vzz| over the species in the *reference* set;
@@ -20,10 +20,10 @@ from typing import Dict, Mapping, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..core.spherical_tensors import as_tensors
 from .efg import efg_principal_components
 from .orientation import (
     DEFAULT_AXIAL_TOL,
-    _as_tensors,
     equivalent_quaternions,
     tensor_orientation,
 )
@@ -87,7 +87,7 @@ class ShieldingErrors(NamedTuple):
 
 
 def _stack(tensors, name: str) -> np.ndarray:
-    t = _as_tensors(tensors, name)
+    t = as_tensors(tensors, name, finite=True)
     if t.ndim == 2:
         t = t[None]
     if t.ndim != 3:

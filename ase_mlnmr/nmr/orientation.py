@@ -23,11 +23,13 @@ Conventions (see ``docs/conventions.md``):
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from ..core.spherical_tensors import isotropic_part, l2_to_symmetric_traceless, symmetric_traceless_to_l2
+from ..core.spherical_tensors import as_tensors, isotropic_part, l2_to_symmetric_traceless, symmetric_traceless_to_l2
 
 __all__ = [
     "DEFAULT_AXIAL_TOL",
@@ -48,6 +50,8 @@ __all__ = [
     "canonical_quaternion",
     "equivalent_quaternions",
     "tensor_orientation",
+    "scalar_if_0d",
+    "is_isotropic",
 ]
 
 #: Default relative tolerance for flagging axial tensors (eta <= 1e-6).
@@ -89,31 +93,15 @@ class TensorOrientation(NamedTuple):
 
 
 # --------------------------------------------------------------------------- input checks
-def _as_tensors(tensors: np.ndarray, name: str = "tensor") -> np.ndarray:
-    """Validate (..., 3, 3) finite tensors; a single 3x3 is accepted (shape (3, 3))."""
-    try:
-        array = np.asarray(tensors, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: could not convert input to a float array ({exc})") from exc
-    if array.ndim < 2 or array.shape[-2:] != (3, 3):
-        raise ValueError(f"{name}: expected a 3x3 tensor or an (N, 3, 3) array, got shape {array.shape}")
-    finite = np.isfinite(array).all(axis=(-2, -1))
-    if not np.all(finite):
-        bad = np.argwhere(~finite)
-        where = ", ".join(str(tuple(int(i) for i in row)) for row in bad[:5]) if bad.size else "()"
-        raise ValueError(f"{name}: {int((~finite).sum())} tensor(s) contain NaN or inf (index {where})")
-    return array
-
-
-def _scalar(value: np.ndarray):
-    """Return a NumPy scalar for 0-d arrays, the array otherwise."""
+def scalar_if_0d(value: np.ndarray):
+    """A NumPy scalar for a 0-d array, the array otherwise (one tensor in, scalars out)."""
     value = np.asarray(value)
     return value[()] if value.ndim == 0 else value
 
 
 def symmetric_part(tensors: np.ndarray) -> np.ndarray:
     """Symmetric part ``(T + T^T)/2 = T(0) + T(2)`` of (..., 3, 3) tensors."""
-    t = _as_tensors(tensors)
+    t = as_tensors(tensors, finite=True)
     iso = isotropic_part(t)
     return l2_to_symmetric_traceless(symmetric_traceless_to_l2(t)) + iso[..., None, None] * np.eye(3)
 
@@ -156,28 +144,23 @@ def principal_frame(tensors: np.ndarray, convention: str = "efg") -> PrincipalFr
 
 
 # --------------------------------------------------------------------------- Euler angles
-def _rz(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    zero, one = np.zeros_like(c), np.ones_like(c)
-    return np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
-
-
-def _ry(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    zero, one = np.zeros_like(c), np.ones_like(c)
-    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2)
+def _flat_rotations(matrices: np.ndarray) -> tuple[Rotation, tuple[int, ...]]:
+    """A scipy ``Rotation`` stack of (..., 3, 3) matrices and the leading shape."""
+    return Rotation.from_matrix(matrices.reshape(-1, 3, 3)), matrices.shape[:-2]
 
 
 def rotation_from_euler(alpha, beta, gamma) -> np.ndarray:
-    """Active ZYZ rotation ``R = Rz(alpha) Ry(beta) Rz(gamma)`` (radians), shape (..., 3, 3)."""
+    """Active ZYZ rotation ``R = Rz(alpha) Ry(beta) Rz(gamma)`` (radians), shape (..., 3, 3)
+    (scipy's intrinsic ``"ZYZ"`` sequence)."""
     a, b, g = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (alpha, beta, gamma)))
     if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(g).all()):
         raise ValueError("Euler angles contain NaN or inf")
-    return _rz(a) @ _ry(b) @ _rz(g)
+    angles = np.stack([a, b, g], -1)
+    return Rotation.from_euler("ZYZ", angles.reshape(-1, 3)).as_matrix().reshape(a.shape + (3, 3))
 
 
 def _as_rotations(rotations: np.ndarray, name: str = "rotation", atol: float = 1e-6) -> np.ndarray:
-    r = _as_tensors(rotations, name)
+    r = as_tensors(rotations, name, finite=True)
     err = np.abs(r @ np.swapaxes(r, -1, -2) - np.eye(3)).max(axis=(-2, -1))
     det = np.linalg.det(r)
     if np.any(err > atol) or np.any(det < 0):
@@ -188,23 +171,24 @@ def _as_rotations(rotations: np.ndarray, name: str = "rotation", atol: float = 1
 def euler_from_rotation(rotations: np.ndarray) -> EulerAngles:
     """ZYZ active angles of proper rotations, ``beta in [0, pi]``, alpha, gamma in [0, 2pi).
 
-    ``beta = arccos(R33)``, ``alpha = atan2(R23, R13)``, ``gamma = atan2(R32, -R31)``; in
-    gimbal lock (sin beta = 0) gamma = 0 and alpha carries the whole z rotation. Not
-    canonicalised: see :func:`canonical_euler_angles`.
+    scipy's intrinsic ``"ZYZ"`` angles; in gimbal lock (sin beta < 1e-9) gamma = 0 and
+    alpha carries the whole z rotation. Not canonicalised: see
+    :func:`canonical_euler_angles`.
     """
     r = _as_rotations(rotations)
-    cb = np.clip(r[..., 2, 2], -1.0, 1.0)
-    sb = np.hypot(r[..., 0, 2], r[..., 1, 2])
-    beta = np.arctan2(sb, cb)
-    lock = sb < 1e-9
-    alpha = np.where(lock, 0.0, np.arctan2(r[..., 1, 2], r[..., 0, 2]))
-    gamma = np.where(lock, 0.0, np.arctan2(r[..., 2, 1], -r[..., 2, 0]))
-    # beta = 0: R = Rz(alpha + gamma); beta = pi: R = Rz(alpha) Ry(pi) Rz(gamma), R11 = -cos(alpha - gamma)
-    up = cb > 0
+    stack, shape = _flat_rotations(r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # gimbal lock: handled below
+        angles = stack.as_euler("ZYZ").reshape(shape + (3,))
+    alpha, beta, gamma = angles[..., 0], angles[..., 1], angles[..., 2]
+    # gimbal lock (beta = 0 or pi): only alpha ± gamma is defined; put it all in alpha
+    lock = np.hypot(r[..., 0, 2], r[..., 1, 2]) < 1e-9
+    up = r[..., 2, 2] > 0
     lock_alpha = np.where(up, np.arctan2(r[..., 1, 0], r[..., 0, 0]), np.arctan2(-r[..., 1, 0], -r[..., 0, 0]))
     alpha = np.where(lock, lock_alpha, alpha)
+    gamma = np.where(lock, 0.0, gamma)
     beta = np.where(lock, np.where(up, 0.0, np.pi), beta)
-    return EulerAngles(_scalar(np.mod(alpha, _TWO_PI)), _scalar(beta), _scalar(np.mod(gamma, _TWO_PI)))
+    return EulerAngles(scalar_if_0d(np.mod(alpha, _TWO_PI)), scalar_if_0d(beta), scalar_if_0d(np.mod(gamma, _TWO_PI)))
 
 
 def equivalent_euler_angles(alpha, beta, gamma) -> np.ndarray:
@@ -249,7 +233,7 @@ def canonical_euler_angles(alpha, beta, gamma) -> EulerAngles:
     # tidy values that rounded onto the open upper bounds
     a = np.where((a >= _TWO_PI - _ANGLE_EPS) | (np.abs(a) <= _ANGLE_EPS), 0.0, a)
     g = np.where(np.abs(g) <= _ANGLE_EPS, 0.0, g)
-    return EulerAngles(_scalar(a), _scalar(b), _scalar(g))
+    return EulerAngles(scalar_if_0d(a), scalar_if_0d(b), scalar_if_0d(g))
 
 
 # --------------------------------------------------------------------------- quaternions
@@ -270,30 +254,10 @@ def canonical_quaternion(quaternions: np.ndarray) -> np.ndarray:
 
 
 def quaternion_from_rotation(rotations: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) of proper rotations (..., 3, 3), canonical sign (w >= 0).
-
-    Uses the numerically stable branch on the largest of (trace, R11, R22, R33).
-    """
+    """Unit quaternion (w, x, y, z) of proper rotations (..., 3, 3), canonical sign (w >= 0)."""
     r = _as_rotations(rotations)
-    r00, r11, r22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
-    trace = r00 + r11 + r22
-    candidates = []
-    s = 2.0 * np.sqrt(np.maximum(1.0 + trace, 1e-300))
-    candidates.append(np.stack([0.25 * s, (r[..., 2, 1] - r[..., 1, 2]) / s,
-                                (r[..., 0, 2] - r[..., 2, 0]) / s, (r[..., 1, 0] - r[..., 0, 1]) / s], -1))
-    s = 2.0 * np.sqrt(np.maximum(1.0 + r00 - r11 - r22, 1e-300))
-    candidates.append(np.stack([(r[..., 2, 1] - r[..., 1, 2]) / s, 0.25 * s,
-                                (r[..., 0, 1] + r[..., 1, 0]) / s, (r[..., 0, 2] + r[..., 2, 0]) / s], -1))
-    s = 2.0 * np.sqrt(np.maximum(1.0 - r00 + r11 - r22, 1e-300))
-    candidates.append(np.stack([(r[..., 0, 2] - r[..., 2, 0]) / s, (r[..., 0, 1] + r[..., 1, 0]) / s,
-                                0.25 * s, (r[..., 1, 2] + r[..., 2, 1]) / s], -1))
-    s = 2.0 * np.sqrt(np.maximum(1.0 - r00 - r11 + r22, 1e-300))
-    candidates.append(np.stack([(r[..., 1, 0] - r[..., 0, 1]) / s, (r[..., 0, 2] + r[..., 2, 0]) / s,
-                                (r[..., 1, 2] + r[..., 2, 1]) / s, 0.25 * s], -1))
-    choice = np.argmax(np.stack([trace, r00, r11, r22], -1), axis=-1)
-    stacked = np.stack(candidates, -2)  # (..., 4 branches, 4)
-    q = np.take_along_axis(stacked, choice[..., None, None], axis=-2)[..., 0, :]
-    return canonical_quaternion(q)
+    stack, shape = _flat_rotations(r)
+    return canonical_quaternion(stack.as_quat(scalar_first=True).reshape(shape + (4,)))
 
 
 def rotation_from_quaternion(quaternions: np.ndarray) -> np.ndarray:
@@ -304,12 +268,8 @@ def rotation_from_quaternion(quaternions: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(q, axis=-1, keepdims=True)
     if np.any(~np.isfinite(q)) or np.any(norm == 0):
         raise ValueError("quaternions must be finite and non-zero")
-    w, x, y, z = np.moveaxis(q / norm, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    matrices = Rotation.from_quat(q.reshape(-1, 4), scalar_first=True).as_matrix()
+    return matrices.reshape(q.shape[:-1] + (3, 3))
 
 
 def quaternion_multiply(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -349,7 +309,7 @@ def equivalent_quaternions(quaternions: np.ndarray) -> np.ndarray:
 ZERO_ANISOTROPY_TOL = 1e-12
 
 
-def _is_isotropic(values: np.ndarray) -> np.ndarray:
+def is_isotropic(values: np.ndarray) -> np.ndarray:
     """Principal values (..., 3) ordered efg/haeberlen: ``|Tzz - Tiso| <= 1e-12 ||T||_F``."""
     iso = values.mean(axis=-1)
     norm = np.sqrt((values**2).sum(axis=-1))
@@ -360,7 +320,7 @@ def _is_axial(values: np.ndarray, axial_tol: float) -> np.ndarray:
     """``|Txx - Tyy| <= axial_tol |Tzz - Tiso|`` or isotropic (values ordered efg/haeberlen)."""
     iso = values.mean(axis=-1)
     gap = np.abs(values[..., 0] - values[..., 1])
-    return (gap <= axial_tol * np.abs(values[..., 2] - iso)) | _is_isotropic(values)
+    return (gap <= axial_tol * np.abs(values[..., 2] - iso)) | is_isotropic(values)
 
 
 def tensor_orientation(
@@ -378,7 +338,7 @@ def tensor_orientation(
     if not axial_tol >= 0:
         raise ValueError("axial_tol must be >= 0")
     values, rot = principal_frame(tensors, convention)
-    isotropic = _is_isotropic(values)
+    isotropic = is_isotropic(values)
     axial = _is_axial(values, axial_tol)
     a, b, g = (np.asarray(x, dtype=float) for x in euler_from_rotation(rot))
     a, b, g = (np.asarray(x, dtype=float) for x in canonical_euler_angles(a, b, g))
@@ -393,4 +353,4 @@ def tensor_orientation(
     g = np.where(axial, 0.0, g)
     rotation = rotation_from_euler(a, b, g)
     quaternion = quaternion_from_rotation(rotation)
-    return TensorOrientation(_scalar(a), _scalar(b), _scalar(g), quaternion, rotation, _scalar(axial))
+    return TensorOrientation(scalar_if_0d(a), scalar_if_0d(b), scalar_if_0d(g), quaternion, rotation, scalar_if_0d(axial))

@@ -1,7 +1,8 @@
 """Magnetic shielding tensors: isotropic value, shift referencing, Haeberlen, Mehring and
 Maryland (Herzfeld-Berger) parameters. All in ppm, vectorised over (..., 3, 3) tensors.
 
-Conventions (IUPAC, Harris et al., Pure Appl. Chem. 80, 59 (2008); ``docs/conventions.md``):
+Conventions (IUPAC, Harris et al., Pure Appl. Chem. 80, 59 (2008),
+https://doi.org/10.1351/pac200880010059; ``docs/conventions.md``):
 
 * principal values are those of the symmetric part ``(s + s^T)/2``; the antisymmetric
   part does not enter any of the parameters below;
@@ -18,11 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..core.spherical_tensors import isotropic_part
+from ..core.spherical_tensors import as_tensors, isotropic_part
 from .orientation import (
-    _as_tensors,
-    _is_isotropic,
-    _scalar,
+    is_isotropic,
+    scalar_if_0d,
     ZERO_ANISOTROPY_TOL,
     principal_frame,
 )
@@ -86,7 +86,7 @@ def _as_float(x, name: str) -> np.ndarray:
 
 def isotropic_shielding(ms: np.ndarray) -> np.ndarray:
     """Isotropic shielding ``siso = tr(s)/3`` (ppm) of (..., 3, 3) tensors."""
-    return _scalar(isotropic_part(_as_tensors(ms, "ms")))
+    return scalar_if_0d(isotropic_part(as_tensors(ms, "ms", finite=True)))
 
 
 def shift_from_shielding(sigma, sigma_ref, exact: bool = True) -> np.ndarray:
@@ -100,7 +100,7 @@ def shift_from_shielding(sigma, sigma_ref, exact: bool = True) -> np.ndarray:
     delta = ref - s
     if exact:
         delta = delta / (1.0 - ref * 1e-6)
-    return _scalar(delta)
+    return scalar_if_0d(delta)
 
 
 def shielding_from_shift(delta, sigma_ref, exact: bool = True) -> np.ndarray:
@@ -108,7 +108,7 @@ def shielding_from_shift(delta, sigma_ref, exact: bool = True) -> np.ndarray:
     ``s = sref - d`` (ppm)."""
     d = _as_float(delta, "delta")
     ref = _as_float(sigma_ref, "sigma_ref")
-    return _scalar(ref - d * (1.0 - ref * 1e-6) if exact else ref - d)
+    return scalar_if_0d(ref - d * (1.0 - ref * 1e-6) if exact else ref - d)
 
 
 def calibrated_shift(sigma_iso, slope_a, sigma_ref) -> np.ndarray:
@@ -117,7 +117,7 @@ def calibrated_shift(sigma_iso, slope_a, sigma_ref) -> np.ndarray:
     s = _as_float(sigma_iso, "sigma_iso")
     a = _as_float(slope_a, "slope_a")
     ref = _as_float(sigma_ref, "sigma_ref")
-    return _scalar(-a * (s - ref))
+    return scalar_if_0d(-a * (s - ref))
 
 
 def haeberlen(ms: np.ndarray) -> Haeberlen:
@@ -127,20 +127,20 @@ def haeberlen(ms: np.ndarray) -> Haeberlen:
     ``|szz - siso| >= |sxx - siso| >= |syy - siso|``; ``eta = 0`` where the tensor is
     isotropic (``|zeta| <= 1e-12 ||s_sym||_F``). eta is clipped to [0, 1] (rounding).
     """
-    values, _ = principal_frame(_as_tensors(ms, "ms"), "haeberlen")
+    values, _ = principal_frame(as_tensors(ms, "ms", finite=True), "haeberlen")
     sxx, syy, szz = values[..., 0], values[..., 1], values[..., 2]
     iso = values.mean(axis=-1)
     zeta = szz - iso
-    isotropic = _is_isotropic(values)
+    isotropic = is_isotropic(values)
     safe = np.where(isotropic, 1.0, zeta)
     eta = np.where(isotropic, 0.0, np.clip((syy - sxx) / safe, 0.0, 1.0))
-    return Haeberlen(_scalar(iso), _scalar(zeta), _scalar(1.5 * zeta), _scalar(eta))
+    return Haeberlen(scalar_if_0d(iso), scalar_if_0d(zeta), scalar_if_0d(1.5 * zeta), scalar_if_0d(eta))
 
 
 def mehring(ms: np.ndarray) -> Mehring:
     """Principal shieldings of the symmetric part, ascending ``s11 <= s22 <= s33`` (ppm)."""
-    values, _ = principal_frame(_as_tensors(ms, "ms"), "mehring")
-    return Mehring(*(_scalar(values[..., i]) for i in range(3)))
+    values, _ = principal_frame(as_tensors(ms, "ms", finite=True), "mehring")
+    return Mehring(*(scalar_if_0d(values[..., i]) for i in range(3)))
 
 
 def mehring_shifts(ms: np.ndarray, sigma_ref, exact: bool = True) -> ShiftPrincipal:
@@ -154,11 +154,11 @@ def maryland(ms: np.ndarray) -> Maryland:
     """Maryland convention: ``Omega = s33 - s11 >= 0``, ``kappa = 3 (siso - s22)/Omega``
     (= ``3 (d22 - diso)/Omega`` for shifts) in [-1, 1]; ``kappa = 0`` where the tensor is
     isotropic (``Omega <= 1e-12 ||s_sym||_F``)."""
-    values, _ = principal_frame(_as_tensors(ms, "ms"), "mehring")
+    values, _ = principal_frame(as_tensors(ms, "ms", finite=True), "mehring")
     s11, s22, s33 = values[..., 0], values[..., 1], values[..., 2]
     iso = values.mean(axis=-1)
     span = s33 - s11
     norm = np.sqrt((values**2).sum(axis=-1))
     isotropic = span <= ZERO_ANISOTROPY_TOL * norm
     kappa = np.where(isotropic, 0.0, np.clip(3.0 * (iso - s22) / np.where(isotropic, 1.0, span), -1.0, 1.0))
-    return Maryland(_scalar(iso), _scalar(span), _scalar(kappa))
+    return Maryland(scalar_if_0d(iso), scalar_if_0d(span), scalar_if_0d(kappa))

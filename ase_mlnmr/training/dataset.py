@@ -13,6 +13,13 @@ Supported inputs (many files and glob patterns at once):
 Internal units: shielding in ppm, EFG in atomic units
 (1 a.u. = E_h / (e a0^2) = 9.7173624292e21 V/m^2 = 97.173624292 V/Angstrom^2, CODATA 2018).
 
+Sign: the dataset always holds the shielding σ. Files that hold −σ instead (VASP's
+LCHIMAG output: its "chemical shift" tensor is δ_ij = ∂B^ind_i/∂B^ext_j = −σ_ij, printed
+without the core contribution and unreferenced, so δiso values rise as σ falls — for
+27Al, AlO4 sites above AlO6 sites, as measured shifts) must be declared when reading:
+``ms_convention='shift'`` negates them. Nothing guesses the sign; see
+``docs/conventions.md`` for how to recognise such data.
+
 The shielding tensor is symmetrised, sigma -> (sigma + sigma^T)/2, unless
 ``symmetrise_shielding=False`` (then the antisymmetric part sigma(1) is kept). EFG tensors
 are stored as read.
@@ -32,7 +39,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers
 
 __all__ = [
     "EFG_AU_IN_V_PER_A2",
@@ -41,13 +47,15 @@ __all__ = [
     "TensorDataset",
     "read_tensor_dataset",
     "expand_paths",
+    "MS_CONVENTIONS",
     "efg_to_au",
     "normalise_efg_units",
     "normalise_ms_units",
     "sha256_file",
 ]
 
-from ..nmr.efg import EFG_AU_IN_V_PER_A2  # one a.u. of EFG in V/Å² (CODATA via scipy.constants)
+from ..descriptors import atomic_number_of
+from ..nmr.efg import EFG_AU_IN_V_PER_A2, convert_efg, normalise_efg_units
 
 #: Tensor properties understood by the reader.
 TENSOR_PROPERTIES = ("ms", "efg")
@@ -55,40 +63,13 @@ TENSOR_PROPERTIES = ("ms", "efg")
 #: Internal units.
 INTERNAL_UNITS = {"ms": "ppm", "efg": "au"}
 
-_EFG_ALIASES = {
-    "au": "au",
-    "a.u.": "au",
-    "a.u": "au",
-    "atomic": "au",
-    "hartree/bohr^2": "au",
-    "v/a^2": "V/A^2",
-    "v/a2": "V/A^2",
-    "v/å^2": "V/A^2",
-    "v/å2": "V/A^2",
-    "v/angstrom^2": "V/A^2",
-    "v/ang^2": "V/A^2",
-    "v/m^2": "V/m^2",
-    "v/m2": "V/m^2",
-}
-
-_EFG_FACTOR_TO_AU = {
-    "au": 1.0,
-    "V/A^2": 1.0 / EFG_AU_IN_V_PER_A2,
-    "V/m^2": 1e-20 / EFG_AU_IN_V_PER_A2,
+#: How the ``ms`` numbers of a file relate to the shielding σ (see :func:`read_tensor_dataset`).
+MS_CONVENTIONS = {
+    "shielding": "σ itself (magres files, CASTEP, QE-GIPAW)",
+    "shift": "−σ up to a constant per element (VASP LCHIMAG 'chemical shift' tensors, core excluded)",
 }
 
 _MAGRES_SUFFIXES = (".magres",)
-
-
-def normalise_efg_units(units: str) -> str:
-    """Canonical EFG unit name: ``'au'``, ``'V/A^2'`` or ``'V/m^2'`` (ValueError otherwise)."""
-    key = str(units).strip().lower().replace(" ", "")
-    if key not in _EFG_ALIASES:
-        raise ValueError(
-            f"unknown EFG units {units!r}: use 'au' (atomic units, as in magres files) "
-            "or 'V/A^2' (as printed by VASP)"
-        )
-    return _EFG_ALIASES[key]
 
 
 def normalise_ms_units(units: str) -> str:
@@ -101,7 +82,7 @@ def normalise_ms_units(units: str) -> str:
 
 def efg_to_au(values: np.ndarray, units: str) -> np.ndarray:
     """Convert EFG values from ``units`` to atomic units (V_au = V / 97.1736 for V/A^2)."""
-    return np.asarray(values, dtype=float) * _EFG_FACTOR_TO_AU[normalise_efg_units(units)]
+    return np.asarray(convert_efg(values, units, "au"), dtype=float)
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -183,6 +164,9 @@ class TensorDataset:
         ``{'ms': 'ppm', 'efg': 'au'}``; ``input_units`` the units of each source file.
     symmetrised_shielding:
         Whether sigma was replaced by (sigma + sigma^T)/2.
+    ms_convention:
+        How the files' ``ms`` numbers were declared (:data:`MS_CONVENTIONS`); the
+        tensors held are σ either way.
     """
 
     structures: list[Atoms]
@@ -193,6 +177,7 @@ class TensorDataset:
     units: dict[str, str] = field(default_factory=lambda: dict(INTERNAL_UNITS))
     input_units: dict[str, dict[str, str]] = field(default_factory=dict)
     symmetrised_shielding: bool = True
+    ms_convention: str = "shielding"
 
     def __post_init__(self) -> None:
         n = len(self.structures)
@@ -236,7 +221,7 @@ class TensorDataset:
         the default per-atom group label, the structure index.
         """
         self._check_prop(prop)
-        z = _element_number(element) if element is not None else None
+        z = atomic_number_of(element) if element is not None else None
         s_idx, a_idx, nums, tens = [], [], [], []
         for i, atoms in enumerate(self.structures):
             keep = self.masks[prop][i].copy()
@@ -292,30 +277,42 @@ class TensorDataset:
             units=dict(self.units),
             input_units={s: dict(u) for s, u in self.input_units.items()},
             symmetrised_shielding=self.symmetrised_shielding,
+            ms_convention=self.ms_convention,
         )
 
     def file_hashes(self) -> dict[str, str]:
         """SHA-256 of every distinct source file (for training provenance)."""
         return {src: sha256_file(src) for src in dict.fromkeys(self.sources)}
 
-    @classmethod
-    def read(cls, paths: str | os.PathLike | Iterable[str | os.PathLike], **kwargs) -> "TensorDataset":
-        """Same as :func:`read_tensor_dataset`."""
-        return read_tensor_dataset(paths, **kwargs)
-
-
-def _element_number(element: str | int) -> int:
-    if isinstance(element, (int, np.integer)):
-        return int(element)
-    if element not in atomic_numbers:
-        raise ValueError(f"unknown element {element!r}")
-    return atomic_numbers[element]
 
 
 def _is_magres(path: Path, fmt: str | None) -> bool:
     if fmt is not None:
         return fmt == "magres"
     return path.suffix.lower() in _MAGRES_SUFFIXES
+
+
+def _undeclared_magres_tensors(path: str, props: Sequence[str]) -> dict[str, int]:
+    """Properties with data lines in the file's magres block but no ``units`` line for them
+    (ASE's reader drops such a block silently), with their number of lines."""
+    counts: dict[str, int] = {}
+    declared: set[str] = set()
+    in_block = False
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            words = line.split()
+            if not words:
+                continue
+            tag = words[0].lower()
+            if tag in ("[magres]", "<magres>"):
+                in_block = True
+            elif tag in ("[/magres]", "</magres>"):
+                in_block = False
+            elif in_block and tag == "units" and len(words) > 1:
+                declared.add(words[1])
+            elif in_block and words[0] in props:
+                counts[words[0]] = counts.get(words[0], 0) + 1
+    return {prop: n for prop, n in counts.items() if prop not in declared}
 
 
 def _tensor_block(raw: object, n_atoms: int, prop: str, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -369,6 +366,7 @@ def read_tensor_dataset(
     properties: Sequence[str] = TENSOR_PROPERTIES,
     index: str | int | slice = ":",
     format: str | None = None,
+    ms_convention: str = "shielding",
 ) -> TensorDataset:
     """Read DFT tensors from magres / extended XYZ files (names or glob patterns).
 
@@ -386,6 +384,15 @@ def read_tensor_dataset(
         Which of ``'ms'``, ``'efg'`` to read.
     index, format:
         Passed to ``ase.io.read`` for non-magres files (default all frames).
+    ms_convention:
+        What the ``ms`` numbers of non-magres files are: ``'shielding'`` (σ, default) or
+        ``'shift'`` (−σ up to a constant per element, as VASP's LCHIMAG prints them;
+        negated on reading so that the dataset holds σ − σ_core). Magres files hold σ by
+        definition of the format. Never guessed: see ``docs/conventions.md``.
+
+    Raises ``ValueError`` naming the file (and block or property) for a magres block
+    with tensors but no ``units`` line for them (ASE drops it silently), and for a file
+    whose every tensor of a property is NaN or inf.
 
     Returns
     -------
@@ -397,6 +404,11 @@ def read_tensor_dataset(
     for prop in props:
         if prop not in TENSOR_PROPERTIES:
             raise ValueError(f"unknown tensor property {prop!r}; expected a subset of {TENSOR_PROPERTIES}")
+    if ms_convention not in MS_CONVENTIONS:
+        raise ValueError(
+            f"unknown ms_convention {ms_convention!r}: use one of "
+            + "; ".join(f"{name!r} ({meaning})" for name, meaning in MS_CONVENTIONS.items())
+        )
     stated = {
         "ms": normalise_ms_units(ms_units) if ms_units is not None else None,
         "efg": normalise_efg_units(efg_units) if efg_units is not None else None,
@@ -423,6 +435,17 @@ def read_tensor_dataset(
 
         file_units: dict[str, str] = {}
         if magres:
+            undeclared = _undeclared_magres_tensors(source, props)
+            if undeclared:
+                prop, n = next(iter(undeclared.items()))
+                raise ValueError(
+                    f"{source}: the [magres] block has {n} '{prop}' lines but no 'units {prop}' line "
+                    f"(ASE's reader drops such a block silently); add 'units {prop} "
+                    + ("ppm" if prop == "ms" else "au") + "' to the block"
+                )
+            if ms_convention != "shielding" and "ms" in props and "ms" in images[0].arrays:
+                raise ValueError(f"{source}: magres files hold shieldings σ by definition; "
+                                 f"ms_convention={ms_convention!r} applies to other formats only")
             declared = images[0].info.get("magres_units", {}) if images else {}
             for prop in props:
                 if prop in images[0].arrays:
@@ -443,6 +466,7 @@ def read_tensor_dataset(
                     file_units[prop] = stated[prop]
         input_units[source] = file_units
 
+        usable = {prop: 0 for prop in file_units}
         for frame, atoms in enumerate(images):
             n = len(atoms)
             for prop in TENSOR_PROPERTIES:
@@ -452,11 +476,15 @@ def read_tensor_dataset(
                     fmask = _file_mask(atoms, prop, source)
                     if fmask is not None:
                         mask &= fmask
+                    usable[prop] += int(mask.sum())
                     values = np.where(mask[:, None, None], values, 0.0)
                     if prop == "efg":
                         values = efg_to_au(values, file_units["efg"])
-                    elif symmetrise_shielding:
-                        values = 0.5 * (values + np.swapaxes(values, 1, 2))
+                    else:
+                        if ms_convention == "shift":
+                            values = -values
+                        if symmetrise_shielding:
+                            values = 0.5 * (values + np.swapaxes(values, 1, 2))
                 else:
                     values, mask = np.zeros((n, 3, 3)), np.zeros(n, dtype=bool)
                 tensors[prop].append(np.ascontiguousarray(values))
@@ -469,6 +497,12 @@ def read_tensor_dataset(
             structures.append(clean)
             sources.append(source)
             frames.append(frame if not magres else 0)
+        for prop, n_usable in usable.items():
+            if n_usable == 0 and any(_provided_anywhere(atoms, prop, source) for atoms in images):
+                raise ValueError(
+                    f"{source}: property '{prop}' is present but every tensor is NaN or inf: "
+                    "no usable training data in this file"
+                )
 
     return TensorDataset(
         structures=structures,
@@ -479,4 +513,14 @@ def read_tensor_dataset(
         units=dict(INTERNAL_UNITS),
         input_units=input_units,
         symmetrised_shielding=symmetrise_shielding,
+        ms_convention=ms_convention,
     )
+
+
+def _provided_anywhere(atoms: Atoms, prop: str, source: str) -> bool:
+    """Whether the file gives ``prop`` for at least one atom (present, not masked out)."""
+    if prop not in atoms.arrays:
+        return False
+    _, provided = _tensor_block(atoms.arrays[prop], len(atoms), prop, source)
+    file_mask = _file_mask(atoms, prop, source)
+    return bool(np.any(provided if file_mask is None else provided & file_mask))

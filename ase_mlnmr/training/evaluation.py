@@ -22,8 +22,8 @@ from ..nmr.metrics import efg_errors
 from ..nmr.shielding import haeberlen
 from ..nmr_model import NMRModel
 
-__all__ = ["PairedTensors", "collect_predictions", "efg_component_mae", "efg_metrics", "shielding_metrics", "metrics_table",
-           "parity_plots", "evaluate"]
+__all__ = ["PairedTensors", "collect_predictions", "unknown_neighbour_elements", "efg_component_mae", "efg_metrics",
+           "shielding_metrics", "metrics_table", "parity_plots", "evaluate"]
 
 _UPPER = np.triu_indices(3)
 
@@ -39,12 +39,44 @@ class PairedTensors:
     structure_index: np.ndarray
 
 
-def collect_predictions(model: NMRModel, dataset: TensorDataset, progress: bool = False) -> dict[str, PairedTensors]:
-    """Predict every structure (unknown elements skipped) and pair with the reference tensors."""
+def unknown_neighbour_elements(model: NMRModel, atoms) -> list[str]:
+    """Elements of ``atoms`` that a descriptor the model would run on it was not built for
+    (a structure holding them cannot be predicted: its neighbour densities are undefined)."""
+    present = set(atoms.get_chemical_symbols())
+    descriptors = [m.descriptor for (element, _), m in model.models.items() if element in present]
+    descriptors += [descriptor for element, (descriptor, _) in model.ood_models.items() if element in present]
+    return sorted({e for d in descriptors for e in present - set(d.species)})
+
+
+def collect_predictions(model: NMRModel, dataset: TensorDataset, progress: bool = False,
+                        unknown_species: str = "raise") -> dict[str, PairedTensors]:
+    """Predict every structure and pair the predictions with the reference tensors.
+
+    Atoms of elements without a model are left out. A structure holding an element the
+    model's descriptors were not built for raises ``ValueError`` naming its file, frame
+    and the elements (``unknown_species='raise'``), or is skipped with a warning
+    (``'skip'``).
+    """
+    import warnings
+
     from tqdm import tqdm
 
+    if unknown_species not in ("raise", "skip"):
+        raise ValueError(f"unknown_species must be 'raise' or 'skip', got {unknown_species!r}")
     buckets: dict[str, list] = {"ms": [], "efg": []}
+    skipped = []
     for index, atoms in enumerate(tqdm(dataset.structures, desc="predicting", unit="structure", disable=not progress)):
+        unknown = unknown_neighbour_elements(model, atoms)
+        if unknown:
+            where = f"{dataset.sources[index]} (frame {dataset.frames[index]})"
+            if unknown_species == "raise":
+                raise ValueError(
+                    f"{where} holds {unknown}, which the model (built for neighbours "
+                    f"{sorted({e for m in model.models.values() for e in m.descriptor.species})}) cannot "
+                    "describe; skip such structures with unknown_species='skip' (CLI --skip-unknown)"
+                )
+            skipped.append(where)
+            continue
         prediction = model.predict(atoms, unknown_species="skip")
         symbols = np.array(atoms.get_chemical_symbols())
         for prop, predicted, mask in (("ms", prediction.ms, prediction.ms_mask), ("efg", prediction.efg, prediction.efg_mask)):
@@ -52,6 +84,9 @@ def collect_predictions(model: NMRModel, dataset: TensorDataset, progress: bool 
             if keep.any():
                 buckets[prop].append((symbols[keep], dataset.tensors[prop][index][keep], predicted[keep],
                                       np.full(int(keep.sum()), index)))
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} structures holding elements the model cannot describe: "
+                      + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)
     out = {}
     for prop, parts in buckets.items():
         if parts:
@@ -164,9 +199,11 @@ def parity_plots(pairs: Mapping[str, PairedTensors], directory: str | Path) -> l
     return written
 
 
-def evaluate(model: NMRModel, dataset: TensorDataset, progress: bool = False) -> tuple[dict, dict[str, PairedTensors]]:
-    """Metrics ``{"ms": {...}, "efg": {...}}`` and the paired tensors they came from."""
-    pairs = collect_predictions(model, dataset, progress)
+def evaluate(model: NMRModel, dataset: TensorDataset, progress: bool = False,
+             unknown_species: str = "raise") -> tuple[dict, dict[str, PairedTensors]]:
+    """Metrics ``{"ms": {...}, "efg": {...}}`` and the paired tensors they came from
+    (``unknown_species`` as in :func:`collect_predictions`)."""
+    pairs = collect_predictions(model, dataset, progress, unknown_species)
     metrics: dict[str, dict] = {}
     if "ms" in pairs:
         metrics["ms"] = shielding_metrics(pairs["ms"])
