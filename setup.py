@@ -20,7 +20,7 @@ extensions = [
         extra_compile_args=COMPILE_ARGS,
         define_macros=MACROS,
     )
-    for name in ("_neighbours", "_soap_core")
+    for name in ("_neighbours", "_soap_core", "_correlator")
 ]
 
 setup(
