@@ -73,8 +73,8 @@ def test_streaming_equals_fft_inside_first_level_and_within_tolerance_beyond(ou_
             assert usable.sum() > p + 3 * (p - p // 2)   # coarse levels really exercised
             difference = np.abs(g_stream[usable] - g_fft[lags_samples[usable]])
             # documented tolerance: block-average bias m^(2k)|C''|/12 (negligible here) plus the
-            # statistical difference of fewer origins (measured 0.004 here)
-            assert difference.max() < 0.01, difference.max()
+            # statistical difference of fewer origins (measured 0.004 raw, 0.010 fluctuation form here)
+            assert difference.max() < 0.02, difference.max()
 
 
 def test_fft_estimator_obeys_the_time_average_identity(ou_frames):
