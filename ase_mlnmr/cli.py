@@ -7,6 +7,7 @@ train     fit a model on DFT tensors (magres / extended XYZ) and a JSON config
 evaluate  metrics table and parity plots (PNG) of a model on DFT tensors
 predict   tensors for structures: magres or extended XYZ, plus a per-atom CSV of δiso, CQ, η
 features  SOAP power spectrum or λ-SOAP features of structures, saved as .npz
+trajectory  NMR along an MD trajectory: time averages, G(s), vibrational scaling (trajectory/cli.py)
 """
 from __future__ import annotations
 
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_descriptor_options(features)
     features.set_defaults(run=command_features)
+    from .trajectory.cli import add_trajectory_parser
+
+    add_trajectory_parser(commands)
     return parser
 
 

@@ -138,7 +138,8 @@ class SeriesStore:
 class FFTCorrelation:
     """Exact all-origins lag sums from a :class:`SeriesStore`, in the core's layout.
 
-    ``groups`` (n_atoms,) group index of each atom of the store (atoms in id order).
+    ``groups`` (n_atoms,) group index of each atom of the store (atoms in id order; −1:
+    not analysed). Atoms whose series of a channel is NaN have no values there and add nothing.
     """
 
     store: SeriesStore
@@ -162,8 +163,8 @@ class FFTCorrelation:
                 stop = min(start + chunk, self.store.n_atoms)
                 atom_sums = lag_sums_fft(self.store.read_atoms(name, start, stop), fluctuation)
                 for k, atom in enumerate(range(start, stop)):
-                    if groups[atom] < 0:
-                        continue
+                    if groups[atom] < 0 or not np.isfinite(atom_sums[k, 0]):
+                        continue  # not analysed, or no values of this channel
                     sums[groups[atom], c, blocks[atom]] += atom_sums[k]
                     counts[groups[atom], c, blocks[atom]] += per_atom_counts
         return sums, counts
