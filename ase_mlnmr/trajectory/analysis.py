@@ -96,8 +96,12 @@ class TrajectoryAccumulator:
         index = {e: k for k, e in enumerate(self.elements)}
         self.groups = np.array([index.get(s, -1) for s in self.symbols], dtype=np.int32)
         symbols = np.array(self.symbols)
-        self.shift_quantity = {e: "delta_iso" if np.isfinite(first.delta_iso[symbols == e]).any() else "ms_iso"
-                               for e in self.elements}
+        self.shift_quantity = {}  # elements with a shift channel: δiso where available, else σiso
+        for element in self.elements:
+            for quantity in ("delta_iso", "ms_iso"):
+                if np.isfinite(getattr(first, quantity)[symbols == element]).any():
+                    self.shift_quantity[element] = quantity
+                    break
         self.correlator = StreamingCorrelator([5, 1], [1, 1], self.frame_time_fs, p=options.p, m=options.m,
                                               n_levels=options.n_levels, n_groups=max(len(self.elements), 1),
                                               fluctuation_sums=True)

@@ -24,12 +24,16 @@ def plot_correlations(result, path: Path) -> Path:
     """G_EFG(s) and G_shift(s) per element (log time axis), plateau P and window marked."""
     plt = _pyplot()
     g = result.g
-    figure, axes = plt.subplots(1, len(result.channels), figsize=(5.5 * len(result.channels), 4), squeeze=False)
-    for c, channel in enumerate(result.channels):
-        axis = axes[0, c]
+    channels = [c for c in range(len(result.channels)) if np.isfinite(g[:, c]).any()] or [0]
+    figure, axes = plt.subplots(1, len(channels), figsize=(5.5 * len(channels), 4), squeeze=False)
+    for column, c in enumerate(channels):
+        channel = result.channels[c]
+        axis = axes[0, column]
         lags = result.lags_fs[c]
-        keep = (lags > 0) & np.isfinite(g[0, c]) if len(result.groups) else lags > 0
         for a, element in enumerate(result.groups):
+            keep = (lags > 0) & np.isfinite(g[a, c])
+            if not keep.any():
+                continue
             line, = axis.semilogx(lags[keep], g[a, c][keep], label=element)
             entry = result.plateaus.get(element, {})
             if channel == "efg" and entry.get("P") is not None:
@@ -87,8 +91,8 @@ def plot_distributions(accumulator, averages: Mapping[str, np.ndarray], path: Pa
         members = np.flatnonzero(symbols == element)
         for col, (name, label) in enumerate(quantities):
             axis = axes[row, col]
-            averaged = (averages["delta_iso"] if accumulator.shift_quantity[element] == "delta_iso"
-                        else averages["ms_iso"]) if name == "shift" else averages[name]
+            source = accumulator.shift_quantity.get(element, "delta_iso") if name == "shift" else name
+            averaged = averages[source]
             averaged = averaged[members][np.isfinite(averaged[members])]
             counts, bins = _streamed_histogram(store, name, members, averaged)
             if counts is None:
@@ -96,7 +100,7 @@ def plot_distributions(accumulator, averages: Mapping[str, np.ndarray], path: Pa
                 continue
             axis.stairs(counts, bins, fill=True, alpha=0.5, label="instantaneous")
             axis.hist(averaged, bins=bins, density=True, histtype="step", linewidth=1.5, label="time-averaged")
-            axis.set_xlabel(f"{element} {label}")
+            axis.set_xlabel(f"{element} {label if source != 'ms_iso' else 'σiso (ppm)'}")
             axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
