@@ -33,7 +33,7 @@ def _run(ranks: int, model: Path, dump: Path, output: Path) -> subprocess.Comple
 
 def test_two_and_three_ranks_equal_serial_exactly(tmp_path):
     model = small_model().save(tmp_path / "model.npz")
-    frames = jiggled_frames(70, n_atoms=24, seed=8)  # chunks of 32, 32, 6 frames
+    frames = jiggled_frames(70, n_atoms=24, seed=8)  # chunks of 16 frames: 16, 16, 16, 16, 6
     dump = write_dump(tmp_path / "md.dump", frames, steps=4 * np.arange(70), type_of={"Si": 1, "O": 2})
     outputs = {}
     for ranks in (1, 2, 3):

@@ -1,8 +1,8 @@
 """Trajectory analysis: frames → per-frame values → time averages, correlation functions
 and the vibrational EFG scaling factor, serial or MPI-parallel over frames.
 
-Determinism (docs/trajectory.md, "MPI"): frames are grouped in chunks of
-:data:`CHUNK_FRAMES` consecutive kept frames, whatever the number of ranks. Chunks are
+Determinism (docs/trajectory.md, "MPI"): frames are grouped in chunks of a fixed number
+(default :data:`CHUNK_FRAMES`) of consecutive kept frames, whatever the number of ranks. Chunks are
 predicted on any rank; rank 0 takes them in frame order and (i) adds the chunk's time sums,
 summed frame by frame in order, to the totals, (ii) feeds the streaming correlator frame by
 frame, (iii) appends the frames to the series store. Sums over atoms run in atom-id order
@@ -24,8 +24,8 @@ from .frame_values import FrameValues, quadrupolar_values
 
 __all__ = ["CHUNK_FRAMES", "AnalysisOptions", "TrajectoryAccumulator", "TrajectoryResults"]
 
-#: Frames per chunk of the time sums (independent of the number of MPI ranks).
-CHUNK_FRAMES = 32
+#: Default frames per chunk of the time sums (independent of the number of MPI ranks).
+CHUNK_FRAMES = 16
 
 #: Channels of the series store: name → components per atom and frame.
 STORE_CHANNELS = {"efg": 5, "shift": 1, "ms_iso": 1, "delta_iso": 1, "ms_l2": 5, "vzz": 1, "cq": 1, "eta": 1,

@@ -62,6 +62,9 @@ def add_trajectory_parser(commands) -> None:
     parser.add_argument("--blocks", type=int, default=8, help="atom blocks for the plateau uncertainty (default 8)")
     parser.add_argument("--levels", type=int, default=12, help="multiple-tau levels (default 12)")
     parser.add_argument("--level-length", type=int, default=16, help="multiple-tau first-level length p (default 16)")
+    parser.add_argument("--chunk-frames", type=int, default=None,
+                        help="frames per chunk of work and of the time sums (default 16; results do not "
+                             "depend on the number of MPI ranks)")
     parser.add_argument("--no-exact", action="store_true", help="skip the exact FFT estimator (streaming only)")
     parser.add_argument("--no-plots", action="store_true", help="no PNG plots")
     parser.add_argument("--no-series", action="store_true", help="do not keep the per-frame series files")
@@ -71,7 +74,7 @@ def add_trajectory_parser(commands) -> None:
 
 def command_trajectory(args: argparse.Namespace) -> int:
     from ..cli import CommandError
-    from .analysis import AnalysisOptions
+    from .analysis import CHUNK_FRAMES, AnalysisOptions
     from .readers import TrajectoryFormatError
     from .run import mpi_world, run_trajectory
 
@@ -93,7 +96,7 @@ def command_trajectory(args: argparse.Namespace) -> int:
             unknown_species="skip" if args.skip_unknown else "raise",
             on_error="skip" if args.skip_bad_frames else "raise", allow_changing_atoms=args.allow_changing_atoms,
             options=options, plots=not args.no_plots, progress=not args.quiet, keep_series=not args.no_series,
-            comm=comm)
+            chunk_frames=CHUNK_FRAMES if args.chunk_frames is None else args.chunk_frames, comm=comm)
     except (TrajectoryFormatError, ValueError, FileNotFoundError) as error:
         raise CommandError(str(error)) from error
     if results is None:  # MPI worker rank

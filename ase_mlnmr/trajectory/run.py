@@ -1,9 +1,10 @@
 """Run the trajectory analysis: read frames, predict (or read the fix's columns), accumulate.
 
 Serial, or MPI-parallel over frames (``mpiexec -n K ase-mlnmr trajectory ...``, mpi4py):
-rank 0 reads the trajectory and deals out chunks of :data:`~.analysis.CHUNK_FRAMES`
-frames round-robin (rank 0 keeps its share); every rank predicts its chunk; rank 0 takes the
-chunks back in frame order and accumulates them exactly as the serial run does.
+rank 0 reads the trajectory and deals out chunks of ``chunk_frames`` (default
+:data:`~.analysis.CHUNK_FRAMES`) frames round-robin (rank 0 keeps its share); every rank
+predicts its chunk; rank 0 takes the chunks back in frame order and accumulates them
+exactly as the serial run does.
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ def mpi_world():
     return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
 
 
-def _chunks(frames: Iterator[Frame], clock: FrameClock) -> Iterator[list[Frame]]:
+def _chunks(frames: Iterator[Frame], clock: FrameClock, chunk_frames: int) -> Iterator[list[Frame]]:
     while True:
-        chunk = list(itertools.islice(frames, CHUNK_FRAMES))
+        chunk = list(itertools.islice(frames, chunk_frames))
         if not chunk:
             return
         for frame in chunk:
@@ -45,17 +46,21 @@ def run_trajectory(trajectory: str | Path, model: Any, output: str | Path, *, fo
                    nmr_columns: str | None = None, unknown_species: str = "raise", on_error: str = "raise",
                    allow_changing_atoms: bool = False, options: AnalysisOptions | None = None,
                    plots: bool = True, progress: bool = True, keep_series: bool = True,
-                   comm: Any = None) -> TrajectoryResults | None:
+                   chunk_frames: int = CHUNK_FRAMES, comm: Any = None) -> TrajectoryResults | None:
     """Analyse a trajectory and write the outputs into ``output`` (see docs/trajectory.md).
 
     ``model``: an :class:`~ase_mlnmr.nmr_model.NMRModel` or a model file path (a path is
     required with MPI: every rank loads it); unused with ``nmr_columns`` (e.g. ``'f_nmr'``:
     read the LAMMPS fix's per-atom columns instead of predicting). ``comm``: an mpi4py
-    communicator (None: serial). Returns the results on rank 0, None on other ranks.
+    communicator (None: serial). ``chunk_frames``: frames per chunk of the time sums and
+    per unit of work of a rank; results depend on it only through round-off and not at all
+    on the number of ranks. Returns the results on rank 0, None on other ranks.
     """
     from ..nmr_model import NMRModel
 
     options = options or AnalysisOptions()
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     rank = comm.Get_rank() if comm is not None else 0
     size = comm.Get_size() if comm is not None else 1
     isotopes: Mapping[str, str] = {}
@@ -77,7 +82,7 @@ def run_trajectory(trajectory: str | Path, model: Any, output: str | Path, *, fo
     try:
         return _run_rank0(comm, size, evaluate, trajectory, output, format, start, stop, stride, type_map,
                           data_file, timestep_fs, frame_time_fs, nmr_columns, on_error, allow_changing_atoms,
-                          options, plots, progress, keep_series, isotopes)
+                          options, plots, progress, keep_series, isotopes, chunk_frames)
     finally:
         for worker in range(1, size):
             comm.send(None, dest=worker)
@@ -97,7 +102,7 @@ def _serve(comm, evaluate) -> None:
 
 def _run_rank0(comm, size, evaluate, trajectory, output, format, start, stop, stride, type_map, data_file,
                timestep_fs, frame_time_fs, nmr_columns, on_error, allow_changing_atoms, options, plots, progress,
-               keep_series, isotopes) -> TrajectoryResults:
+               keep_series, isotopes, chunk_frames) -> TrajectoryResults:
     from tqdm import tqdm
 
     output = Path(output)
@@ -110,7 +115,7 @@ def _run_rank0(comm, size, evaluate, trajectory, output, format, start, stop, st
     accumulator: TrajectoryAccumulator | None = None
     last_atoms = None
     bar = tqdm(desc="frames", unit="frame", disable=not progress)
-    chunks = _chunks(frames, clock)
+    chunks = _chunks(frames, clock, chunk_frames)
     while True:
         batch = list(itertools.islice(chunks, size))
         if not batch:
@@ -140,7 +145,7 @@ def _run_rank0(comm, size, evaluate, trajectory, output, format, start, stop, st
     results = write_outputs(accumulator, last_atoms, output, isotopes, plots=plots)
     results.skipped_frames = skipped
     summary = {"trajectory": str(trajectory), "n_frames": accumulator.n_frames, "frame_time_fs": clock.frame_time,
-               "start": start, "stop": stop, "stride": stride, "mpi_ranks": size, "elements": accumulator.elements,
+               "start": start, "stop": stop, "stride": stride, "mpi_ranks": size, "chunk_frames": chunk_frames, "elements": accumulator.elements,
                "shift_quantity": accumulator.shift_quantity, "source": nmr_columns or "model",
                "skipped_frames": [{"frame": f, "byte_offset": o, "reason": r} for f, o, r in skipped]}
     (output / "summary.json").write_text(json.dumps(summary, indent=1))
