@@ -124,7 +124,7 @@ def memory_flat(n_atoms: int = 14400, short: int = 60) -> dict:
     groups = np.zeros(n_atoms, dtype=np.int32)
     frame = {name: rng.normal(size=(n_atoms, d)) for name, d in STORE_CHANNELS.items()}
     corr = StreamingCorrelator([5, 1], [1, 1], 5.0, p=16, m=2, n_levels=12)
-    rss = {}
+    rss = {0: process.memory_info().rss}
     with tempfile.TemporaryDirectory() as folder:
         store = SeriesStore(folder, n_atoms, STORE_CHANNELS)
         for t in range(10 * short):
@@ -134,7 +134,8 @@ def memory_flat(n_atoms: int = 14400, short: int = 60) -> dict:
             if t + 1 in (short, 10 * short):
                 rss[t + 1] = process.memory_info().rss
         store.close()
-    return {"frames": [short, 10 * short], "rss_MB": [rss[short] / 1e6, rss[10 * short] / 1e6],
+    return {"frames": [0, short, 10 * short], "rss_MB": [rss[0] / 1e6, rss[short] / 1e6, rss[10 * short] / 1e6],
+            "correlator_allocated_MB": corr.allocated_bytes / 1e6,
             "series_on_disk_MB_at_10N": 10 * short * n_atoms * sum(STORE_CHANNELS.values()) * 8 / 1e6}
 
 

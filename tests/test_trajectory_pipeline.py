@@ -124,3 +124,27 @@ def test_cli_and_its_errors(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["trajectory", "m", "t", "--plateau-window", "50:10"])
     assert "START < END" in capsys.readouterr().err
+
+
+def test_one_frame_chunks_and_changing_atoms(setup, tmp_path):
+    """Chunks of one frame give the same averages up to round-off; a trajectory whose later
+    frames carry an extra atom is refused, or followed on the first frame's atoms."""
+    frames = setup["frames"][:12]
+    results = run_trajectory(write_extxyz(tmp_path / "a.extxyz", frames), setup["model"], tmp_path / "one",
+                             frame_time_fs=FRAME_TIME, options=setup["options"], plots=False, progress=False,
+                             chunk_frames=1)
+    reference = np.mean([p.efg for p in setup["predictions"][:12]], axis=0)
+    np.testing.assert_allclose(results.averages["efg"], reference, rtol=1e-12, atol=1e-14)
+    grown = [atoms.copy() for atoms in frames]
+    for atoms in grown[6:]:
+        atoms.append("O")
+        atoms.positions[-1] = [4.4, 4.2, 4.7]
+    path = write_extxyz(tmp_path / "grown.extxyz", grown)
+    with pytest.raises(ValueError, match="frame 6: atoms changed"):
+        run_trajectory(path, setup["model"], tmp_path / "g", frame_time_fs=FRAME_TIME, plots=False, progress=False)
+    followed = run_trajectory(path, setup["model"], tmp_path / "g", frame_time_fs=FRAME_TIME, plots=False,
+                              progress=False, allow_changing_atoms=True, options=setup["options"])
+    n = len(frames[0])
+    expected = np.mean([setup["model"].predict(atoms).efg[:n] for atoms in read(path, ":")], axis=0)
+    np.testing.assert_allclose(followed.averages["efg"], expected, rtol=1e-12, atol=1e-14)
+    assert len(read(followed.files["magres"])) == n

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from .analysis import CHUNK_FRAMES, AnalysisOptions, TrajectoryAccumulator, TrajectoryResults, write_outputs
 from .frame_values import predict_frame, values_from_columns
 from .readers import Frame, FrameClock, iter_frames
@@ -30,12 +32,20 @@ def mpi_world():
 
 
 def _chunks(frames: Iterator[Frame], clock: FrameClock, chunk_frames: int) -> Iterator[list[Frame]]:
+    """Chunks of ``chunk_frames`` frames; the first two frames are read (and timed) before
+    the first chunk is handed out, so the time between frames is known from the start."""
+    ahead = list(itertools.islice(frames, 2))
+    for frame in ahead:
+        clock.tick(frame)
+    frames = itertools.chain(ahead, frames)
+    timed = len(ahead)
     while True:
         chunk = list(itertools.islice(frames, chunk_frames))
         if not chunk:
             return
-        for frame in chunk:
+        for frame in chunk[timed:]:
             clock.tick(frame)
+        timed = max(0, timed - len(chunk))
         yield chunk
 
 
@@ -113,7 +123,7 @@ def _run_rank0(comm, size, evaluate, trajectory, output, format, start, stop, st
                          allow_changing_atoms=allow_changing_atoms)
     clock = FrameClock(timestep_fs=timestep_fs, frame_time_fs=frame_time_fs)
     accumulator: TrajectoryAccumulator | None = None
-    last_atoms = None
+    last_frame = None
     bar = tqdm(desc="frames", unit="frame", disable=not progress)
     chunks = _chunks(frames, clock, chunk_frames)
     while True:
@@ -138,10 +148,11 @@ def _run_rank0(comm, size, evaluate, trajectory, output, format, start, stop, st
                                                     output / "series" if keep_series else None)
             accumulator.add_chunk(values)
             bar.update(len(values))
-        last_atoms = batch[-1][-1].atoms
+        last_frame = batch[-1][-1]
     bar.close()
     if accumulator is None:
         raise ValueError(f"{trajectory}: no frames in the selected range (start={start}, stop={stop}, stride={stride})")
+    last_atoms = last_frame.atoms[np.searchsorted(last_frame.ids, accumulator.ids)]  # the followed atoms
     results = write_outputs(accumulator, last_atoms, output, isotopes, plots=plots)
     results.skipped_frames = skipped
     summary = {"trajectory": str(trajectory), "n_frames": accumulator.n_frames, "frame_time_fs": clock.frame_time,
