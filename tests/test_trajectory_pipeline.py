@@ -111,6 +111,10 @@ def test_cli_and_its_errors(setup, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_frames"] == N_FRAMES // 2 and summary["frame_time_fs"] == 5.0
     assert "cq_scale" in capsys.readouterr().out
+    assert main(["trajectory", str(setup["model_path"]), str(folder / "traj.extxyz"), "-o", str(tmp_path / "lean"),
+                 "--frame-time-fs", "5", "--no-plots", "--no-series", "--no-exact", "-q", "--stop", "20"]) == 0
+    assert not (tmp_path / "lean" / "series").exists() and (tmp_path / "lean" / "correlation_streaming.csv").exists()
+    assert not (tmp_path / "lean" / "correlation_fft.csv").exists()
     for argv, message in (
         ([str(setup["model_path"]), str(folder / "traj.extxyz")], "give the time between frames"),
         (["missing.npz", str(folder / "traj.extxyz")], "model file not found"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,9 +130,7 @@ class SeriesStore:
         for stream in self._files.values():
             stream.close()
         if self._temporary:
-            for name in self.channels:
-                (self.directory / f"{name}.f64").unlink(missing_ok=True)
-            self.directory.rmdir()
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass
