@@ -79,7 +79,8 @@ def frames_per_second(model: Path, trajectory: Path, n_frames: int, work: Path) 
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
-            raise RuntimeError(done.stderr[-2000:])
+            raise RuntimeError(f"{ranks} rank(s): exit code {done.returncode} after {wall:.0f} s\n"
+                               f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}")
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         results[ranks] = {"wall_s": wall, "cpu_s_all_ranks": cpu, "frames_per_s_wall": n_frames / wall,
                           "load_before": load, "load_after": os.getloadavg()}
