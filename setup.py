@@ -26,7 +26,7 @@ extensions = [
         extra_compile_args=COMPILE_ARGS,
         define_macros=MACROS,
     )
-    for name in ("_neighbours", "_soap_core")
+    for name in ("_neighbours", "_soap_core", "_correlator")
 ] + [
     # The whole-model evaluator; its C file holds the C entry points that start or enter
     # Python (mlnmr_evaluator_create/_free). MLNMR_BUILD_PYTHON: the interpreter a process

@@ -8,6 +8,7 @@ evaluate  metrics table and parity plots (PNG) of a model on DFT tensors
 predict   tensors for structures: magres or extended XYZ, plus a per-atom CSV of δiso, CQ, η
 features  SOAP power spectrum or λ-SOAP features of structures, saved as .npz
 spectrum  MAS / static / 3QMAS spectra from sites or structures (ase_mlnmr.spectra.cli)
+trajectory  NMR along an MD trajectory: time averages, G(s), vibrational scaling (trajectory/cli.py)
 """
 from __future__ import annotations
 
@@ -367,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .spectra.cli import add_spectrum_parser
 
     add_spectrum_parser(commands)
+    from .trajectory.cli import add_trajectory_parser
+
+    add_trajectory_parser(commands)
     return parser
 
 
