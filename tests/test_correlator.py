@@ -187,3 +187,28 @@ def test_normalised_correlation_definition():
     sums = np.array([[4.0, 2.0, 1.0], [4.0, 2.0, 0.0]])
     counts = np.array([[2.0, 1.0, 1.0], [2.0, 1.0, 0.0]])
     np.testing.assert_allclose(normalised_correlation(sums, counts), [1.0, 1.0, 0.5])
+
+
+def test_many_migrations_keep_every_atom_findable():
+    """Random arrivals and departures (the id table's insert and backward-shift delete,
+    slot moves on removal) against a plain dict of the states that should be present."""
+    rng = np.random.default_rng(11)
+    source = StreamingCorrelator([1], [1], 1.0, p=4, m=2, n_levels=2)
+    ids = rng.choice(10**9, size=600, replace=False)
+    source.add(0, 0, ids, np.zeros(600, dtype=int), rng.normal(size=(600, 1)))
+    states = {int(i): source.pack_atom(int(i)) for i in ids}
+    target = StreamingCorrelator([1], [1], 1.0, p=4, m=2, n_levels=2)
+    present: set[int] = set()
+    for _ in range(3000):
+        atom = int(rng.choice(ids))
+        if atom in present:
+            np.testing.assert_array_equal(target.pack_atom(atom, remove=True), states[atom])
+            present.remove(atom)
+        else:
+            target.unpack_atom(states[atom])
+            present.add(atom)
+    assert target.n_atoms == len(present)
+    packed = target.pack_all()
+    assert sorted(present) == [int(x) for x in packed[:, 1]]
+    for atom in present:
+        np.testing.assert_array_equal(target.pack_atom(atom), states[atom])

@@ -246,7 +246,7 @@ def write_outputs(accumulator: TrajectoryAccumulator, last_atoms, output: Path, 
             _store(atoms, name, averages[name], mask)
             units[name] = MAGRES_UNITS[name]
     atoms.info["magres_units"] = units
-    write(output / "time_averaged.magres", atoms, format="magres")
+    write(output / "time_averaged.magres", atoms, format="magres", parallel=False)
     files["magres"] = output / "time_averaged.magres"
     results = TrajectoryResults(ids, symbols, accumulator.n_frames, accumulator.frame_time_fs, averages,
                                 correlations, scaling, files)

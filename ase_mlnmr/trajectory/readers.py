@@ -241,7 +241,7 @@ def iter_ase(path: str | Path, format: str | None = None) -> Iterator[Frame]:
     present, else 1..N in file order; no MD step (give the time between frames)."""
     from ase.io import iread
 
-    iterator = iread(str(path), index=":", format=format)
+    iterator = iread(str(path), index=":", format=format, parallel=False)  # ASE would broadcast under MPI
     for index in itertools.count():
         try:
             atoms = next(iterator)
