@@ -29,7 +29,7 @@ these arrays. :func:`attach_nmr_tensors` never stores NaN: it leaves such atoms 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from ase import Atoms
@@ -37,7 +37,7 @@ from ase.calculators.calculator import Calculator, CalculatorSetupError, all_cha
 
 from .nmr_model import NMRModel, NMRPrediction
 
-__all__ = ["NMRCalculator", "attach_nmr_tensors", "prediction_table", "write_extxyz_arrays"]
+__all__ = ["NMRCalculator", "attach_nmr_tensors", "store_magres_tensors", "prediction_table", "write_extxyz_arrays"]
 
 MAGRES_UNITS = {"ms": "ppm", "efg": "au"}
 
@@ -95,16 +95,29 @@ class NMRCalculator(Calculator):
             self.results["ood_residual"] = prediction.ood_residual
 
 
-def _store(atoms: Atoms, name: str, values: np.ndarray, mask: np.ndarray) -> None:
-    if name in atoms.arrays:
-        del atoms.arrays[name]
-    if mask.all():
-        atoms.new_array(name, np.array(values, dtype=float))
-    else:
-        entries = np.empty(len(atoms), dtype=object)
-        for i in range(len(atoms)):
-            entries[i] = np.array(values[i]) if mask[i] else None
-        atoms.new_array(name, entries)
+def store_magres_tensors(atoms: Atoms, tensors: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Store per-atom 3×3 tensors as ``atoms.arrays[name]`` with ``info['magres_units']``.
+
+    ``tensors`` maps ``"ms"`` (ppm) and/or ``"efg"`` (a.u.) to ``(values (N, 3, 3), mask (N,))``.
+    Atoms outside the mask get ``None`` entries (ASE's convention for magres files with
+    missing atoms) and are left out of magres blocks; a tensor with an empty mask is not stored.
+    """
+    units = dict(atoms.info.get("magres_units", {}))
+    for name, (values, mask) in tensors.items():
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            continue
+        if name in atoms.arrays:
+            del atoms.arrays[name]
+        if mask.all():
+            atoms.new_array(name, np.array(values, dtype=float))
+        else:
+            entries = np.empty(len(atoms), dtype=object)
+            for i in range(len(atoms)):
+                entries[i] = np.array(values[i]) if mask[i] else None
+            atoms.new_array(name, entries)
+        units[name] = MAGRES_UNITS[name]
+    atoms.info["magres_units"] = units
 
 
 def attach_nmr_tensors(atoms: Atoms, model: NMRModel | str | Path, unknown_species: str = "raise") -> NMRPrediction:
@@ -119,12 +132,8 @@ def attach_nmr_tensors(atoms: Atoms, model: NMRModel | str | Path, unknown_speci
     if isinstance(model, (str, Path)):
         model = NMRModel.load(model)
     prediction = model.predict(atoms, unknown_species=unknown_species)
-    units = dict(atoms.info.get("magres_units", {}))
-    for name, values, mask in (("ms", prediction.ms, prediction.ms_mask), ("efg", prediction.efg, prediction.efg_mask)):
-        if mask.any():
-            _store(atoms, name, values, mask)
-            units[name] = MAGRES_UNITS[name]
-    atoms.info["magres_units"] = units
+    store_magres_tensors(atoms, {"ms": (prediction.ms, prediction.ms_mask),
+                                 "efg": (prediction.efg, prediction.efg_mask)})
     return prediction
 
 

@@ -14,7 +14,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -212,7 +212,7 @@ def write_outputs(accumulator: TrajectoryAccumulator, last_atoms, output: Path, 
     """Write CSV/NPZ/magres/JSON/result files (and plots) into ``output``."""
     from ase.io import write
 
-    from ..calculator import MAGRES_UNITS, _store
+    from ..calculator import store_magres_tensors
 
     output.mkdir(parents=True, exist_ok=True)
     averages = accumulator.averages(isotopes)
@@ -239,13 +239,9 @@ def write_outputs(accumulator: TrajectoryAccumulator, last_atoms, output: Path, 
     files["csv"] = output / "time_averaged.csv"
     atoms = last_atoms.copy()
     atoms.calc = None
-    units = {}
-    for name in ("ms", "efg"):
-        mask = np.all(np.isfinite(averages[name].reshape(len(ids), 9)), axis=1)
-        if mask.any():
-            _store(atoms, name, averages[name], mask)
-            units[name] = MAGRES_UNITS[name]
-    atoms.info["magres_units"] = units
+    atoms.info.pop("magres_units", None)
+    store_magres_tensors(atoms, {name: (averages[name], np.all(np.isfinite(averages[name].reshape(len(ids), 9)), axis=1))
+                                 for name in ("ms", "efg")})
     write(output / "time_averaged.magres", atoms, format="magres", parallel=False)
     files["magres"] = output / "time_averaged.magres"
     results = TrajectoryResults(ids, symbols, accumulator.n_frames, accumulator.frame_time_fs, averages,
