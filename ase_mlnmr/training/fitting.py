@@ -212,12 +212,16 @@ def _plan(data: TensorDataset, config: Mapping[str, Any]) -> tuple[list[tuple[st
                         f"the training data have {n_sites} (files: {_files_of(data)}); check that the files carry "
                         f"{SOURCE_TENSOR[prop]} blocks with units")
             else:
-                min_structures = minimum_structures(settings, prop)
-                if n_structures < min_structures or n_sites < settings["rules"]["min_sites"]:
-                    skipped.append(f"{element} {prop}: {n_sites} sites in {n_structures} structures, fewer than "
-                                   f"rules.min_sites = {settings['rules']['min_sites']} or rules.min_structures = "
-                                   f"{min_structures} (list it in species.{element}.properties or lower the rules "
-                                   "to train it anyway)")
+                too_few = []
+                if n_structures < minimum_structures(settings, prop):
+                    too_few.append(f"rules.min_structures = {minimum_structures(settings, prop)}")
+                if n_sites < max(needed, settings["rules"]["min_sites"]):
+                    too_few.append(f"rules.min_sites = {settings['rules']['min_sites']}" if n_sites < settings[
+                        "rules"]["min_sites"] else f"the {needed} sites that cross-validating alpha needs")
+                if too_few:
+                    skipped.append(f"{element} {prop}: {n_sites} site(s) in {n_structures} structure(s), fewer than "
+                                   f"{' and '.join(too_few)} (list it in species.{element}.properties or lower the "
+                                   "rules to train it)")
                     continue
             tasks.append((element, prop, settings))
     return tasks, skipped
