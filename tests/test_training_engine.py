@@ -103,3 +103,24 @@ def test_engine_rejects_bad_grids_and_searches():
         search_equivariant_ridge(grams, SCALINGS, GRID, "golden")
     with pytest.raises(ValueError, match="feature_scaling"):
         search_equivariant_ridge(grams, ["rms"], GRID)
+
+
+@pytest.mark.parametrize("n_atoms, p", [(60, 12), (12, 80)], ids=["primal", "dual"])
+def test_column_subset_and_weights_equal_a_problem_built_on_those_columns(n_atoms, p):
+    features, targets, groups = _problem(n_atoms, p, seed=11, noise=1.0)
+    folds = equivariant_folds(groups, 5)
+    subset = FoldGrams(features, targets, folds, columns=slice(4, None))
+    sliced = FoldGrams(np.ascontiguousarray(features[:, :, 4:]), targets, folds)
+    a = search_equivariant_ridge(subset, SCALINGS, GRID, "grid")
+    b = search_equivariant_ridge(sliced, SCALINGS, GRID, "grid")
+    assert (a.feature_scaling, a.alpha) == (b.feature_scaling, b.alpha)
+    np.testing.assert_allclose(a.mae, b.mae, rtol=1e-10)
+    train = subset.fold_ids[1:]
+    s = subset.scale(train, "per_feature")
+    A, r = subset.system(train, s, "per_feature")
+    weights = subset.scaled_weights(train, s, np.linalg.solve(A + 0.1 * np.eye(len(A)), r))
+    x = np.concatenate([features[folds == f][:, :, 4:] for f in train]).reshape(-1, p - 4) / s
+    y = np.concatenate([targets[folds == f] for f in train]).reshape(-1)
+    reference = np.linalg.lstsq(np.vstack([x, np.sqrt(0.1) * np.eye(p - 4)]),
+                                np.concatenate([y, np.zeros(p - 4)]), rcond=None)[0]
+    np.testing.assert_allclose(weights, reference, rtol=1e-7, atol=1e-10 * np.abs(reference).max())

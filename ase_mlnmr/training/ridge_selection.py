@@ -60,17 +60,20 @@ class FoldGrams:
     """The blocks of one equivariant ridge problem, per fold.
 
     ``features`` (n_atoms, 2λ+1, p), ``targets`` (n_atoms, 2λ+1), ``folds`` one fold id per
-    atom. Feature rows are not copied: each fold keeps its row indices into the flat
-    (n_atoms·(2λ+1), p) view; G_f, b_f and the column sums of squares are built once.
+    atom; ``columns`` optionally restricts the problem to some feature columns (e.g. without
+    the two-body block). Feature rows are not copied: each fold keeps its row indices into
+    the flat (n_atoms·(2λ+1), p) view; G_f, b_f and the column sums of squares are built once.
     """
 
-    def __init__(self, features: np.ndarray, targets: np.ndarray, folds: np.ndarray) -> None:
+    def __init__(self, features: np.ndarray, targets: np.ndarray, folds: np.ndarray,
+                 columns: slice = slice(None)) -> None:
         features = np.asarray(features, dtype=float)
         n, k, p = features.shape
-        if targets.shape != (n, k):
-            raise ValueError(f"targets must be ({n}, {k}), got {targets.shape}")
-        self.n_features = p
-        self.flat = np.ascontiguousarray(features).reshape(n * k, p)
+        if np.shape(targets) != (n, k):
+            raise ValueError(f"targets must be ({n}, {k}), got {np.shape(targets)}")
+        self.columns = columns
+        self.n_features = len(range(p)[columns])
+        self._flat = np.ascontiguousarray(features).reshape(n * k, p)
         self.y = np.asarray(targets, dtype=float).reshape(n * k)
         row_fold = np.repeat(np.asarray(folds), k)
         self.fold_ids = [int(f) for f in np.unique(row_fold)]
@@ -83,10 +86,14 @@ class FoldGrams:
     def n_rows(self) -> int:
         return int(self.y.size)
 
+    def x(self, rows: np.ndarray) -> np.ndarray:
+        """Feature rows ``rows`` (of the selected columns), unscaled."""
+        return self._flat[rows, self.columns]
+
     def _column_sum_squares(self, f: int) -> np.ndarray:
         total = np.zeros(self.n_features)
         for start in range(0, len(self.rows[f]), _ROW_CHUNK):
-            x = self.flat[self.rows[f][start:start + _ROW_CHUNK]]
+            x = self.x(self.rows[f][start:start + _ROW_CHUNK])
             total += np.einsum("ij,ij->j", x, x)
         return total
 
@@ -97,7 +104,7 @@ class FoldGrams:
             b = np.zeros(self.n_features)
             for start in range(0, len(self.rows[f]), _ROW_CHUNK):
                 rows = self.rows[f][start:start + _ROW_CHUNK]
-                x = self.flat[rows]
+                x = self.x(rows)
                 G += x.T @ x
                 b += x.T @ self.y[rows]
             self._gram[f] = (G, b)
@@ -108,7 +115,7 @@ class FoldGrams:
         if (g, f) in self._cross:
             return self._cross[(g, f)].T
         if (f, g) not in self._cross:
-            self._cross[(f, g)] = self.flat[self.rows[f]] @ self.flat[self.rows[g]].T
+            self._cross[(f, g)] = self.x(self.rows[f]) @ self.x(self.rows[g]).T
         return self._cross[(f, g)]
 
     def scale(self, train: Sequence[int], feature_scaling: str) -> np.ndarray:
@@ -139,21 +146,30 @@ class FoldGrams:
         if feature_scaling in ("global", "none"):  # unscaled blocks serve every fold
             K = np.block([[self.cross(f, g) for g in train] for f in train]) / float(s[0]) ** 2
         else:
-            x = np.concatenate([self.flat[self.rows[f]] for f in train]) / s
+            x = np.concatenate([self.x(self.rows[f]) for f in train]) / s
             K = x @ x.T
         return K, y
 
     def test_predictor(self, train: Sequence[int], test: int, s: np.ndarray, feature_scaling: str):
-        """Function mapping the solution of :meth:`system` to predictions on fold ``test``."""
+        """Function mapping the solution of :meth:`system` to predictions on fold ``test``
+        (its rows in order, the 2λ+1 components of each atom together)."""
         if self.is_primal(train):
-            x_test = self.flat[self.rows[test]] / s
+            x_test = self.x(self.rows[test]) / s
             return lambda w: x_test @ w
         if feature_scaling in ("global", "none"):
             cross = np.hstack([self.cross(test, f) for f in train]) / float(s[0]) ** 2
         else:
-            x_train = np.concatenate([self.flat[self.rows[f]] for f in train]) / s
-            cross = (self.flat[self.rows[test]] / s) @ x_train.T
+            x_train = np.concatenate([self.x(self.rows[f]) for f in train]) / s
+            cross = (self.x(self.rows[test]) / s) @ x_train.T
         return lambda c: cross @ c
+
+
+    def scaled_weights(self, train: Sequence[int], s: np.ndarray, solution: np.ndarray) -> np.ndarray:
+        """Weights of the scaled features from the solution of :meth:`system` (dual: Σ_f (X_f/s)ᵀ c_f)."""
+        if self.is_primal(train):
+            return solution
+        offsets = np.cumsum([0] + [len(self.rows[f]) for f in train])
+        return sum(self.x(self.rows[f]).T @ solution[offsets[i]:offsets[i + 1]] for i, f in enumerate(train)) / s
 
 
 @dataclass
