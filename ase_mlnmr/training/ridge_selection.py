@@ -139,9 +139,12 @@ class FoldGrams:
     def system(self, train: Sequence[int], s: np.ndarray, feature_scaling: str) -> tuple[np.ndarray, np.ndarray]:
         """(A, r) of the scaled problem: primal A = D G D, r = D b; dual A = X D² Xᵀ, r = y."""
         if self.is_primal(train):
-            G = sum(self.gram(f)[0] for f in train)
-            b = sum(self.gram(f)[1] for f in train)
-            return G / np.outer(s, s), b / s
+            A = self.gram(train[0])[0].copy()
+            for f in train[1:]:
+                A += self.gram(f)[0]
+            A /= s[:, None]
+            A /= s[None, :]
+            return A, sum(self.gram(f)[1] for f in train) / s
         y = np.concatenate([self.y[self.rows[f]] for f in train])
         if feature_scaling in ("global", "none"):  # unscaled blocks serve every fold
             K = np.block([[self.cross(f, g) for g in train] for f in train]) / float(s[0]) ** 2
@@ -149,20 +152,6 @@ class FoldGrams:
             x = np.concatenate([self.x(self.rows[f]) for f in train]) / s
             K = x @ x.T
         return K, y
-
-    def test_predictor(self, train: Sequence[int], test: int, s: np.ndarray, feature_scaling: str):
-        """Function mapping the solution of :meth:`system` to predictions on fold ``test``
-        (its rows in order, the 2λ+1 components of each atom together)."""
-        if self.is_primal(train):
-            x_test = self.x(self.rows[test]) / s
-            return lambda w: x_test @ w
-        if feature_scaling in ("global", "none"):
-            cross = np.hstack([self.cross(test, f) for f in train]) / float(s[0]) ** 2
-        else:
-            x_train = np.concatenate([self.x(self.rows[f]) for f in train]) / s
-            cross = (self.x(self.rows[test]) / s) @ x_train.T
-        return lambda c: cross @ c
-
 
     def scaled_weights(self, train: Sequence[int], s: np.ndarray, solution: np.ndarray) -> np.ndarray:
         """Weights of the scaled features from the solution of :meth:`system` (dual: Σ_f (X_f/s)ᵀ c_f)."""
@@ -188,21 +177,48 @@ class RidgeSearchResult:
         return np.array([scored.get(float(a), np.nan) for a in grid])
 
 
-def _eigen_errors(A: np.ndarray, r: np.ndarray, predict, y_test: np.ndarray, grid: Sequence[float],
-                  primal: bool) -> np.ndarray:
-    """Σ |error| on the test rows for every α from one eigendecomposition of A."""
+class _HeldOutFold:
+    """One fold held out, for one feature scaling: the training problem for any α and the
+    absolute error on the held-out rows. Primal systems are rebuilt from the Gram blocks at
+    each call (one p × p matrix alive at a time); dual systems (smaller) are kept."""
+
+    def __init__(self, grams: FoldGrams, test: int, feature_scaling: str) -> None:
+        self.grams, self.test, self.feature_scaling = grams, test, feature_scaling
+        self.train = [f for f in grams.fold_ids if f != test]
+        self.s = grams.scale(self.train, feature_scaling)
+        self.primal = grams.is_primal(self.train)
+        self.y_test = grams.y[grams.rows[test]]
+        self._dual = None if self.primal else grams.system(self.train, self.s, feature_scaling)
+        if self.primal:
+            self._cross = None
+        elif feature_scaling in ("global", "none"):
+            self._cross = np.hstack([grams.cross(test, f) for f in self.train]) / float(self.s[0]) ** 2
+        else:
+            x_train = np.concatenate([grams.x(grams.rows[f]) for f in self.train]) / self.s
+            self._cross = (grams.x(grams.rows[test]) / self.s) @ x_train.T
+
+    def system(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._dual is not None:
+            return self._dual
+        return self.grams.system(self.train, self.s, self.feature_scaling)
+
+    def error(self, solution: np.ndarray) -> float:
+        """Σ |prediction − target| over the held-out rows for a solution of :meth:`system`."""
+        if self.primal:
+            predicted = self.grams.x(self.grams.rows[self.test]) @ (solution / self.s)
+        else:
+            predicted = self._cross @ solution
+        return float(np.abs(predicted - self.y_test).sum())
+
+
+def _eigen_errors(fold: _HeldOutFold, grid: Sequence[float]) -> np.ndarray:
+    """Σ |error| on the held-out rows for every α, from one eigendecomposition."""
+    A, r = fold.system()
     evals, vectors = np.linalg.eigh(A)
+    del A
     evals = np.maximum(evals, 0.0)
     projected = vectors.T @ r
-    errors = np.empty(len(grid))
-    for index, alpha in enumerate(grid):
-        solution = vectors @ (projected / (evals + alpha))
-        errors[index] = np.abs(predict(solution) - y_test).sum()
-    return errors
-
-
-def _cholesky_error(A: np.ndarray, r: np.ndarray, predict, y_test: np.ndarray, alpha: float) -> float:
-    return float(np.abs(predict(solve_ridge(A, r, alpha)) - y_test).sum())
+    return np.array([fold.error(vectors @ (projected / (evals + alpha))) for alpha in grid])
 
 
 def search_equivariant_ridge(
@@ -212,7 +228,7 @@ def search_equivariant_ridge(
     alpha_search: str = "walk",
 ) -> RidgeSearchResult:
     """Feature scaling and α with the lowest CV component MAE (first on ties, scalings in
-    the order given). Every fold's system is built once per scaling and reused for every α."""
+    the order given). Every fold's Gram block is built once and reused for every α and scaling."""
     if alpha_search not in ALPHA_SEARCHES:
         raise ValueError(f"alpha_search must be one of {ALPHA_SEARCHES}, got {alpha_search!r}")
     grid = [float(a) for a in grid]
@@ -224,15 +240,9 @@ def search_equivariant_ridge(
     best = (np.inf, feature_scalings[0], grid[0])
     start = len(grid) // 2
     for scaling in feature_scalings:
-        folds = []
-        for test in grams.fold_ids:
-            train = [f for f in grams.fold_ids if f != test]
-            s = grams.scale(train, scaling)
-            A, r = grams.system(train, s, scaling)
-            folds.append((A, r, grams.test_predictor(train, test, s, scaling), grams.y[grams.rows[test]],
-                          grams.is_primal(train)))
+        folds = [_HeldOutFold(grams, test, scaling) for test in grams.fold_ids]
         if alpha_search == "grid":
-            total = sum(_eigen_errors(A, r, predict, y_test, grid, primal) for A, r, predict, y_test, primal in folds)
+            total = sum(_eigen_errors(fold, grid) for fold in folds)
             scored = {a: float(e) / grams.n_rows for a, e in zip(grid, total)}
         else:
             scored = {}
@@ -241,8 +251,8 @@ def search_equivariant_ridge(
                 if not 0 <= i < len(grid):
                     return np.inf
                 if grid[i] not in scored:
-                    total = sum(_cholesky_error(A, r, predict, y_test, grid[i]) for A, r, predict, y_test, _ in folds)
-                    scored[grid[i]] = total / grams.n_rows
+                    scored[grid[i]] = sum(fold.error(solve_ridge(*fold.system(), grid[i])) for fold in folds) \
+                        / grams.n_rows
                 return scored[grid[i]]
 
             i = start
