@@ -120,3 +120,15 @@ def test_cli_train_checks_the_output_path_before_the_work(tmp_path, capsys):
         assert main(["train", str(missing_data), "-o", str(output), "-q"]) == 2
         err = capsys.readouterr().err
         assert message in err and "not found" not in err
+
+
+def test_descriptor_settings_a_default_property_cannot_use_fail_before_any_fit(data, monkeypatch):
+    import ase_mlnmr.training.fitting as fitting
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a model was fitted before the descriptor settings were checked")
+
+    monkeypatch.setattr(fitting, "fit_property_model", no_fit)
+    with pytest.raises(ConfigError, match="(ms_aniso|efg) of .*l_max"):
+        NMRModel.train(data, {**SMALL, "species": None, "descriptor": {**SMALL["descriptor"], "l_max": 1},
+                              "rules": {"min_sites": 1, "min_structures": 1}}, progress=False)

@@ -17,7 +17,7 @@ from ..models.linear import EquivariantRidge, RidgeRegression
 from ..models.model_file import make_provenance
 from ..models.nystrom import NystromKernelRidge
 from ..nmr_model import PROPERTIES, SOURCE_TENSOR, NMRModel, PropertyModel, regression_targets
-from .config import (descriptor_parameters, minimum_structures, section_settings, species_config,
+from .config import (ConfigError, descriptor_parameters, minimum_structures, section_settings, species_config,
                      validate_config)
 from .dataset import TensorDataset
 from .ridge_selection import FoldGrams, equivariant_folds, fit_equivariant_ridge, search_equivariant_ridge
@@ -276,6 +276,11 @@ def train_model(
         warnings.warn(f"not trained: {reason}", SkippedTrainingWarning, stacklevel=2)
     if not tasks:
         raise TrainingDataError("nothing to fit: " + "; ".join(skipped))
+    for element, prop, settings in tasks:  # descriptor settings a property cannot use fail before any fit
+        try:
+            build_descriptor(prop, neighbours, settings)
+        except ValueError as error:
+            raise ConfigError(f"{prop} of {element}: {error}") from None
     models = []
     bar = tqdm(tasks, desc="training", unit="model", disable=not progress)
     for element, prop, settings in bar:
