@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import scipy.linalg
 
 from ..models.linear import FEATURE_SCALINGS, EquivariantRidge, solve_ridge
 from .config import ALPHA_GRID, AUTO_FEATURE_SCALINGS
@@ -261,7 +260,6 @@ def search_equivariant_ridge(
                 if min(left, right) >= here:
                     break
                 i = i - 1 if left < right else i + 1
-        del folds
         curves[scaling] = dict(sorted(scored.items()))
         alpha = min(curves[scaling], key=lambda a: (curves[scaling][a], grid.index(a)))
         if curves[scaling][alpha] < best[0]:
