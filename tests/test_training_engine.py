@@ -124,3 +124,20 @@ def test_column_subset_and_weights_equal_a_problem_built_on_those_columns(n_atom
     reference = np.linalg.lstsq(np.vstack([x, np.sqrt(0.1) * np.eye(p - 4)]),
                                 np.concatenate([y, np.zeros(p - 4)]), rcond=None)[0]
     np.testing.assert_allclose(weights, reference, rtol=1e-7, atol=1e-10 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("n_atoms, p", [(60, 12), (12, 80)], ids=["primal", "dual"])
+def test_walk_solves_neighbouring_alphas_by_preconditioned_cg_to_round_off(n_atoms, p):
+    from ase_mlnmr.models.linear import solve_ridge
+    from ase_mlnmr.training.ridge_selection import _HeldOutFold
+
+    features, targets, groups = _problem(n_atoms, p, seed=5, noise=1.0)
+    fold = _HeldOutFold(FoldGrams(features, targets, equivariant_folds(groups, 5)), 0, "per_feature")
+    fold.solve(1e-2)  # factorised here
+    for alpha in (3e-3, 3e-2, 1e-1, 1e-3):
+        x = fold.solve(alpha)
+        assert fold._anchor[0] == 1e-2  # served by CG from the anchor, not refactorised
+        reference = solve_ridge(*fold.system(), alpha)
+        np.testing.assert_allclose(x, reference, rtol=1e-9, atol=1e-11 * np.abs(reference).max())
+    fold.solve(1.0)  # beyond the anchor ratio: a new factorisation
+    assert fold._anchor[0] == 1.0
