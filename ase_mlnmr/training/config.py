@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..descriptors import LambdaSOAP, SOAP, atomic_number_of, random_species_mixing
+from ..nmr_model import PROPERTIES
 
-__all__ = ["ConfigError", "Option", "SCHEMA", "SECTIONS", "PROPERTY_NAMES", "DEFAULT_CONFIG", "ALPHA_GRID",
+__all__ = ["ConfigError", "Option", "SCHEMA", "SECTIONS", "DEFAULT_CONFIG", "ALPHA_GRID",
            "AUTO_FEATURE_SCALINGS", "validate_config", "section_settings", "merge_config", "species_config",
            "descriptor_parameters", "minimum_structures"]
 
@@ -164,9 +165,6 @@ SCHEMA: dict[str, dict[str, Option]] = {
 #: Sections of settings (top level and per species).
 SECTIONS = tuple(SCHEMA)
 
-#: Property models a centre element can have (the same names as ``nmr_model.PROPERTIES``).
-PROPERTY_NAMES = ("ms_iso", "ms_aniso", "ms_antisym", "efg")
-
 #: The defaults of every section (built from :data:`SCHEMA`; JSON-able).
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     section: {key: json.loads(json.dumps(option.default)) for key, option in options.items()}
@@ -253,11 +251,11 @@ def _species_entry(element: str, entry: Any, base: Mapping[str, Any]) -> dict[st
             if value is None:
                 continue
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-                raise ConfigError(f"{where}.properties must be a non-empty list of {list(PROPERTY_NAMES)}, "
+                raise ConfigError(f"{where}.properties must be a non-empty list of {list(PROPERTIES)}, "
                                   f"got {value!r}")
             for prop in value:
-                if prop not in PROPERTY_NAMES:
-                    raise _unknown(f"property in {where}.properties", prop, list(PROPERTY_NAMES))
+                if prop not in PROPERTIES:
+                    raise _unknown(f"property in {where}.properties", prop, list(PROPERTIES))
             if len(set(value)) != len(value):
                 raise ConfigError(f"{where}.properties lists a property twice: {value!r}")
             out[key] = list(value)
