@@ -48,7 +48,9 @@ def median_distance(features: np.ndarray, normalise: bool, standardise: bool = T
         x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     n = len(x)
     i, j = np.random.default_rng(seed).integers(0, n, size=(2, min(4000, n * n)))
-    distances = np.linalg.norm(x[i] - x[j], axis=1)
+    chunk = 256  # pairs per block: bounds the (pairs × features) temporary
+    distances = np.concatenate([np.linalg.norm(x[i[k:k + chunk]] - x[j[k:k + chunk]], axis=1)
+                                for k in range(0, len(i), chunk)])
     distances = distances[distances > 0]
     return float(np.median(distances)) if len(distances) else 1.0
 

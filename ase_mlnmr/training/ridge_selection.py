@@ -194,15 +194,23 @@ class _HeldOutFold:
         self.s = grams.scale(self.train, feature_scaling)
         self.primal = grams.is_primal(self.train)
         self.y_test = grams.y[grams.rows[test]]
-        self._dual = None if self.primal else grams.system(self.train, self.s, feature_scaling)
         self._anchor: tuple[float, tuple, np.ndarray] | None = None
+        self._dual = self._cross = None
         if self.primal:
-            self._cross = None
-        elif feature_scaling in ("global", "none"):
+            return
+        if feature_scaling in ("global", "none"):  # unscaled cross blocks shared by every fold
+            self._dual = grams.system(self.train, self.s, feature_scaling)
             self._cross = np.hstack([grams.cross(test, f) for f in self.train]) / float(self.s[0]) ** 2
-        else:
-            x_train = np.concatenate([grams.x(grams.rows[f]) for f in self.train]) / self.s
-            self._cross = (grams.x(grams.rows[test]) / self.s) @ x_train.T
+            return
+        rows = np.concatenate([grams.rows[f] for f in self.train] + [grams.rows[test]])
+        x = grams.x(rows)  # one scaled copy gives both the training kernel and the test rows
+        x /= self.s
+        products = x @ x.T
+        del x
+        n_train = len(rows) - len(grams.rows[test])
+        y_train = np.concatenate([grams.y[grams.rows[f]] for f in self.train])
+        self._dual = (np.ascontiguousarray(products[:n_train, :n_train]), y_train)
+        self._cross = np.ascontiguousarray(products[n_train:, :n_train])
 
     def system(self) -> tuple[np.ndarray, np.ndarray]:
         if self._dual is not None:
