@@ -12,8 +12,9 @@ Run from the repository root, with the package built in place::
    neighbours O/Al/Si/Ca, EFG of Al, O, Ca, Si with ``alpha: auto`` and
    ``feature_scaling: auto``, the α grid 1e-6…1e4 in half decades, 5 folds grouped by
    cell, seed 0). The old commit is exported with ``git archive`` into a temporary folder
-   and built there; each side trains in its own subprocess (``PYTHONPATH`` pointing to its
-   tree) measuring wall and CPU time (``time.process_time``: all threads) and peak RSS.
+   and built there; both sides train at the same time, each in its own subprocess
+   (``PYTHONPATH`` pointing to its tree), measuring wall and CPU time
+   (``time.process_time``: all threads) and peak RSS; the speed-up is the CPU-time ratio.
    The α search of each side is recorded by wrapping its selection function; reported:
    speed-up, the selected α and scaling of both per species, and the relative difference
    of the CV MAE at the selected pair.
@@ -94,14 +95,24 @@ print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": resource.getrusag
 '''
 
 
-def run_side(tree: Path, kind: str, config: dict, files, threads: int) -> dict:
+def start_side(tree: Path, kind: str, config: dict, files, threads: int) -> subprocess.Popen:
+    """One training run in a subprocess against the package in ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    done = subprocess.run([sys.executable, "-c", RUNNER, kind, json.dumps(config), json.dumps(files)],
-                          cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, "-c", RUNNER, kind, json.dumps(config), json.dumps(files)],
+                            cwd=tempfile.gettempdir(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish_side(process: subprocess.Popen, kind: str) -> dict:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{kind} run failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_side(tree: Path, kind: str, config: dict, files, threads: int) -> dict:
+    return finish_side(start_side(tree, kind, config, files, threads), kind)
 
 
 def export_old(folder: Path) -> Path:
@@ -122,8 +133,11 @@ def gehlenite(threads: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         old_tree = export_old(Path(folder))
         load_before = os.getloadavg()
-        new = run_side(REPO, "new", {**PINNED, "selection": PINNED_SELECTION}, files, threads)
-        old = run_side(old_tree, "old", PINNED, files, threads)
+        # side by side: both processes at once, so both see the same machine load; each
+        # reports its own CPU time (all its threads)
+        running = {"new": start_side(REPO, "new", {**PINNED, "selection": PINNED_SELECTION}, files, threads),
+                   "old": start_side(old_tree, "old", PINNED, files, threads)}
+        new, old = (finish_side(running[kind], kind) for kind in ("new", "old"))
         load_after = os.getloadavg()
     pairs = []
     for sp, a, b in zip(SPECIES, old["chosen"], new["chosen"]):
