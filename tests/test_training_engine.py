@@ -127,7 +127,7 @@ def test_column_subset_and_weights_equal_a_problem_built_on_those_columns(n_atom
 
 
 @pytest.mark.parametrize("n_atoms, p", [(60, 12), (12, 80)], ids=["primal", "dual"])
-def test_walk_solves_neighbouring_alphas_by_preconditioned_cg_to_round_off(n_atoms, p):
+def test_walk_solves_neighbouring_alphas_from_one_factorisation_to_round_off(n_atoms, p):
     from ase_mlnmr.models.linear import solve_ridge
     from ase_mlnmr.training.ridge_selection import _HeldOutFold
 
@@ -136,7 +136,7 @@ def test_walk_solves_neighbouring_alphas_by_preconditioned_cg_to_round_off(n_ato
     fold.solve(1e-2)  # factorised here
     for alpha in (3e-3, 3e-2, 1e-1, 1e-3):
         x = fold.solve(alpha)
-        assert fold._anchor[0] == 1e-2  # served by CG from the anchor, not refactorised
+        assert fold._anchor[0] == 1e-2  # served by conjugate gradients from the anchor's factor
         reference = solve_ridge(*fold.system(), alpha)
         np.testing.assert_allclose(x, reference, rtol=1e-9, atol=1e-11 * np.abs(reference).max())
     fold.solve(1.0)  # beyond the anchor ratio: a new factorisation

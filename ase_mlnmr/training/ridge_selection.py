@@ -19,10 +19,10 @@ Two α searches: ``"grid"`` scores every α of the grid from one eigendecomposit
 and scaling (the exact minimum on the grid); ``"walk"`` (faster) starts at the middle of
 the grid (later scalings at the best α so far) and steps to the better neighbour while
 the score strictly decreases — the minimum of a U-shaped CV curve, which is what the grid
-search finds when the curve has one minimum. The walk factorises A + α₀I (Cholesky) once
-per fold and solves neighbouring α (within a factor :data:`ANCHOR_RATIO`) by conjugate
-gradients preconditioned with that factor: κ(M⁻¹(A + αI)) ≤ max(α/α₀, α₀/α), so a few
-dozen p² iterations replace a p³/3 factorisation.
+search finds when the curve has one minimum. The walk factorises A + α₀I = LLᵀ once per
+fold and solves neighbouring α (within a factor :data:`ANCHOR_RATIO`) by conjugate
+gradients on L⁻¹(A + αI)L⁻ᵀ, whose condition number is at most max(α/α₀, α₀/α): a few
+dozen pairs of triangular solves (p² each) replace a p³/3 factorisation.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ __all__ = ["FoldGrams", "RidgeSearchResult", "equivariant_folds", "search_equiva
 #: α searches of :func:`search_equivariant_ridge`.
 ALPHA_SEARCHES = ("walk", "grid")
 
-#: α within this factor of a factorised α₀ are solved by CG preconditioned with that factor.
+#: α within this factor of a factorised α₀ are solved from that factor by conjugate gradients.
 ANCHOR_RATIO = 10.0
 
 #: Rows per chunk when accumulating Gram blocks (bounds the temporaries).
@@ -194,7 +194,7 @@ class _HeldOutFold:
         self.s = grams.scale(self.train, feature_scaling)
         self.primal = grams.is_primal(self.train)
         self.y_test = grams.y[grams.rows[test]]
-        self._anchor: tuple[float, tuple, np.ndarray] | None = None
+        self._anchor: tuple[float, np.ndarray, np.ndarray] | None = None
         self._dual = self._cross = None
         if self.primal:
             return
@@ -218,25 +218,24 @@ class _HeldOutFold:
         return self.grams.system(self.train, self.s, self.feature_scaling)
 
     def solve(self, alpha: float) -> np.ndarray:
-        """Solution of (A + αI) x = r: a Cholesky factorisation at an anchor α₀, reused for
-        any α within a factor :data:`ANCHOR_RATIO` of it as the preconditioner of conjugate
-        gradients (the preconditioned matrix has condition number ≤ that ratio)."""
-        A, r = self.system()
-        anchor = self._anchor
-        if anchor is not None and max(alpha / anchor[0], anchor[0] / alpha) <= ANCHOR_RATIO:
-            x = _preconditioned_cg(A, alpha, r, anchor[1], anchor[2])
+        """Solution of (A + αI) x = r: a Cholesky factorisation A + α₀I = LLᵀ at an anchor
+        α₀, reused for any α within a factor :data:`ANCHOR_RATIO` of it through
+        :func:`_shifted_solve` (no new factorisation, no A needed)."""
+        if self._anchor is not None and max(alpha / self._anchor[0], self._anchor[0] / alpha) <= ANCHOR_RATIO:
+            x = _shifted_solve(self._anchor[1], alpha - self._anchor[0], self._anchor[2])
             if x is not None:
                 return x
+        A, r = self.system()
         M = A if self._dual is None else A.copy()  # a rebuilt primal system can be overwritten
         M[np.diag_indices_from(M)] += alpha
         try:
-            factor = scipy.linalg.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
+            lower, _ = scipy.linalg.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:  # numerically singular: least squares, no anchor
             self._anchor = None
             return solve_ridge(*self.system(), alpha)
-        x = scipy.linalg.cho_solve(factor, r, check_finite=False)
-        self._anchor = (alpha, factor, x)
-        return x
+        c = scipy.linalg.solve_triangular(lower, r, lower=True, check_finite=False)
+        self._anchor = (alpha, lower, c)
+        return scipy.linalg.solve_triangular(lower, c, lower=True, trans=1, check_finite=False)
 
     def error(self, solution: np.ndarray) -> float:
         """Σ |prediction − target| over the held-out rows for a solution of :meth:`system`."""
@@ -247,30 +246,35 @@ class _HeldOutFold:
         return float(np.abs(predicted - self.y_test).sum())
 
 
-def _preconditioned_cg(A: np.ndarray, alpha: float, b: np.ndarray, factor: tuple, x0: np.ndarray,
-                       tol: float = 1e-13, max_iter: int = 200) -> np.ndarray | None:
-    """Conjugate gradients for (A + αI) x = b preconditioned by the Cholesky ``factor`` of
-    A + α₀I, from ``x0``; stops when √(rᵀM⁻¹r) ≤ tol √(bᵀM⁻¹b). None if not converged."""
-    def apply(v: np.ndarray) -> np.ndarray:
-        return A @ v + alpha * v
+def _shifted_solve(lower: np.ndarray, delta: float, c: np.ndarray, tol: float = 1e-12,
+                   max_iter: int = 300) -> np.ndarray | None:
+    """x with (A + (α₀ + δ)I) x = r from the factor L of A + α₀I = LLᵀ and c = L⁻¹r.
 
-    x = x0.copy()
-    residual = b - apply(x)
-    z = scipy.linalg.cho_solve(factor, residual, check_finite=False)
-    rz = float(residual @ z)
-    bound = tol**2 * float(b @ scipy.linalg.cho_solve(factor, b, check_finite=False))
-    direction = z.copy()
+    A + (α₀ + δ)I = L (I + δB) Lᵀ with B = L⁻¹L⁻ᵀ, so x = L⁻ᵀy where (I + δB) y = c is solved
+    by conjugate gradients from y = c (the solution at δ = 0). The eigenvalues of I + δB are
+    (λ + α₀ + δ)/(λ + α₀), λ those of A: its condition number is at most max(α/α₀, α₀/α).
+    Each iteration costs two triangular solves. Stops when |residual| ≤ tol |c|; None if
+    not converged.
+    """
+    def apply(v: np.ndarray) -> np.ndarray:
+        inner = scipy.linalg.solve_triangular(lower, v, lower=True, trans=1, check_finite=False)
+        return v + delta * scipy.linalg.solve_triangular(lower, inner, lower=True, check_finite=False)
+
+    y = c.copy()
+    residual = c - apply(y)
+    direction = residual.copy()
+    rr = float(residual @ residual)
+    bound = tol**2 * float(c @ c)
     for _ in range(max_iter):
-        if rz <= bound:
-            return x
+        if rr <= bound:
+            return scipy.linalg.solve_triangular(lower, y, lower=True, trans=1, check_finite=False)
         q = apply(direction)
-        step = rz / float(direction @ q)
-        x += step * direction
+        step = rr / float(direction @ q)
+        y += step * direction
         residual -= step * q
-        z = scipy.linalg.cho_solve(factor, residual, check_finite=False)
-        rz_next = float(residual @ z)
-        direction = z + (rz_next / rz) * direction
-        rz = rz_next
+        rr_next = float(residual @ residual)
+        direction = residual + (rr_next / rr) * direction
+        rr = rr_next
     return None
 
 
