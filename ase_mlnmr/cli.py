@@ -137,10 +137,24 @@ def _load_model(path: str):
         raise CommandError(str(error)) from error
 
 
+def _check_writable(path: str) -> None:
+    """Fail before any work when ``path`` cannot be written (folder missing or read-only, a directory)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CommandError(f"output {path} is a directory, not a file name")
+    if not folder.is_dir():
+        raise CommandError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise CommandError(f"cannot write {path}: permission denied")
+
+
 def command_train(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     from .nmr_model import NMRModel
+    from .training.config import ConfigError, validate_config
 
     _check_output_file(args.output)
     config = {}
@@ -151,6 +165,11 @@ def command_train(args: argparse.Namespace) -> int:
             raise CommandError(f"config file not found: {args.config}") from error
         except json.JSONDecodeError as error:
             raise CommandError(f"config file {args.config} is not valid JSON: {error}") from error
+        try:
+            validate_config(config)
+        except ConfigError as error:
+            raise CommandError(f"config file {args.config}: {error}") from error
+    _check_writable(args.output)
     dataset = _read_dataset(args)
     print(f"read {len(dataset)} structures: " + ", ".join(f"{dataset.n_tensors(p)} {p} tensors" for p in dataset.properties))
     extra = {}
@@ -167,7 +186,11 @@ def command_train(args: argparse.Namespace) -> int:
                      for p, per in result["summary"].items()}
             print(f"{args.cv}-fold cross-validation over structures (mean of folds):")
             print(metrics_table(means))
-        model = NMRModel.train(dataset, config, progress=not args.quiet)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = NMRModel.train(dataset, config, progress=not args.quiet)
+        for warning in caught:
+            print(f"{warning.message}")
     except ValueError as error:
         raise CommandError(str(error)) from error
     model.save(args.output, extra_metadata=extra)

@@ -64,7 +64,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
@@ -73,14 +72,17 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy.linalg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ase_mlnmr.training.evaluation import efg_component_mae  # noqa: E402
+from ase_mlnmr.models.linear import solve_ridge  # noqa: E402
 from ase_mlnmr.nmr_model import regression_targets  # noqa: E402
+from ase_mlnmr.training.evaluation import efg_component_mae  # noqa: E402
+from ase_mlnmr.training.ridge_selection import FoldGrams  # noqa: E402
+from ase_mlnmr.training.search_budget import Budget, BudgetExceeded, ResultCache, short_hash  # noqa: E402
+from ase_mlnmr.training.search_budget import canonical_json as canonical  # noqa: E402
 from shared_data import shared_dir  # noqa: E402
 
 SPECIES = ("Al", "O", "Ca", "Si")
@@ -194,10 +196,6 @@ VARIANT_KEYS = {"ours": ("two_body", "scale"), "baseline": ("scale",)}
 LEARNING_CURVE_FOLD = 0
 LEARNING_CURVE_SIZES = (4, 8, 12, 16, 19)
 QUICK_LEARNING_CURVE_SIZES = (4, 19)
-
-
-class BudgetExceeded(RuntimeError):
-    """Raised when the time budget is used up; the cache keeps what was done."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -345,142 +343,52 @@ def ours_cell_features(descriptor, atoms, species: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------ ridge
 class FoldBlocks:
-    """One species, one feature setting: per outer fold the stacked features (rows =
-    atoms x μ), spherical targets and reference Cartesian tensors; Gram matrices XᵀX (primal,
-    when the training rows outnumber the features) and products X_f X_gᵀ between folds
-    (dual, unscaled features) are computed on first use and kept."""
+    """One species, one feature setting: the package's ridge engine
+    (:class:`ase_mlnmr.training.ridge_selection.FoldGrams`: per outer fold, Gram blocks built
+    once) per column set, the reference Cartesian tensors per fold, and the basis mapping
+    spherical predictions back to them."""
+
+    # per-feature RMS scaling makes the relative alpha absolute (mean squared scaled feature = 1)
+    SCALING = {("rms", False): "per_feature", ("rms", True): "per_feature", ("none", True): "global",
+               ("none", False): "none"}
 
     def __init__(self, cell_features: list[np.ndarray], cell_targets: list[np.ndarray],
                  cell_reference: list[np.ndarray], fold_of_cell: np.ndarray, basis: np.ndarray) -> None:
         self.basis = basis
-        self.n_features = cell_features[0].shape[-1]
-        self.X, self.y, self.ref, self.n_rows = {}, {}, {}, {}
-        for f in (int(f) for f in np.unique(fold_of_cell)):
-            cells = np.flatnonzero(fold_of_cell == f)
-            self.X[f] = np.concatenate([cell_features[c] for c in cells]).reshape(-1, self.n_features)
-            self.y[f] = np.concatenate([cell_targets[c] for c in cells]).reshape(-1)
-            self.ref[f] = np.concatenate([cell_reference[c] for c in cells])
-            self.n_rows[f] = self.X[f].shape[0]
-        self.sum_squares = {f: np.einsum("ij,ij->j", X, X) for f, X in self.X.items()}
-        self._gram: dict[int, np.ndarray] = {}
-        self._rhs: dict[int, np.ndarray] = {}
-        self._cross: dict[tuple[int, int], np.ndarray] = {}
-        self._kernels: dict = {}
+        self.features = np.concatenate(cell_features)
+        self.targets = np.concatenate(cell_targets)
+        self.fold_of_atom = np.concatenate([np.full(len(t), fold_of_cell[c]) for c, t in enumerate(cell_targets)])
+        self.ref = {int(f): np.concatenate([cell_reference[c] for c in np.flatnonzero(fold_of_cell == f)])
+                    for f in np.unique(fold_of_cell)}
+        self._grams: dict[int | None, FoldGrams] = {}
+        self._systems: dict = {}
 
-    def gram(self, f: int) -> np.ndarray:
-        if f not in self._gram:
-            self._gram[f] = self.X[f].T @ self.X[f]
-            self._rhs[f] = self.X[f].T @ self.y[f]
-        return self._gram[f]
-
-    def rhs(self, f: int) -> np.ndarray:
-        self.gram(f)
-        return self._rhs[f]
-
-    def cross(self, f: int, g: int) -> np.ndarray:
-        """X_f X_gᵀ of the full feature set (unscaled)."""
-        if (g, f) in self._cross:
-            return self._cross[(g, f)].T
-        if (f, g) not in self._cross:
-            self._cross[(f, g)] = self.X[f] @ self.X[g].T
-        return self._cross[(f, g)]
+    def grams(self, columns: slice) -> FoldGrams:
+        if columns.start not in self._grams:
+            self._grams[columns.start] = FoldGrams(self.features, self.targets, self.fold_of_atom, columns)
+        return self._grams[columns.start]
 
     def coefficients(self, train: list[int], columns: slice, scale: str, alpha: float, relative: bool) -> np.ndarray:
         """Ridge weights on the raw features ``columns`` (one per feature, shared by μ).
 
         ``scale='rms'``: features divided by their RMS over the training rows (our
-        ``feature_scaling='per_feature'``); ``'none'``: raw features. ``relative``: alpha
-        multiplied by the mean squared (scaled) feature value, i.e. alpha of the problem
-        whose features are divided by one global RMS (our ``feature_scaling='global'``).
+        ``feature_scaling='per_feature'``); ``'none'`` with ``relative``: alpha relative to
+        the mean squared feature value, i.e. one global RMS (``'global'``).
         """
-        n = sum(self.n_rows[f] for f in train)
-        diag = sum(self.sum_squares[f][columns] for f in train)
-        s = np.sqrt(diag / n) if scale == "rms" else np.ones_like(diag)
-        s = np.where(s > 0, s, 1.0)
-        ridge = alpha * (float(np.mean(diag / s**2)) / n if relative else 1.0)
-        p = len(diag)
-        y = np.concatenate([self.y[f] for f in train])
-        if n < p:  # dual: w = Xsᵀ (Xs Xsᵀ + a I)⁻¹ y
-            key = (tuple(train), columns.start, columns.stop, scale)
-            if key not in self._kernels:
-                while len(self._kernels) >= 4:  # the four inner training sets of one outer fold
-                    self._kernels.pop(next(iter(self._kernels)))
-                if scale == "none" and columns == slice(0, None):
-                    K = np.block([[self.cross(f, g) for g in train] for f in train])
-                else:
-                    Xs = np.concatenate([self.X[f][:, columns] for f in train]) / s
-                    K = Xs @ Xs.T
-                    del Xs
-                self._kernels[key] = K
-            c = _solve(self._kernels[key], y, ridge)
-            offsets = np.cumsum([0] + [self.n_rows[f] for f in train])
-            w = sum(self.X[f][:, columns].T @ c[offsets[i]:offsets[i + 1]] for i, f in enumerate(train))
-            return w / s**2
-        G = sum(self.gram(f)[columns, columns] for f in train) / np.outer(s, s)
-        b = sum(self.rhs(f)[columns] for f in train) / s
-        return _solve(G, b, ridge) / s
+        grams, scaling = self.grams(columns), self.SCALING[(scale, relative)]
+        key = (tuple(train), columns.start, scaling)
+        if key not in self._systems:
+            while len(self._systems) >= 4:  # the four inner training sets of one outer fold
+                self._systems.pop(next(iter(self._systems)))
+            s = grams.scale(train, scaling)
+            self._systems[key] = (s, *grams.system(train, s, scaling))
+        s, A, r = self._systems[key]
+        return grams.scaled_weights(train, s, solve_ridge(A, r, alpha)) / s
 
     def predict(self, fold: int, columns: slice, coef: np.ndarray) -> np.ndarray:
-        spherical = (self.X[fold][:, columns] @ coef).reshape(-1, 2 * LAMBDA + 1)
+        grams = self.grams(columns)
+        spherical = (grams.x(grams.rows[fold]) @ coef).reshape(-1, 2 * LAMBDA + 1)
         return np.einsum("nm,mij->nij", spherical, self.basis)
-
-
-def _solve(A: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
-    M = A + ridge * np.eye(A.shape[0])
-    try:
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(M, lower=True, check_finite=False), b,
-                                      check_finite=False)
-    except np.linalg.LinAlgError:
-        return scipy.linalg.lstsq(M, b, check_finite=False)[0]
-
-
-# ------------------------------------------------------------------ cache, budget
-class Budget:
-    def __init__(self, minutes: float | None) -> None:
-        self.start = time.time()
-        self.deadline = None if minutes is None else self.start + 60.0 * minutes
-
-    def check(self, what: str) -> None:
-        if self.deadline is not None and time.time() > self.deadline:
-            raise BudgetExceeded(f"time budget used up before {what}")
-
-
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def short_hash(obj) -> str:
-    return hashlib.sha1(canonical(obj).encode()).hexdigest()[:12]
-
-
-class Cache:
-    """JSON files under one folder; ``get``/``put`` by name, written on ``flush``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self._data: dict[str, dict] = {}
-        self._dirty: set[str] = set()
-
-    def load(self, name: str) -> dict:
-        if name not in self._data:
-            path = self.folder / f"{name}.json"
-            data = json.loads(path.read_text()) if path.exists() else {}
-            if data.get("cache_version") != CACHE_VERSION:
-                data = {"cache_version": CACHE_VERSION}
-            self._data[name] = data
-        return self._data[name]
-
-    def mark(self, name: str) -> None:
-        self._dirty.add(name)
-
-    def flush(self) -> None:
-        for name in sorted(self._dirty):
-            path = self.folder / f"{name}.json"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._data[name], indent=1, sort_keys=True))
-            tmp.replace(path)
-        self._dirty.clear()
 
 
 # ----------------------------------------------------------------------- context
@@ -569,7 +477,7 @@ class BlockProvider:
 class Search:
     """Greedy coordinate search per (species, outer fold) on inner-CV component MAE."""
 
-    def __init__(self, method: str, grid: dict, context: Context, folds: list[int], cache: Cache,
+    def __init__(self, method: str, grid: dict, context: Context, folds: list[int], cache: ResultCache,
                  budget: Budget, log=print) -> None:
         self.method, self.grid, self.context, self.folds = method, grid, context, folds
         self.cache, self.budget, self.log = cache, budget, log
@@ -805,7 +713,7 @@ def fit_and_score_baseline(context: Context, chosen: dict, train_cells: list[int
 FIT_AND_SCORE = {"ours": fit_and_score_ours, "baseline": fit_and_score_baseline}
 
 
-def cached_fit(cache: Cache, budget: Budget, label: str, method: str, context: Context, chosen: dict,
+def cached_fit(cache: ResultCache, budget: Budget, label: str, method: str, context: Context, chosen: dict,
                train_cells: list[int], test_cells: list[int], log=print) -> dict:
     """Fit and score one method; cached under a name made from what is fitted (chosen
     settings, training and test cells), so grids that choose the same settings share it."""
@@ -1029,7 +937,7 @@ def machine_info() -> dict:
 
 
 # ------------------------------------------------------------------------ probe
-def probe(context: Context, cache: Cache, budget: Budget, method: str, setting: dict, folds: list[int],
+def probe(context: Context, cache: ResultCache, budget: Budget, method: str, setting: dict, folds: list[int],
           species: list[str], log=print) -> dict:
     """Inner-CV score (alpha walked) of one full setting, for investigating beyond the grid."""
     search = Search(method, {"start": setting, "stages": []}, context, folds, cache, budget, log)
@@ -1087,7 +995,7 @@ def main(argv=None) -> int:
     cache_dir = results_dir / "gehlenite_cache"
     if args.fresh and cache_dir.exists():
         shutil.rmtree(cache_dir)
-    cache = Cache(cache_dir)
+    cache = ResultCache(cache_dir, version=CACHE_VERSION)
     load_start = os.getloadavg()
     t_start = time.time()
 

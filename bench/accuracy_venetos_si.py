@@ -36,9 +36,10 @@ Protocol
      ``fit`` + ``set_ridge``): kernel choice (the Gaussian on standardised features with
      and without unit-length normalisation, length scale = factor × median distance;
      the dot product with the stage-A ζ), Nyström size and ridge.
-  C. ``ms_aniso`` ridge α at the chosen descriptor, scored by the mean Frobenius norm of
-     the σ(2) error. Features are scaled once with the outer-training scales (the model
-     itself scales with its own training set: a small shortcut in the search only).
+  C. ``ms_aniso`` ridge α at the chosen descriptor with the package's engine
+     (:func:`ase_mlnmr.training.ridge_selection.search_equivariant_ridge`, what
+     ``alpha: "auto"`` runs: per-feature scaling from each inner training fold, scored
+     by the σ(2) component MAE, every α of the grid) on the same inner folds.
 
 * Baseline (what a user would assemble today): dscribe 2.1.2 ``SOAP(rbf='gto',
   periodic=True, average='off')`` on the Si sites + scikit-learn ``KernelRidge(kernel=
@@ -72,7 +73,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy.linalg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -88,6 +88,8 @@ from ase_mlnmr.training.validation import fold_assignment  # noqa: E402
 from ase_mlnmr.nmr.shielding import haeberlen  # noqa: E402
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 from ase_mlnmr.training.fitting import build_descriptor, build_regressor  # noqa: E402
+from ase_mlnmr.training.ridge_selection import FoldGrams, search_equivariant_ridge  # noqa: E402
+from ase_mlnmr.models.linear import solve_ridge  # noqa: E402
 from ase_mlnmr.core.spherical_tensors import symmetric_traceless_to_l2  # noqa: E402
 
 SEED = 20251121
@@ -251,16 +253,6 @@ def at_edge(value, values) -> bool:
 
 
 # ------------------------------------------------------------------- linear algebra
-def ridge_solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve the symmetric positive (semi-)definite system A c = b: Cholesky, or least
-    squares where A is numerically singular (what scikit-learn's KernelRidge does)."""
-    try:
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, lower=True, check_finite=False), b,
-                                      check_finite=False)
-    except np.linalg.LinAlgError:
-        return scipy.linalg.lstsq(A, b, check_finite=False)[0]
-
-
 def krr_scores(K: np.ndarray, y: np.ndarray, splits, ridges) -> np.ndarray:
     """Mean MAE over splits of kernel ridge (K_tt + r I) c = (y - mean)/std, for each r."""
     maes = np.zeros((len(splits), len(ridges)))
@@ -268,11 +260,8 @@ def krr_scores(K: np.ndarray, y: np.ndarray, splits, ridges) -> np.ndarray:
         mu, sd = y[tr].mean(), y[tr].std()
         ys = (y[tr] - mu) / sd
         Ktt, Kst = K[np.ix_(tr, tr)], K[np.ix_(te, tr)]
-        diagonal = np.arange(len(tr))
-        base = Ktt.diagonal().copy()
         for j, r in enumerate(ridges):
-            Ktt[diagonal, diagonal] = base + r
-            maes[i, j] = np.mean(np.abs(Kst @ ridge_solve(Ktt, ys) * sd + mu - y[te]))
+            maes[i, j] = np.mean(np.abs(Kst @ solve_ridge(Ktt, ys, r) * sd + mu - y[te]))
     return maes.mean(axis=0)
 
 
@@ -373,34 +362,15 @@ def ours_stage_b(data: Data, grid: dict, fold: int, best_a: dict, features: np.n
 
 
 def aniso_alpha_search(data: Data, grid: dict, fold: int, lam_features: np.ndarray) -> tuple[float, dict]:
-    """ms_aniso α by inner grouped CV; dual ridge from one Gram matrix with the outer-training
-    feature and target scales (EquivariantRidge scales by its own training set)."""
+    """ms_aniso α by the inner grouped CV of the package's engine (per-feature scaling of
+    each inner training fold, σ(2) component MAE in ppm over the whole α grid)."""
     rows = data.outer(fold)[2]
-    splits = data.inner_splits(rows, fold, SEED)
-    X = lam_features[rows]  # (n, 5, p)
-    n, k, p = X.shape
-    flat = X.reshape(n * k, p)
-    scale = np.sqrt(np.mean(flat**2, axis=0))
-    flat = flat / np.where(scale > 0, scale, 1.0)
-    G = flat @ flat.T
-    del flat
-    Y = data.l2[rows]
-    target_scale = float(np.sqrt(np.mean(Y**2)))
-    component_rows = np.arange(n * k).reshape(n, k)
-    errors = np.zeros((len(splits), len(grid["aniso_alpha"])))
-    for i, (tr, te) in enumerate(splits):
-        r_tr, r_te = component_rows[tr].ravel(), component_rows[te].ravel()
-        Gtt, Gst = G[np.ix_(r_tr, r_tr)], G[np.ix_(r_te, r_tr)]
-        diagonal = np.arange(r_tr.size)
-        base = Gtt.diagonal().copy()
-        for j, alpha in enumerate(grid["aniso_alpha"]):
-            Gtt[diagonal, diagonal] = base + alpha
-            coef = ridge_solve(Gtt, Y[tr].ravel() / target_scale)
-            pred = (Gst @ coef).reshape(len(te), k) * target_scale
-            errors[i, j] = np.mean(np.linalg.norm(pred - Y[te], axis=1))
-    mean = errors.mean(axis=0)
-    scores = {str(a): float(e) for a, e in zip(grid["aniso_alpha"], mean)}
-    return float(grid["aniso_alpha"][int(np.argmin(mean))]), scores
+    inner_fold = np.empty(len(rows), dtype=np.int64)
+    for k, (_, test) in enumerate(data.inner_splits(rows, fold, SEED)):
+        inner_fold[test] = k
+    grams = FoldGrams(lam_features[rows], data.l2[rows], inner_fold)
+    result = search_equivariant_ridge(grams, ["per_feature"], grid["aniso_alpha"], alpha_search="grid")
+    return result.alpha, {str(a): mae for a, mae in result.curves["per_feature"].items()}
 
 
 def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> tuple[dict, dict]:

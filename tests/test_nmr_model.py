@@ -151,7 +151,7 @@ def test_antisymmetric_shielding_model_is_a_pseudovector_model():
 
 
 def test_auto_alpha_picks_the_cross_validated_minimum():
-    from ase_mlnmr.training.fitting import select_equivariant_alpha
+    from ase_mlnmr.training.ridge_selection import select_equivariant_alpha
 
     rng = np.random.default_rng(3)
     n, p = 60, 40
@@ -180,7 +180,7 @@ def test_auto_alpha_picks_the_cross_validated_minimum():
 
 
 def test_auto_feature_scaling_is_chosen_with_alpha_by_cross_validation():
-    from ase_mlnmr.training.fitting import select_equivariant_alpha, select_equivariant_ridge
+    from ase_mlnmr.training.ridge_selection import select_equivariant_alpha, select_equivariant_ridge
 
     rng = np.random.default_rng(4)
     n, p = 80, 30

@@ -1,6 +1,9 @@
 """Model selection for NMR models: k-fold cross-validation over structures (repeated
-shuffles, optional groups such as polymorph families), grid search over config entries,
-learning curves. Metrics per element and property come from :mod:`ase_mlnmr.training.evaluation`
+shuffles, optional groups such as polymorph families), grid search over dotted config
+keys (resumable: a :class:`~ase_mlnmr.training.search_budget.ResultCache` keeps every
+finished grid point, a :class:`~ase_mlnmr.training.search_budget.Budget` stops cleanly),
+learning curves. The folds come from :mod:`ase_mlnmr.training.validation`; α and feature
+scaling inside each training run from :mod:`ase_mlnmr.training.ridge_selection`. Metrics per element and property come from :mod:`ase_mlnmr.training.evaluation`
 (σiso MAE/RMSE/%RMSE, ζ, η; EFG component MAE, % of span, CQ, η, Harper metrics).
 
 Folds are made of whole structures: atoms of one cell are never split between training
@@ -17,7 +20,8 @@ from .dataset import TensorDataset
 from .evaluation import evaluate
 from .validation import kfold_splits
 from ..nmr_model import NMRModel
-from .config import merge_config
+from .config import merge_config, validate_config
+from .search_budget import Budget, ResultCache, canonical_json, short_hash
 
 __all__ = ["cross_validate_model", "grid_search_model", "learning_curve_model", "config_with"]
 
@@ -66,7 +70,9 @@ def cross_validate_model(
 
 
 def config_with(config: Mapping[str, Any], assignments: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``config`` with dotted keys set, e.g. ``{"descriptor.r_cut": 6.0, "efg.alpha": 1e-4}``."""
+    """Copy of ``config`` with dotted keys set, e.g. ``{"descriptor.r_cut": 6.0, "efg.alpha": 1e-4}``
+    or ``{"species.O.descriptor.r_cut": 6.0}``; the result is checked (an unknown key or value
+    raises :class:`~ase_mlnmr.training.config.ConfigError`)."""
     override: dict[str, Any] = {}
     for dotted, value in assignments.items():
         node = override
@@ -74,7 +80,9 @@ def config_with(config: Mapping[str, Any], assignments: Mapping[str, Any]) -> di
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return merge_config(config, override)
+    merged = merge_config(config, override)
+    validate_config(merged)
+    return merged
 
 
 def _score(summary: Mapping, score: tuple[str, str, str]) -> float:
@@ -91,21 +99,39 @@ def grid_search_model(
     grid: Mapping[str, Sequence[Any]],
     score: tuple[str, str, str] = ("ms", "Si", "sigma_iso_mae_ppm"),
     progress: bool = False,
+    cache: ResultCache | None = None,
+    budget: Budget | None = None,
     **cv_options: Any,
 ) -> dict[str, Any]:
     """Cross-validate every combination of ``grid`` (dotted config keys); lower score wins.
 
+    Every combination's config is checked before the first fit. With ``cache``, finished
+    combinations are stored (keyed by config, CV options and data sources) and not
+    recomputed; ``budget`` raises :class:`~ase_mlnmr.training.search_budget.BudgetExceeded`
+    before a combination once the time is used up — rerun to continue.
     Returns ``{"best": {...assignment}, "best_config": config, "table": [rows]}``.
     """
     from tqdm import tqdm
 
     names = list(grid)
-    combos = list(itertools.product(*(grid[n] for n in names)))
+    combos = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    configs = [config_with(config, assignment) for assignment in combos]
     table = []
-    for values in tqdm(combos, desc="grid search", unit="config", disable=not progress):
-        assignment = dict(zip(names, values))
-        result = cross_validate_model(dataset, config_with(config, assignment), **cv_options)
-        table.append({"params": assignment, "score": _score(result["summary"], score), "summary": result["summary"]})
+    for assignment, candidate in tqdm(list(zip(combos, configs)), desc="grid search", unit="config",
+                                      disable=not progress):
+        key = canonical_json({"config": candidate, "cv": {k: v for k, v in cv_options.items() if k != "progress"},
+                              "sources": list(dataset.sources), "frames": list(dataset.frames)})
+        entry = cache.load(f"grid_{short_hash(key)}") if cache is not None else {}
+        if entry.get("key") != key:
+            if budget is not None:
+                budget.check(f"grid point {assignment}")
+            summary = cross_validate_model(dataset, candidate, **cv_options)["summary"]
+            entry.update(key=key, summary=summary)
+            if cache is not None:
+                cache.mark(f"grid_{short_hash(key)}")
+                cache.flush()
+        summary = entry["summary"]
+        table.append({"params": assignment, "score": _score(summary, score), "summary": summary})
     best = min(table, key=lambda row: row["score"])
     return {"best": best["params"], "best_config": config_with(config, best["params"]), "table": table,
             "score": list(score)}

@@ -1,4 +1,8 @@
-"""Cross-validation, grid search and learning curves for any regression model.
+"""Cross-validation, grid search and learning curves for any regression model: the fold
+machinery of the training side. Whole NMR models are cross-validated over structures by
+:mod:`ase_mlnmr.training.model_selection`, the ridge α and feature scaling of the
+equivariant models chosen by :mod:`ase_mlnmr.training.ridge_selection`; both take their
+folds from :func:`fold_assignment` / :func:`kfold_splits` here.
 
 Everything works through a user-supplied ``fit_predict(train_idx, test_idx, **params)``
 that trains on the samples ``train_idx`` and returns predictions for ``test_idx`` with
