@@ -137,18 +137,6 @@ def _load_model(path: str):
         raise CommandError(str(error)) from error
 
 
-def _check_writable(path: str) -> None:
-    """Fail before any work when ``path`` cannot be written (folder missing or read-only, a directory)."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise CommandError(f"output {path} is a directory, not a file name")
-    if not folder.is_dir():
-        raise CommandError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise CommandError(f"cannot write {path}: permission denied")
-
-
 def command_train(args: argparse.Namespace) -> int:
     import json
     import warnings
@@ -169,7 +157,6 @@ def command_train(args: argparse.Namespace) -> int:
             validate_config(config)
         except ConfigError as error:
             raise CommandError(f"config file {args.config}: {error}") from error
-    _check_writable(args.output)
     dataset = _read_dataset(args)
     print(f"read {len(dataset)} structures: " + ", ".join(f"{dataset.n_tensors(p)} {p} tensors" for p in dataset.properties))
     extra = {}

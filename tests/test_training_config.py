@@ -116,7 +116,7 @@ def test_cli_train_rejects_a_bad_config_before_reading_data(tmp_path, capsys):
 
 def test_cli_train_checks_the_output_path_before_the_work(tmp_path, capsys):
     missing_data = tmp_path / "does_not_exist.extxyz"
-    for output, message in [(tmp_path / "no_such_folder" / "m.npz", "does not exist"), (tmp_path, "directory")]:
+    for output, message in [(tmp_path / "no_such_folder" / "m.npz", "does not exist"), (tmp_path, "folder")]:
         assert main(["train", str(missing_data), "-o", str(output), "-q"]) == 2
         err = capsys.readouterr().err
         assert message in err and "not found" not in err
