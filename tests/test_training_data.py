@@ -45,7 +45,8 @@ def test_cli_train_on_all_nan_tensors_exits_2_and_writes_no_model(tmp_path, caps
     write(path, frames)
     output = tmp_path / "model.npz"
     assert main(["train", str(path), "--ms-units", "ppm", "-o", str(output), "-q"]) == 2
-    assert "nothing to fit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nothing to fit" in err or ("every tensor is NaN" in err and "nan.extxyz" in err)  # the reader names it first
     assert not output.exists()
 
 
