@@ -28,7 +28,8 @@ from .kde import bandwidth_matrix, kde_node_weights, sample_matrix
 from .mqmas import mqmas_projection_grid, mqmas_projection_per_site
 from .sites import SiteError, SiteLike, Sites, as_sites
 
-__all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "lineshape_grid", "normalise_area", "l1_distance"]
+__all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "lineshape_grid",
+           "normalise_area", "l1_distance"]
 
 EXPERIMENTS = ("mas", "static", "3qmas-iso")
 ROUTES = ("sites", "grid", "kde")
