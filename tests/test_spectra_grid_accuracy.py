@@ -36,7 +36,8 @@ def test_grid_route_off_node_random_points(isotope, mode, ppm_range):
     rng = np.random.default_rng(20261130)
     spectrometer = Spectrometer(isotope, 11.7)
     axis = PPMAxis.from_range(*ppm_range, 4096)
-    width_per_mhz2 = abs(float(ct_prefactor_ppm(1.0, spectrometer))) * (3 / 7 if mode == "mas" else 25 / 24) / axis.step_ppm
+    g_range = 3 / 7 if mode == "mas" else 25 / 24
+    width_per_mhz2 = abs(float(ct_prefactor_ppm(1.0, spectrometer))) * g_range / axis.step_ppm
     widths = np.exp(rng.uniform(np.log(60.0), np.log(3000.0), 5))
     info = None
     for cq, eta, delta in zip(np.sqrt(widths / width_per_mhz2), rng.uniform(0.05, 1.0, 5), rng.uniform(-5, 5, 5)):

@@ -146,9 +146,10 @@ class LineshapeGrid:
     0, step, ..., ≥ cq_max (``cq_step`` is NaN on an adapted grid). ``cq_relative_step`` r > 0
     instead adapts the CQ nodes to the lineshape (:func:`_adapted_cq_nodes`): geometric,
     c_{k+1} = (1 + r)·c_k, so that neighbouring lines differ in width by the same ≈ 2r
-    everywhere (blending two lines smears each singularity over ≈ 2r of the line width). :meth:`node_shapes` gives the bin fractions at offsets
-    ``(offset_low + m)·step`` ppm, m < n_offsets; each CQ row stores only the offsets its
-    lines reach (``row_first``..``row_last``).
+    everywhere (blending two lines smears each singularity over ≈ 2r of the line width).
+    :meth:`node_shapes` gives the bin fractions at offsets ``(offset_low + m)·step`` ppm,
+    m < n_offsets; each CQ row stores only the offsets its lines reach
+    (``row_first``..``row_last``).
     """
 
     def __init__(self, table: NormalisedCTTable, spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: float,

@@ -192,7 +192,8 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
                     y = broaden(y, axis, sd * np.sqrt(8 * np.log(2)), "gaussian")
             else:
                 y = grid.spectrum(weights, axis, gaussian_sd_ppm=sd)
-            info["grid"] = {"cq_step_MHz": grid.cq_step, "cq_relative_step": grid.cq_relative_step,
+            info["grid"] = {"cq_step_MHz": grid.cq_step if grid.cq_relative_step == 0 else None,
+                            "cq_relative_step": grid.cq_relative_step,
                             "eta_step": grid.eta_step, "cq_max_MHz": grid.cq_nodes[-1],
                             "n_alpha": grid.table.n_alpha, "n_y": grid.table.n_y}
     if broadening is not None:
