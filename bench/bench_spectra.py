@@ -31,7 +31,7 @@ from ase_mlnmr.nmr import efg_principal_components  # noqa: E402
 from ase_mlnmr.spectra import PPMAxis, Sites, Spectrometer  # noqa: E402
 from ase_mlnmr.spectra.grid import LineshapeGrid, NormalisedCTTable, site_node_weights  # noqa: E402
 from ase_mlnmr.spectra.kde import kde_node_weights  # noqa: E402
-from ase_mlnmr.spectra.simulate import GridSettings, l1_distance  # noqa: E402
+from ase_mlnmr.spectra.simulate import KDE_GRID, SITE_GRID, GridSettings, l1_distance  # noqa: E402
 
 SEED = 20251121
 B0, COUNT, WIDTH, OFFSET = 11.7, 4096, 16000.0, -3600.0
@@ -101,22 +101,27 @@ def main() -> None:
             break
     result["density_search"] = {"sites": args.density_sites, "l1_vs_256": density_l1, "chosen": chosen}
 
-    # 2. one-off cost of the grid (fresh table, no cache) and the lineshape matrix
-    settings = GridSettings()
-    with tempfile.TemporaryDirectory() as cache:
-        t = time.process_time()
-        table = NormalisedCTTable("mas", settings.eta_step, settings.n_alpha, settings.n_y, cache=cache)
-        t_table = time.process_time() - t
-    t = time.process_time()
-    grid = LineshapeGrid(table, spectrometer, step, float(np.ceil(sites.abs_cq_MHz.max() + 1.0)),
-                         settings.cq_step_MHz)
-    t_grid = time.process_time() - t
-    t = time.process_time()
-    grid.spectrum(site_node_weights(sites, grid, axis), axis)
-    t_first = time.process_time() - t
-    result["grid_one_off_cpu_s"] = {"normalised_tables": t_table, "lineshape_matrix": t_grid,
-                                    "first_spectrum_incl_lineshape_ffts": t_first,
-                                    "n_nodes": grid.n_nodes, "settings": settings.__dict__}
+    # 2. one-off costs of the grids (fresh tables, no cache) and lineshape matrices: the grid
+    #    route's default (SITE_GRID, CQ nodes adapted to the lineshape) and the KDE's (KDE_GRID)
+    def build(settings: GridSettings, first_weights) -> tuple[LineshapeGrid, dict]:
+        with tempfile.TemporaryDirectory() as cache:
+            t0 = time.process_time()
+            table = NormalisedCTTable("mas", settings.eta_step, settings.n_alpha, settings.n_y, cache=cache)
+            t_table = time.process_time() - t0
+        t0 = time.process_time()
+        g = LineshapeGrid(table, spectrometer, step, float(np.ceil(sites.abs_cq_MHz.max() + 1.0)),
+                          settings.cq_step_MHz, settings.cq_relative_step)
+        t_grid = time.process_time() - t0
+        t0 = time.process_time()
+        weights, sd = first_weights(g)
+        g.spectrum(weights, axis, gaussian_sd_ppm=sd)
+        t_first = time.process_time() - t0
+        return g, {"normalised_tables": t_table, "lineshape_matrix": t_grid,
+                   "first_spectrum_incl_lineshape_ffts": t_first, "n_nodes": g.n_nodes,
+                   "settings": settings.__dict__}
+
+    grid, result["grid_one_off_cpu_s"] = build(SITE_GRID, lambda g: (site_node_weights(sites, g, axis), 0.0))
+    kde_grid, result["kde_grid_one_off_cpu_s"] = build(KDE_GRID, lambda g: kde_node_weights(sites, g, axis)[:2])
 
     # 3. side by side: ours (grid, KDE), mrsimulator, ours again
     def ours_grid():
@@ -126,8 +131,8 @@ def main() -> None:
 
     def ours_kde():
         t0 = time.process_time()
-        weights, sd, _ = kde_node_weights(sites, grid, axis)
-        y = grid.spectrum(weights, axis, gaussian_sd_ppm=sd)
+        weights, sd, _ = kde_node_weights(sites, kde_grid, axis)
+        y = kde_grid.spectrum(weights, axis, gaussian_sd_ppm=sd)
         return y, time.process_time() - t0
 
     grid_times, kde_times = [], []

@@ -11,6 +11,7 @@ from .grid import LineshapeGrid, NormalisedCTTable, site_node_weights
 from .kde import bandwidth_matrix, kde_evaluate, kde_node_weights, scott_bandwidth
 from .mqmas import af_isotropic_shift, mqmas_2d_grid, mqmas_2d_per_site
 from .broadening import broaden
-from .simulate import GridSettings, Spectrum, l1_distance, lineshape_grid, normalise_area, simulate_spectrum
+from .simulate import (KDE_GRID, SITE_GRID, GridSettings, Spectrum, l1_distance, lineshape_grid, normalise_area,
+                       simulate_spectrum)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

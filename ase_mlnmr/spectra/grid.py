@@ -112,6 +112,21 @@ class NormalisedCTTable:
         return np.interp(y, grid, self.cdf[eta_index], left=0.0, right=1.0)
 
 
+def _adapted_cq_nodes(table: NormalisedCTTable, spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: float,
+                      relative_step: float) -> np.ndarray:
+    """CQ nodes (MHz) adapted to the lineshape: 0, c_g/4, c_g/2, 3c_g/4, then c_g·(1 + r)^k up
+    to the first node ≥ cq_max, with c_g the |CQ| at which the widest line of the table
+    (width |P(CQ)|·(y_high − y_low), P ∝ CQ²) spans 4 bins of ``step_ppm``. The blending error
+    of two neighbouring lines is set by their relative width difference ≈ 2r, not by the
+    absolute CQ step; lines narrower than 4 bins differ from their neighbours by less than a bin."""
+    width_per_mhz2 = abs(float(ct_prefactor_ppm(1.0, spectrometer))) * float(np.max(table.y_high - table.y_low))
+    c_g = float(np.sqrt(4.0 * step_ppm / width_per_mhz2))
+    if c_g >= cq_max_MHz:
+        return np.linspace(0.0, cq_max_MHz, 5)
+    n_geo = int(np.ceil(np.log(cq_max_MHz / c_g) / np.log1p(relative_step) - 1e-9)) + 1
+    return np.concatenate([c_g * np.arange(4) / 4.0, c_g * (1.0 + relative_step) ** np.arange(n_geo)])
+
+
 @dataclass
 class NodeWeights:
     """Weights of grid nodes at shifts on the axis lattice: ``nodes`` (m,) flat node
@@ -128,21 +143,31 @@ class LineshapeGrid:
 
     table: a :class:`NormalisedCTTable` (fixes mode and η nodes); spectrometer; step_ppm:
     the lattice step (the spectrum axis step); cq_max_MHz, cq_step_MHz: CQ nodes
-    0, step, ..., ≥ cq_max. :meth:`node_shapes` gives the bin fractions at offsets
-    ``(offset_low + m)·step`` ppm, m < n_offsets; each CQ row stores only the offsets its
-    lines reach (``row_first``..``row_last``).
+    0, step, ..., ≥ cq_max (``cq_step`` is NaN on an adapted grid). ``cq_relative_step`` r > 0
+    instead adapts the CQ nodes to the lineshape (:func:`_adapted_cq_nodes`): geometric,
+    c_{k+1} = (1 + r)·c_k, so that neighbouring lines differ in width by the same ≈ 2r
+    everywhere (blending two lines smears each singularity over ≈ 2r of the line width).
+    :meth:`node_shapes` gives the bin fractions at offsets ``(offset_low + m)·step`` ppm,
+    m < n_offsets; each CQ row stores only the offsets its lines reach
+    (``row_first``..``row_last``).
     """
 
     def __init__(self, table: NormalisedCTTable, spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: float,
-                 cq_step_MHz: float = 0.05) -> None:
+                 cq_step_MHz: float = 0.05, cq_relative_step: float = 0.0) -> None:
         if not (cq_step_MHz > 0 and cq_max_MHz > 0):
             raise ValueError(f"cq_step_MHz and cq_max_MHz must be positive, got {cq_step_MHz}, {cq_max_MHz}")
+        if not (0.0 <= cq_relative_step < 1.0):
+            raise ValueError(f"cq_relative_step must lie in [0, 1), got {cq_relative_step}")
         Sites(spectrometer.isotope, [0.0], [1.0]).require_quadrupolar()
         self.table, self.spectrometer, self.mode = table, spectrometer, table.mode
         self.step_ppm = float(step_ppm)
-        n_cq = int(np.ceil(cq_max_MHz / cq_step_MHz - 1e-9)) + 1
-        self.cq_nodes = np.arange(n_cq) * cq_step_MHz
-        self.cq_step = float(cq_step_MHz)
+        self.cq_relative_step = float(cq_relative_step)
+        if cq_relative_step > 0:
+            self.cq_nodes = _adapted_cq_nodes(table, spectrometer, self.step_ppm, cq_max_MHz, cq_relative_step)
+        else:
+            n_cq = int(np.ceil(cq_max_MHz / cq_step_MHz - 1e-9)) + 1
+            self.cq_nodes = np.arange(n_cq) * cq_step_MHz
+        self.cq_step = float(cq_step_MHz) if cq_relative_step == 0 else float("nan")
         self.eta_nodes = table.eta_nodes
         self.eta_step = float(self.eta_nodes[1] - self.eta_nodes[0])
         p = ct_prefactor_ppm(self.cq_nodes, spectrometer)  # (n_cq,) ≤ 0
@@ -218,7 +243,9 @@ class LineshapeGrid:
         k = np.concatenate([k0_all, k0_all + 1])
         w = np.concatenate([weights.weight * (1.0 - frac_all), weights.weight * frac_all])
         nodes = np.concatenate([weights.nodes, weights.nodes])
-        reach = (k + self.offset_low + self.n_offsets - 1 >= 0) & (k + self.offset_low <= n - 1) & (w != 0)
+        margin = int(np.ceil(5.0 * gaussian_sd_ppm / self.step_ppm))  # reach of the Gaussian's tails (bins)
+        reach = ((k + self.offset_low + self.n_offsets - 1 + margin >= 0) & (k + self.offset_low - margin <= n - 1)
+                 & (w != 0))
         k, w, nodes = k[reach], w[reach], nodes[reach]
         order = np.argsort(nodes, kind="stable")
         k, w, nodes = k[order], w[order], nodes[order]
@@ -235,35 +262,43 @@ class LineshapeGrid:
             rows = np.arange(first_node // n_eta, min(first_node // n_eta + rows_per_block, len(self.cq_nodes)))
             a, b = int(self.row_first[rows].min()), int(self.row_last[rows].max())
             m_lo, m_hi = self.offset_low + a, self.offset_low + b
-            k_lo = -m_hi
-            n_shift = n - m_lo - k_lo
-            length = sfft.next_fast_len(n_shift + b - a + 1)
-            key = (int(blk), rows_per_block, n, length)
+            sl = slice(bounds[members[0]], bounds[members[-1] + 1])
+            # only the span of shifts this block's weights occupy (and that reach the axis)
+            k_lo = max(-m_hi - margin, int(k[sl].min()))
+            n_shift = min(n - m_lo + margin, int(k[sl].max()) + 1) - k_lo
+            if n_shift <= 0:
+                continue
+            n_dense = n_shift + 2 * margin
+            pad = n_dense + b - a + 1  # linear (not circular) convolution
+            length = 1 << int(np.ceil(np.log2(pad)))  # powers of two: few window sizes per block
+            key = (int(blk), rows_per_block, length)
             shapes_f = self._fft_cache.get(key)
-            if shapes_f is None:  # FFT of this block's lineshapes for this window size: computed once
+            if shapes_f is None:  # FFT of this block's lineshapes for this length: computed once
                 all_nodes = np.arange(first_node, min(first_node + block_nodes, self.n_nodes))
                 shapes_f = sfft.rfft(self.node_shapes(all_nodes, a, b), length, axis=1).astype(np.complex64)
                 self._fft_cache[key] = shapes_f
-            sl = slice(bounds[members[0]], bounds[members[-1] + 1])
             local = np.searchsorted(block, nodes[sl])
             kk = k[sl] - k_lo
             ok = (kk >= 0) & (kk < n_shift)
-            dense = np.bincount(local[ok] * n_shift + kk[ok], weights=w[sl][ok],
-                                minlength=len(block) * n_shift).reshape(len(block), n_shift)
+            dense = np.bincount(local[ok] * n_dense + kk[ok] + margin, weights=w[sl][ok],
+                                minlength=len(block) * n_dense).reshape(len(block), n_dense)
             spectrum_f = np.einsum("gf,gf->f", sfft.rfft(dense, length, axis=1), shapes_f[block - first_node])
             if gaussian_sd_ppm > 0:
                 freq = np.fft.rfftfreq(length, d=self.step_ppm)
                 spectrum_f *= np.exp(-2.0 * (np.pi * freq * gaussian_sd_ppm) ** 2)
-            full = sfft.irfft(spectrum_f, length)
-            # lattice index k_lo + k' plus offset m_lo + m' lands on axis bin j = k + m
-            offset = -k_lo - m_lo
-            out += full[offset:offset + n]
+            full = sfft.irfft(spectrum_f, length)[:pad]
+            # lattice index k_lo + k' plus offset m_lo + m' lands on axis bin j = k_lo + m_lo + k' + m'
+            base = k_lo - margin + m_lo
+            j0, j1 = max(0, base), min(n, base + pad)
+            if j1 > j0:
+                out[j0:j1] += full[j0 - base:j1 - base]
         return out / axis.step_ppm
 
 
 def site_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, align_centres: bool = True) -> NodeWeights:
     """Bandwidth → 0: each site's weight spread over its 4 surrounding (|CQ|, η) nodes by
-    bilinear interpolation (later split over 2 lattice points in δ).
+    bilinear interpolation in (|CQ|, η) (later split over 2 lattice points in δ); the CQ
+    nodes may be non-uniform (adapted grid).
 
     ``align_centres``: each node's share is placed at δiso + δQIS(site) − δQIS(node), so
     that its centre of gravity is the site's (δiso + δQIS) rather than the node's; this
@@ -271,12 +306,12 @@ def site_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, align_ce
     CQ² as well as widen). The δ coordinate of the weights is then the CoG-matched shift.
     """
     grid.check_sites(sites)
-    tc = sites.abs_cq_MHz / grid.cq_step
     te = sites.eta_q / grid.eta_step
     n_cq, n_eta = len(grid.cq_nodes), len(grid.eta_nodes)
-    c0 = np.minimum(np.floor(tc).astype(np.int64), n_cq - 2)
+    c0 = np.clip(np.searchsorted(grid.cq_nodes, sites.abs_cq_MHz, side="right") - 1, 0, n_cq - 2)
     e0 = np.minimum(np.floor(te).astype(np.int64), n_eta - 2)
-    fc, fe = tc - c0, te - e0
+    fc = (sites.abs_cq_MHz - grid.cq_nodes[c0]) / (grid.cq_nodes[c0 + 1] - grid.cq_nodes[c0])
+    fe = te - e0
     qis = quadrupolar_shift_ppm(sites.abs_cq_MHz, sites.eta_q, grid.spectrometer)
     nodes, weights, shifts = [], [], []
     for dc, wc in ((0, 1.0 - fc), (1, fc)):

@@ -133,6 +133,9 @@ def kde_node_weights(sites: Sites, grid: LineshapeGrid, axis: PPMAxis, bandwidth
     w = sites.weight / sites.weight.sum()
     h = bandwidth_matrix(x, bandwidth, sites.weight)
     grid.check_sites(sites)
+    if grid.cq_relative_step > 0:
+        raise ValueError("the KDE needs a lineshape grid with uniform CQ nodes (cq_relative_step=0); this grid's "
+                         "nodes are adapted to the lineshape (the per-site grid route's default)")
     cond_var = h[0, 0] - h[0, 1:] @ np.linalg.solve(h[1:, 1:], h[1:, 0])
     sd_cq, sd_eta = np.sqrt(h[1, 1]), np.sqrt(h[2, 2])
     if sd_cq < 0.5 * grid.cq_step or sd_eta < 0.5 * grid.eta_step:

@@ -28,7 +28,8 @@ from .kde import bandwidth_matrix, kde_node_weights, sample_matrix
 from .mqmas import mqmas_projection_grid, mqmas_projection_per_site
 from .sites import SiteError, SiteLike, Sites, as_sites
 
-__all__ = ["Spectrum", "GridSettings", "simulate_spectrum", "lineshape_grid", "normalise_area", "l1_distance"]
+__all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "lineshape_grid",
+           "normalise_area", "l1_distance"]
 
 EXPERIMENTS = ("mas", "static", "3qmas-iso")
 ROUTES = ("sites", "grid", "kde")
@@ -37,12 +38,22 @@ ROUTES = ("sites", "grid", "kde")
 @dataclass(frozen=True)
 class GridSettings:
     """Lineshape-grid resolution: CQ step (MHz), η step, α nodes and points of the
-    normalised CDF tables (accuracy measured in docs/spectra.md)."""
+    normalised CDF tables, and ``cq_relative_step`` r: if > 0 the CQ nodes are adapted to
+    the lineshape (geometric, ratio 1 + r; :class:`~ase_mlnmr.spectra.grid.LineshapeGrid`)
+    and ``cq_step_MHz`` is unused. Accuracy measured in docs/spectra.md."""
 
     cq_step_MHz: float = 0.05
     eta_step: float = 0.05
     n_alpha: int = 512
     n_y: int = 16384
+    cq_relative_step: float = 0.0
+
+
+#: Default of the KDE route: uniform CQ nodes (the KDE integrates over grid cells).
+KDE_GRID = GridSettings()
+#: Default of the per-site grid route (bandwidth → 0): CQ nodes adapted to the lineshape
+#: and a finer η step; ≤ 2 % L1 against the per-site route for single sites (docs/spectra.md).
+SITE_GRID = GridSettings(eta_step=0.025, cq_relative_step=0.0125)
 
 
 @dataclass
@@ -88,11 +99,12 @@ def _table(mode: str, eta_step: float, n_alpha: int, n_y: int, progress: bool = 
 @lru_cache(maxsize=8)
 def _grid(mode: str, isotope: str, b0: float, step: float, cq_max: float, settings: GridSettings) -> LineshapeGrid:
     table = _table(mode, settings.eta_step, settings.n_alpha, settings.n_y)
-    return LineshapeGrid(table, Spectrometer(isotope, b0), step, cq_max, settings.cq_step_MHz)
+    return LineshapeGrid(table, Spectrometer(isotope, b0), step, cq_max, settings.cq_step_MHz,
+                         settings.cq_relative_step)
 
 
 def lineshape_grid(spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: float, mode: str = "mas",
-                   settings: GridSettings = GridSettings(), progress: bool = False) -> LineshapeGrid:
+                   settings: GridSettings = KDE_GRID, progress: bool = False) -> LineshapeGrid:
     """The (cached) lineshape grid for a spectrometer, ppm step and CQ range; the CQ range is
     rounded up to a whole MHz so that similar ensembles share a grid. ``progress`` shows a
     bar while the CT tables are computed (first use on a machine)."""
@@ -102,7 +114,7 @@ def lineshape_grid(spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: floa
 
 
 def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, experiment: str = "mas",
-                      route: str = "kde", bandwidth="scott", grid_settings: GridSettings = GridSettings(),
+                      route: str = "kde", bandwidth="scott", grid_settings: GridSettings | None = None,
                       grid: LineshapeGrid | None = None, broadening: tuple[float, str, str] | None = None,
                       cq_scale: float = 1.0, normalise: bool = True, progress: bool = False,
                       spinning_rate_Hz: float = np.inf) -> Spectrum:
@@ -111,6 +123,8 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
     experiment: "mas" (fast MAS; CT for quadrupolar nuclei), "static", "3qmas-iso"
     (AF isotropic projection); route: "sites", "grid" or "kde" (quadrupolar only);
     bandwidth: KDE bandwidth ("scott", factor, or 3×3 matrix; ``0`` means the grid route);
+    grid_settings: lineshape-grid resolution (default :data:`SITE_GRID` for the grid route,
+    :data:`KDE_GRID` for the KDE route);
     broadening: (FWHM, "ppm"|"Hz", "lorentzian"|"gaussian"); cq_scale: vibrational factor
     on |CQ| (η unchanged); spinning_rate_Hz: MAS rate (default infinite; finite rates give
     spinning sidebands, spin-½ CSA only). Returns an area-normalised :class:`Spectrum`.
@@ -162,6 +176,8 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
                 margin = 4.0 * np.sqrt(h[1, 1])
             else:
                 margin = 0.0
+            if grid_settings is None:
+                grid_settings = KDE_GRID if route == "kde" else SITE_GRID
             if grid is None:
                 grid = lineshape_grid(spectrometer, axis.step_ppm, float(sites.abs_cq_MHz.max()) + margin, mode,
                                       grid_settings, progress=progress)
@@ -176,7 +192,9 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
                     y = broaden(y, axis, sd * np.sqrt(8 * np.log(2)), "gaussian")
             else:
                 y = grid.spectrum(weights, axis, gaussian_sd_ppm=sd)
-            info["grid"] = {"cq_step_MHz": grid.cq_step, "eta_step": grid.eta_step, "cq_max_MHz": grid.cq_nodes[-1],
+            info["grid"] = {"cq_step_MHz": grid.cq_step if grid.cq_relative_step == 0 else None,
+                            "cq_relative_step": grid.cq_relative_step,
+                            "eta_step": grid.eta_step, "cq_max_MHz": grid.cq_nodes[-1],
                             "n_alpha": grid.table.n_alpha, "n_y": grid.table.n_y}
     if broadening is not None:
         fwhm, unit, shape = broadening
