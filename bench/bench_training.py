@@ -4,7 +4,7 @@ engine), side by side in one run, plus the default config on the embedded oxides
 
 Run from the repository root, with the package built in place::
 
-    PYTHONPATH=. python bench/bench_training.py            # both parts (~30-60 min on 2 loaded cores)
+    PYTHONPATH=. python bench/bench_training.py --threads 1   # both parts (~9 CPU-min)
     PYTHONPATH=. python bench/bench_training.py --only default
 
 1. Gehlenite-sized EFG training (24 cells of ``<shared>/data/gehlenite_efg/orig/``, the
