@@ -11,10 +11,14 @@ __version__ = "0.1.0"
 
 
 def get_include() -> str:
-    """Directory holding ``mlnmr_core.h`` and the generated ``_soap_core_api.h``.
+    """Directory holding ``mlnmr_core.h`` and the generated ``_soap_core_api.h`` and
+    ``_correlator_api.h``.
 
-    C/C++ callers include both (``mlnmr_core.h`` first) and call
-    ``import_ase_mlnmr__core___soap_core()`` once with the GIL held before using the kernels.
+    C/C++ callers include ``mlnmr_core.h`` first, then the generated header they need, and
+    call its import function (``import_ase_mlnmr__core___soap_core()``,
+    ``import_ase_mlnmr__core___correlator()``) once with the GIL held. The whole-model
+    evaluator needs no generated header: ``mlnmr_core.h`` declares its loader
+    (``docs/evaluator.md``).
     """
     return str(Path(__file__).resolve().parent / "core")
 

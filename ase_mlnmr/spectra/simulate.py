@@ -26,7 +26,7 @@ from .csa import csa_mas_spectrum, csa_static_spectrum, isotropic_spectrum
 from .grid import LineshapeGrid, NormalisedCTTable, site_node_weights
 from .kde import bandwidth_matrix, kde_node_weights, sample_matrix
 from .mqmas import mqmas_projection_grid, mqmas_projection_per_site
-from .sites import SiteError, SiteLike, Sites, as_sites
+from .sites import SiteError, SiteLike, as_sites
 
 __all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "lineshape_grid",
            "normalise_area", "l1_distance"]

@@ -8,11 +8,10 @@ trajectory length), atoms sorted by id, with the MD step and the time of the fra
 from __future__ import annotations
 
 import itertools
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping
 
 import numpy as np
 from ase import Atoms
