@@ -139,3 +139,19 @@ def read_last_dump(path: Path) -> tuple[list[str], np.ndarray]:
     columns = lines[start].split()[2:]
     rows = np.array([[float(v) for v in line.split()] for line in lines[start + 1:]])
     return columns, rows[np.argsort(rows[:, 0])]
+
+
+def train_al_model(path: Path) -> Path:
+    """A small model trained on the embedded mp_al27 oxides: Al σiso (Nyström, with δiso
+    calibration and OOD) and Al EFG (λ-SOAP); neighbour species of the data, O included.
+    O has no component (the data carry Al tensors only)."""
+    from ase_mlnmr.examples import load_mp_al27, mp_al27_al_calibration
+    from ase_mlnmr.training.fitting import train_model
+
+    data = load_mp_al27()
+    config = {"descriptor": {"r_cut": 4.0, "n_max": 3, "l_max": 3, "sigma": 0.5, "mixing_channels": 3},
+              "species": {"Al": {"properties": ["efg", "ms_iso"]}},
+              "ms_iso": {"n_inducing": 40}, "ood": {"n_inducing": 40},
+              "calibration": {"Al": mp_al27_al_calibration(data)}}
+    model = train_model(data, config, progress=False)
+    return model.save(path)
