@@ -81,6 +81,19 @@ def lammps_binary_environment() -> tuple[Path, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
     paths = [str(Path(libmpi).parent)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
     env.update(LD_LIBRARY_PATH=":".join(paths), OMP_NUM_THREADS="1")
+    # what the entry point exports for the standalone lmp (interpreter, libpython, evaluator)
+    # and the package under test on the embedded interpreter's path
+    import ase_mlnmr
+    from ase_mlnmr import lammps_entry
+
+    saved = dict(os.environ)
+    lammps_entry._export_core_paths()
+    env.update({k: os.environ[k] for k in ("MLNMR_PYTHON", "MLNMR_LIBPYTHON", "MLNMR_EVALUATOR_LIBRARY")
+                if k in os.environ})
+    os.environ.clear()
+    os.environ.update(saved)
+    package_root = str(Path(ase_mlnmr.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = ":".join([package_root] + [p for p in env.get("PYTHONPATH", "").split(":") if p])
     return Path(lammps.__file__).parent / "lmp", env
 
 
@@ -155,3 +168,11 @@ def train_al_model(path: Path) -> Path:
               "calibration": {"Al": mp_al27_al_calibration(data)}}
     model = train_model(data, config, progress=False)
     return model.save(path)
+
+
+@functools.cache
+def trained_al_model() -> Path:
+    """:func:`train_al_model` once per test session (a temporary file)."""
+    folder = Path(tempfile.mkdtemp(prefix="mlnmr_model_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return train_al_model(folder / "model.npz")
