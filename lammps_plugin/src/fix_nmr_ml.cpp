@@ -368,7 +368,9 @@ void FixNMRML::init()
 
   // perpetual FULL list of owned centres (ghosts appear as neighbours; no lists of ghost
   // centres), rebuilt only on reneighbouring
-  neighbor->add_request(this, NeighConst::REQ_FULL)->set_cutoff(cutoff);
+  // rerun calls init() for every snapshot without processing requests in between: one
+  // pending request only (duplicates would become extra lists at the next neighbor init)
+  if (!neighbor->find_request(this)) neighbor->add_request(this, NeighConst::REQ_FULL)->set_cutoff(cutoff);
 }
 
 void FixNMRML::init_list(int, NeighList *ptr)
