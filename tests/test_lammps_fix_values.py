@@ -289,6 +289,7 @@ def test_fix_inside_python_lammps_under_mpiexec(tmp_path, trajectory):
         else:
             result = subprocess.run([str(VENV_BIN / "mpiexec"), "-n", "2", sys.executable, "driver.py"], cwd=folder,
                                     capture_output=True, text=True, env=env)
+            assert result.returncode == 0, result.stdout + result.stderr
             line = next(line for line in result.stdout.splitlines() if line.startswith("GLOBAL"))
             cases[name] = [float(v) for v in line.split()[1:]]
         assert result.returncode == 0, result.stdout + result.stderr
