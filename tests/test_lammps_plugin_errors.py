@@ -133,3 +133,21 @@ def test_global_vector_layout(tmp_path):
     outside = run_lammps(tmp_path, box + plugin + fix + "thermo_style custom step f_nmr[8]\nrun 0\n")
     assert outside.returncode == 1
     assert "ERROR: Thermo custom fix nmr vector is accessed out-of-range" in outside.stdout
+
+
+def test_evaluator_status_names_the_atom_and_its_neighbour(tmp_path):
+    """Two Al atoms 1e-6 A apart: the evaluator's status (coincident atoms) stops LAMMPS
+    with an error naming the atom ID, its element and the neighbour entry (no crash)."""
+    shutil.copy(trained_al_model(), tmp_path / "model.npz")
+    (tmp_path / "data.lmp").write_text(
+        "two atoms\n\n2 atoms\n1 atom types\n\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"
+        "Atoms # atomic\n\n1 1 5.0 5.0 5.0\n2 1 5.000001 5.0 5.0\n")
+    script = (f"plugin load {built_plugin()}\nunits metal\natom_style atomic\nread_data data.lmp\nmass 1 27.0\n"
+              "pair_style zero 3.0\npair_coeff * *\ncomm_modify cutoff 6.0\n"
+              "fix nmr all nmr/ml 1 model.npz elements Al\nrun 0\n")
+    result = run_lammps(tmp_path, script)
+    assert result.returncode != 0 and result.returncode > 0    # an error exit, not a signal
+    output = result.stdout + result.stderr
+    assert "Fix nmr/ml nmr: model evaluation failed at step 0 for atom ID 1 (type 1, Al) on rank 0" in output, output
+    assert "its neighbour 1 of 1 (Z = 13, r_j - r_i = (1e-06, 0, 0) Angstrom)" in output, output
+    assert "coincident" in output, output
