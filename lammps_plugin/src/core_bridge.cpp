@@ -343,8 +343,10 @@ int CoreBridge::reduce_and_write(MPI_Comm world, int64_t n_efg_samples, std::str
             (has_err && scaling[grp] > 0 ? json_number(result[1] / (2 * scaling[grp])) : "null") +
             R"(, "window_fs": [)" + json_number(result[2]) + ", " + json_number(result[3]) + "]}";
       } else {
-        plateau_json += R"({"P": null, "P_err": null, "cq_scale": null, "error": "correlator status )" +
-            std::to_string(found) + R"j( (no plateau yet)"})j";
+        const bool sampled = k[0] > 0;    // lag 0 of the first block: atoms of this element sampled
+        plateau_json += R"({"P": null, "P_err": null, "cq_scale": null, "error": ")" +
+            std::string(sampled ? "no plateau yet (correlator status " + std::to_string(found) + ")"
+                                : "no EFG samples of this element") + R"("})";
       }
       if (c.outputs_by_group[grp] & (MLNMR_HAS_DELTA_ISO | MLNMR_HAS_MS_ISO))
         shift_json += (shift_json.empty() ? "" : ", ") + json_string(name) + ": " +
