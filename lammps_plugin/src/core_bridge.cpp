@@ -214,15 +214,27 @@ int CoreBridge::evaluate(const NeighbourCSR &csr, unsigned request, double *outp
   return MLNMR_OK;
 }
 
+double CoreBridge::correlator_bytes() const
+{
+  const mlnmr_correlator &corr = core_->correlator;
+  return core_->correlator_ready
+      ? 8.0 * (static_cast<double>(corr.capacity) * (corr.state_size + 1) + static_cast<double>(corr.table_size))
+      : 0.0;
+}
+
 int CoreBridge::correlator_state_doubles_per_atom() const
 {
   return core_->correlator_ready ? static_cast<int>(core_->correlator.state_size) : 0;
 }
 
 int CoreBridge::correlate(unsigned request, int64_t efg_clock, int64_t sigma_clock, int n, const int64_t *ids,
-                          const int *groups, const double *outputs, std::string &message)
+                          const int *groups, std::string &message)
 {
   Core &c = *core_;
+  if (static_cast<size_t>(n) * MLNMR_OUT_WIDTH > c.raw.size()) {
+    message = "correlate() called for more atoms than the last evaluate()";
+    return MLNMR_CORR_ERR_ARGUMENT;
+  }
   for (int channel = 0; channel < 2; ++channel) {
     if (channel == 1 && !(request & REQUEST_SIGMA)) continue;
     const int dim = channel == 0 ? 5 : 1;
@@ -230,13 +242,13 @@ int CoreBridge::correlate(unsigned request, int64_t efg_clock, int64_t sigma_clo
     c.groups.clear();
     c.values.clear();
     for (int i = 0; i < n; ++i) {
-      const double *row = outputs + static_cast<size_t>(i) * N_EVALUATED_COLUMNS;
+      const double *raw = c.raw.data() + static_cast<size_t>(i) * MLNMR_OUT_WIDTH;    // evaluator's units
       double x[5];
       if (channel == 0) {
-        for (int k = 0; k < 5; ++k) x[k] = row[COL_V2M_FIRST + k] / c.efg_scale;    // a.u., as the tool
+        for (int k = 0; k < 5; ++k) x[k] = raw[MLNMR_OUT_EFG_L2 + k];    // a.u., as the trajectory tool
       } else {
         const bool calibrated = c.outputs_by_group[groups[i]] & MLNMR_HAS_DELTA_ISO;
-        x[0] = calibrated ? row[COL_DELTA_ISO] : row[COL_SIGMA_ISO];
+        x[0] = calibrated ? raw[MLNMR_OUT_DELTA_ISO] : raw[MLNMR_OUT_MS_ISO];
       }
       bool finite = true;
       for (int k = 0; k < dim; ++k) finite = finite && std::isfinite(x[k]);

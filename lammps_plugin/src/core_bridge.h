@@ -96,13 +96,16 @@ class CoreBridge {
   bool correlating() const { return correlator_ != nullptr; }
   /* Doubles of one atom's correlator state (0 without correlation). */
   int correlator_state_doubles_per_atom() const;
-  /* Feed the evaluated outputs of `n` atoms (ids, element index `groups`, rows of
-   * `outputs`) as one sample: the EFG channel at sample clock `efg_clock` (steps, a
-   * multiple of N), the shift channel (delta_iso where calibrated, else sigma_iso) at
-   * `sigma_clock` when `request` has REQUEST_SIGMA.  Atoms without finite values of a
-   * channel are left out of it.  0, or a status with `message`. */
+  /* Feed the outputs of the last evaluate() (its `n` centres, in its order: atom `ids`,
+   * element index `groups`) as one sample, in the evaluator's units (EFG in a.u., as the
+   * trajectory tool): the EFG channel at sample clock `efg_clock` (steps, a multiple of
+   * N), the shift channel (delta_iso where calibrated, else sigma_iso) at `sigma_clock`
+   * when `request` has REQUEST_SIGMA.  Atoms without finite values of a channel are left
+   * out of it.  0, or a status with `message`. */
   int correlate(unsigned request, int64_t efg_clock, int64_t sigma_clock, int n, const int64_t *ids,
-                const int *groups, const double *outputs, std::string &message);
+                const int *groups, std::string &message);
+  /* Bytes held by this rank's correlator (states, ids, id table). */
+  double correlator_bytes() const;
   /* One atom's correlator state into `buffer` (state size doubles); with `remove` the
    * atom leaves this rank.  Returns false if the correlator holds no state for `id`. */
   bool pack_atom(int64_t id, double *buffer, bool remove);

@@ -476,7 +476,7 @@ void FixNMRML::sample()
     // sample clocks: consecutive samples are N (EFG) and M (shift) steps apart for the
     // correlator, also across a jump of the step counter (docs/lammps_fix.md)
     const int status = bridge->correlate(request, n_samples * nevery, n_sigma_samples * settings.every_sigma,
-                                         n, ids.data(), groups.data(), evaluated.data(), message);
+                                         n, ids.data(), groups.data(), message);
     if (status != 0)
       error->one(FLERR, "Fix nmr/ml {}: time correlation failed at step {}: {}", id, step, message);
   }
@@ -633,6 +633,7 @@ double FixNMRML::memory_usage()
             csr.centre_local_index.capacity()) * sizeof(int);
   bytes += csr.offsets.capacity() * sizeof(int64_t);
   bytes += evaluated.capacity() * sizeof(double);
+  if (bridge) bytes += bridge->correlator_bytes();
   return bytes;
 }
 
