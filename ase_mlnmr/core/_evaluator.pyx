@@ -1199,13 +1199,29 @@ def _create_for_c(path: str) -> int:
         threadpool_limits(limits=1, user_api="blas")
     except ImportError:  # pragma: no cover - threadpoolctl ships with SciPy's stack
         pass
-    evaluator = Evaluator(NMRModel.load(path))
-    _C_HANDLES[evaluator.address] = evaluator
+    model = NMRModel.load(path)
+    evaluator = Evaluator(model)
+    _C_HANDLES[evaluator.address] = (evaluator, model.ood_threshold)
     return evaluator.address
 
 
 def _free_for_c(address: int) -> None:
     _C_HANDLES.pop(address, None)
+
+
+def _query_for_c(address: int, name: str, argument: str) -> float:
+    """A value for a C caller (``mlnmr_evaluator_query``): ``ood_threshold`` of the model,
+    ``efg_au_in_v_per_a2`` (1 a.u. of EFG in V/Å²), ``cq_per_au`` (CQ in MHz per a.u. of Vzz,
+    CQ = e Q Vzz / h, for the isotope ``argument``, e.g. ``"27Al"``)."""
+    from ..nmr.efg import CQ_MHZ_PER_MB_AU, EFG_AU_IN_V_PER_A2
+    from ..nmr.isotopes import quadrupolar_isotope
+    if name == "ood_threshold":
+        return _C_HANDLES[address][1]
+    if name == "efg_au_in_v_per_a2":
+        return EFG_AU_IN_V_PER_A2
+    if name == "cq_per_au":
+        return CQ_MHZ_PER_MB_AU * quadrupolar_isotope(argument).quadrupole_moment_mb
+    raise ValueError(f"unknown query {name!r} (ood_threshold, efg_au_in_v_per_a2, cq_per_au)")
 
 
 def library_path() -> str:

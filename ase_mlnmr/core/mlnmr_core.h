@@ -125,6 +125,7 @@ typedef struct mlnmr_output_field {
 } mlnmr_output_field;
 
 typedef struct mlnmr_evaluator mlnmr_evaluator;  /* opaque */
+struct mlnmr_correlator_functions;               /* defined with the correlator below */
 
 /* The functions of the evaluator API, exported by the extension module
  * ase_mlnmr/core/_evaluator*.so (python -c "import ase_mlnmr.core.evaluator as e;
@@ -148,6 +149,17 @@ typedef struct mlnmr_evaluator_functions {
                    const int64_t *offsets, const double *vectors, const int32_t *neighbour_numbers,
                    unsigned want, int n_threads, double *out, int64_t *error_centre, int64_t *error_pair);
     const char *(*status_message)(int status);
+    /* Python-side values a C caller cannot compute without duplicating the package (takes the
+     * GIL; call at set-up, not per step). name: "ood_threshold" (the model's default OOD
+     * threshold), "efg_au_in_v_per_a2" (1 a.u. of EFG in V/Å², argument unused), "cq_per_au"
+     * (MHz of CQ per a.u. of Vzz for the isotope `argument`, e.g. "27Al"). 0, or -1 with the
+     * exception text in `error`. */
+    int (*query)(const mlnmr_evaluator *evaluator, const char *name, const char *argument, double *value,
+                 char *error, size_t error_size);
+    /* The streaming correlator's C entry points (block at the end of this header) for callers
+     * that do not link libpython: imports ase_mlnmr.core._correlator (takes the GIL; Python must
+     * run, e.g. after create). 0, or -1 with the exception text in `error`. */
+    int (*correlator_import)(struct mlnmr_correlator_functions *functions, char *error, size_t error_size);
 } mlnmr_evaluator_functions;
 
 #ifdef MLNMR_EVALUATOR_LOADER
@@ -189,6 +201,8 @@ static int mlnmr_evaluator_load(const char *libpython, const char *library,
     MLNMR_RESOLVE(output_fields, "mlnmr_output_fields")
     MLNMR_RESOLVE(predict, "mlnmr_evaluator_predict")
     MLNMR_RESOLVE(status_message, "mlnmr_status_message")
+    MLNMR_RESOLVE(query, "mlnmr_evaluator_query")
+    MLNMR_RESOLVE(correlator_import, "mlnmr_correlator_import")
 #undef MLNMR_RESOLVE
     if (functions->api_version() != MLNMR_EVALUATOR_API_VERSION) {
         snprintf(error, error_size, "evaluator API version %d, this caller was built for %d",
@@ -257,4 +271,31 @@ typedef struct mlnmr_correlator {
  * sums[group][channel][block][lag] and counts[...] (lag index 0 .. mlnmr_corr_n_lags-1).
  * Atoms are sorted by id; within a group, the r-th of n atoms goes to block r*n_blocks/n;
  * each block is summed in id order. fluctuation = 1 correlates x - (the atom's own mean). */
+
+/* The correlator's cdef-api entry points as function pointers (filled by
+ * mlnmr_evaluator_functions.correlator_import for callers without libpython; same
+ * signatures as the generated _correlator_api.h). */
+typedef struct mlnmr_correlator_functions {
+    int (*init)(mlnmr_correlator *corr, const mlnmr_corr_config *cfg);
+    void (*free)(mlnmr_correlator *corr);
+    int (*add)(mlnmr_correlator *corr, int channel, int64_t step, int64_t n_atoms, const int64_t *ids,
+               const int32_t *groups, const double *values, int64_t *error_atom);
+    int64_t (*atom_state_size)(const mlnmr_corr_config *cfg);
+    int (*pack_atom)(mlnmr_correlator *corr, int64_t atom_id, double *buffer, int remove_atom);
+    int (*unpack_atom)(mlnmr_correlator *corr, const double *buffer);
+    int (*pack_all)(const mlnmr_correlator *corr, double *buffer);
+    int64_t (*global_state_size)(void);
+    int (*pack_global)(const mlnmr_corr_config *cfg, double *buffer);
+    int (*unpack_global)(const double *buffer, mlnmr_corr_config *cfg);
+    int (*reduce)(const mlnmr_corr_config *cfg, int64_t n_atoms, const double *states, int n_blocks,
+                  int fluctuation, double *sums, double *counts);
+    int64_t (*n_lags)(const mlnmr_corr_config *cfg);
+    int (*lags_fs)(const mlnmr_corr_config *cfg, int channel, double *lags_fs);
+    int (*normalised)(int n_blocks, int64_t n_lag, const double *sums, const double *counts, double *g);
+    int (*plateau)(int64_t n_lag, const double *lags_fs, int n_blocks, const double *sums, const double *counts,
+                   double half_span_fs, double window_start_fs, double window_end_fs, double *result);
+    int (*write_result)(const char *path, const char *header_json, int n_groups, const char *const *group_names,
+                        int n_channels, const char *const *channel_names, int64_t n_lag, const double *lags_fs,
+                        const double *g, const double *sums, const double *counts);
+} mlnmr_correlator_functions;
 #endif /* ASE_MLNMR_CORE_H */

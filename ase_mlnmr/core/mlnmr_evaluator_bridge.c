@@ -124,3 +124,69 @@ MLNMR_EXPORT void mlnmr_evaluator_free(mlnmr_evaluator *evaluator) {
     PyErr_Clear();
     PyGILState_Release(gil);
 }
+
+/* Values only the Python side knows (mlnmr_evaluator_functions.query; see mlnmr_core.h):
+ * ase_mlnmr.core._evaluator._query_for_c(address, name, argument) -> float. */
+MLNMR_EXPORT int mlnmr_evaluator_query(const mlnmr_evaluator *evaluator, const char *name, const char *argument,
+                                       double *value, char *error, size_t error_size) {
+    copy_text(error, error_size, "");
+    if (evaluator == NULL || name == NULL || value == NULL || !Py_IsInitialized()) {
+        copy_text(error, error_size, "query needs an evaluator, a name, an output and a running Python");
+        return -1;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int status = -1;
+    PyObject *module = PyImport_ImportModule("ase_mlnmr.core._evaluator");
+    if (module != NULL) {
+        PyObject *result = PyObject_CallMethod(module, "_query_for_c", "Nss", PyLong_FromVoidPtr((void *)evaluator),
+                                               name, argument ? argument : "");
+        if (result != NULL) {
+            *value = PyFloat_AsDouble(result);
+            status = PyErr_Occurred() ? -1 : 0;
+            Py_DECREF(result);
+        }
+        Py_DECREF(module);
+    }
+    if (status != 0) {
+        exception_text(error, error_size);
+    }
+    PyGILState_Release(gil);
+    return status;
+}
+
+/* The correlator's C entry points through its generated api header (import with the GIL). */
+#include "_correlator_api.h"
+
+MLNMR_EXPORT int mlnmr_correlator_import(mlnmr_correlator_functions *functions, char *error, size_t error_size) {
+    copy_text(error, error_size, "");
+    if (functions == NULL || !Py_IsInitialized()) {
+        copy_text(error, error_size, "correlator import needs an output struct and a running Python");
+        return -1;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int status = import_ase_mlnmr__core___correlator();
+    if (status < 0) {
+        exception_text(error, error_size);
+    }
+    PyGILState_Release(gil);
+    if (status < 0) {
+        return -1;
+    }
+    functions->init = mlnmr_corr_init;
+    functions->free = mlnmr_corr_free;
+    functions->add = mlnmr_corr_add;
+    functions->atom_state_size = mlnmr_corr_atom_state_size;
+    functions->pack_atom = mlnmr_corr_pack_atom;
+    functions->unpack_atom = mlnmr_corr_unpack_atom;
+    functions->pack_all = mlnmr_corr_pack_all;
+    functions->global_state_size = mlnmr_corr_global_state_size;
+    functions->pack_global = mlnmr_corr_pack_global;
+    functions->unpack_global = mlnmr_corr_unpack_global;
+    functions->reduce = mlnmr_corr_reduce;
+    functions->n_lags = mlnmr_corr_n_lags;
+    functions->lags_fs = mlnmr_corr_lags_fs;
+    functions->normalised = mlnmr_corr_normalised;
+    functions->plateau = mlnmr_corr_plateau;
+    functions->write_result = mlnmr_corr_write_result;
+    return 0;
+}

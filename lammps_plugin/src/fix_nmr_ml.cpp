@@ -8,6 +8,7 @@
 #include "comm.h"
 #include "error.h"
 #include "force.h"
+#include "group.h"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
@@ -41,6 +42,15 @@ const char *const citation =
     "}\n\n";
 
 constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+
+// Per-atom running sums for the time averages (state slots when a model is loaded).
+enum RunningSum {
+  SUM_SIGMA_ISO = 0,    // sum of sigma_iso over sigma samples, ppm
+  SUM_SIGMA_COUNT,      // sigma samples with a finite value
+  SUM_V2M_FIRST,        // sums of V_2m, 5 slots, EFG units of the fix
+  SUM_EFG_COUNT = SUM_V2M_FIRST + 5,
+  N_RUNNING_SUMS
+};
 
 // Columns of the per-atom array after the evaluated ones (core_bridge.h).
 enum ExtraColumn {
@@ -76,8 +86,9 @@ constexpr double restart_magic = 20251130.0;
 
 FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), debug_state_width(0), debug_cutoff(0.0),
-    cutoff(0.0), list(nullptr), n_output_columns(0), n_state(0), outputs(nullptr),
-    state(nullptr), last_sample_step(-1), n_samples(0)
+    cutoff(0.0), list(nullptr), n_output_columns(0), n_state(0), n_correlator_state(0),
+    outputs(nullptr), state(nullptr), last_sample_step(-1), n_samples(0), n_sigma_samples(0),
+    elements_checked(false)
 {
   if (lmp->citeme) lmp->citeme->add(citation);
 
@@ -87,9 +98,14 @@ FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
     cutoff = debug_cutoff;
     n_state = debug_state_width;
   } else {
-    bridge = std::make_unique<MLNMR::CoreBridge>(settings);
+    try {
+      bridge = std::make_unique<MLNMR::CoreBridge>(settings);
+    } catch (const MLNMR::BridgeError &failure) {
+      error->all(FLERR, "Fix nmr/ml {}: {}", id, failure.what());
+    }
     cutoff = bridge->model_cutoff();
-    n_state = bridge->correlator_state_doubles_per_atom();
+    n_state = N_RUNNING_SUMS;
+    n_correlator_state = bridge->correlator_state_doubles_per_atom();
   }
   n_output_columns = N_STANDARD_COLUMNS;
   if (debug_state_width > 0) n_output_columns += DEBUG_STATE_FIRST + debug_state_width;
@@ -106,7 +122,7 @@ FixNMRML::FixNMRML(LAMMPS *lmp, int narg, char **arg) :
   restart_global = 1;
   restart_peratom = n_state > 0 ? 1 : 0;
   create_attribute = 1;
-  maxexchange = n_output_columns + n_state;
+  maxexchange = n_output_columns + n_state + 1 + n_correlator_state;
 
   grow_arrays(atom->nmax);
   atom->add_callback(Atom::GROW);
@@ -178,6 +194,12 @@ void FixNMRML::parse_arguments(int narg, char **arg)
         error->all(FLERR, "Fix nmr/ml {}: acf window must be > 0 samples, got {}", id,
                    settings.acf_window);
       iarg += 2;
+    } else if (keyword == "acf_every") {
+      settings.acf_every = utils::inumeric(FLERR, value(), false, lmp);
+      if (settings.acf_every <= 0 || settings.acf_every % nevery != 0)
+        error->all(FLERR, "Fix nmr/ml {}: acf_every must be a positive multiple of N = {}, got {}",
+                   id, nevery, settings.acf_every);
+      iarg += 2;
     } else if (keyword == "acf_file") {
       settings.acf_file = value();
       iarg += 2;
@@ -217,6 +239,11 @@ void FixNMRML::parse_arguments(int narg, char **arg)
   }
   if (!settings.acf_file.empty() && settings.acf_window == 0)
     error->all(FLERR, "Fix nmr/ml {}: acf_file {} given without acf window", id, settings.acf_file);
+  if (settings.acf_every > 0 && settings.acf_window == 0)
+    error->all(FLERR, "Fix nmr/ml {}: acf_every given without acf window", id);
+  if (settings.acf_every == 0) settings.acf_every = 100 * nevery;
+  // MD time step in fs (metal: ps, real: fs)
+  settings.dt_fs = update->dt * (units == "metal" ? 1000.0 : 1.0);
 }
 
 /* ----------------------------------------------------------------------
@@ -240,10 +267,15 @@ int FixNMRML::parse_elements(int narg, char **arg, int iarg)
                  symbol, ntypes);
     settings.element_by_type[itype] = symbol;
     number_by_type[itype] = number;
-    bool seen = false;
-    for (const auto &element : unique_elements) seen = seen || element == symbol;
-    if (!seen) unique_elements.push_back(symbol);
+    const auto seen = std::find(unique_elements.begin(), unique_elements.end(), symbol);
+    settings.group_by_type.resize(ntypes + 1, -1);
+    settings.group_by_type[itype] = static_cast<int>(seen - unique_elements.begin());
+    if (seen == unique_elements.end()) {
+      unique_elements.push_back(symbol);
+      settings.element_numbers.push_back(number);
+    }
   }
+  settings.elements = unique_elements;
   return iarg;
 }
 
@@ -291,23 +323,26 @@ void FixNMRML::log_settings()
   const std::string correlation = settings.acf_window > 0
       ? fmt::format("correlation window {} samples", settings.acf_window)
       : std::string("time correlation off");
-  const std::string threshold = std::isnan(settings.ood_threshold)
-      ? std::string("from the model")
-      : fmt::format("{}", settings.ood_threshold);
+  const std::string threshold = bridge
+      ? fmt::format("{}{}", bridge->ood_threshold(),
+                    std::isnan(settings.ood_threshold) ? " (model default)" : "")
+      : std::string("none (debug_csr)");
   utils::logmesg(lmp,
                  "fix nmr/ml {}: model {}\n"
                  "  types -> elements:{}{}\n"
                  "  cut-off {:.4} Angstrom, EFG every {} steps, sigma_iso every {} steps\n"
                  "  {}{}{}\n"
                  "  OOD threshold {}, evaluator threads per rank {}, EFG units {}\n"
-                 "  per-atom data {} doubles ({} bytes per atom)\n",
+                 "  per-atom data {} doubles ({} bytes per atom)\n"
+                 "  correlator state {} doubles ({} bytes per sampled atom)\n",
                  id, settings.model_path, types,
                  settings.skip_unknown ? " (skip_unknown yes)" : "", cutoff, nevery,
                  settings.every_sigma, correlation,
                  settings.acf_file.empty() ? "" : ", file " + settings.acf_file,
                  isotopes.empty() ? "" : ", isotopes" + isotopes, threshold, settings.threads,
                  settings.efg_units, n_output_columns + n_state,
-                 (n_output_columns + n_state) * sizeof(double));
+                 (n_output_columns + n_state) * sizeof(double), n_correlator_state,
+                 n_correlator_state * sizeof(double));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -333,7 +368,9 @@ void FixNMRML::init()
 
   // perpetual FULL list of owned centres (ghosts appear as neighbours; no lists of ghost
   // centres), rebuilt only on reneighbouring
-  neighbor->add_request(this, NeighConst::REQ_FULL)->set_cutoff(cutoff);
+  // rerun calls init() for every snapshot without processing requests in between: one
+  // pending request only (duplicates would become extra lists at the next neighbor init)
+  if (!neighbor->find_request(this)) neighbor->add_request(this, NeighConst::REQ_FULL)->set_cutoff(cutoff);
 }
 
 void FixNMRML::init_list(int, NeighList *ptr)
@@ -354,6 +391,25 @@ void FixNMRML::end_of_step()
 }
 
 /* ----------------------------------------------------------------------
+   an element in the group that the model lacks is an error unless skip_unknown yes
+------------------------------------------------------------------------- */
+
+void FixNMRML::check_group_elements()
+{
+  const int ntypes = atom->ntypes;
+  std::vector<int> present(ntypes + 1, 0), everywhere(ntypes + 1, 0);
+  for (int i = 0; i < atom->nlocal; ++i)
+    if (atom->mask[i] & groupbit) present[atom->type[i]] = 1;
+  MPI_Allreduce(present.data(), everywhere.data(), ntypes + 1, MPI_INT, MPI_MAX, world);
+  for (int itype = 1; itype <= ntypes; ++itype)
+    if (everywhere[itype] && !bridge->element_in_model(number_by_type[itype]))
+      error->all(FLERR, "Fix nmr/ml {}: atom type {} ({}) is in group {} but model {} has no "
+                 "component for {}; use skip_unknown yes to leave its outputs NaN, or a group "
+                 "without it", id, itype, settings.element_by_type[itype], group->names[igroup],
+                 settings.model_path, settings.element_by_type[itype]);
+}
+
+/* ----------------------------------------------------------------------
    one sample at the current step: neighbour data, then evaluation and correlation
 ------------------------------------------------------------------------- */
 
@@ -366,39 +422,164 @@ void FixNMRML::sample()
                              cutoff, csr);
   if (debug_state_width > 0) {
     write_debug_columns();
-  } else {
-    const bool new_segment = last_sample_step >= 0 && step != last_sample_step + nevery;
-    unsigned request = MLNMR::REQUEST_EFG;
-    if (step % settings.every_sigma == 0) request |= MLNMR::REQUEST_SIGMA;
-    evaluated.resize(static_cast<size_t>(csr.n_centres()) * MLNMR::N_EVALUATED_COLUMNS);
-    int status = bridge->evaluate(csr, request, evaluated.data());
-    int worst = 0;
-    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, world);
-    if (worst != MLNMR::MLNMR_BRIDGE_OK)
-      error->all(FLERR, "Fix nmr/ml {}: model evaluation failed at step {}: {}", id, step,
-                 MLNMR::bridge_status_message(worst));
-    for (int c = 0; c < csr.n_centres(); ++c) {
-      double *row = outputs[csr.centre_local_index[c]];
-      for (int k = 0; k < MLNMR::N_EVALUATED_COLUMNS; ++k)
-        row[k] = evaluated[static_cast<size_t>(c) * MLNMR::N_EVALUATED_COLUMNS + k];
+    last_sample_step = step;
+    ++n_samples;
+    return;
+  }
+  if (!settings.skip_unknown && !elements_checked) {
+    check_group_elements();
+    elements_checked = true;
+  }
+  const bool with_sigma = step % settings.every_sigma == 0;
+  unsigned request = MLNMR::REQUEST_EFG;
+  if (with_sigma) request |= MLNMR::REQUEST_SIGMA;
+  const int n = csr.n_centres();
+  evaluated.resize(static_cast<size_t>(std::max(n, 1)) * MLNMR::N_EVALUATED_COLUMNS);
+  std::string message;
+  if (bridge->evaluate(csr, request, evaluated.data(), message) != 0)
+    report_evaluation_failure(step, message);
+
+  const double threshold = bridge->ood_threshold();
+  for (int c = 0; c < n; ++c) {
+    const int i = csr.centre_local_index[c];
+    const double *values = evaluated.data() + static_cast<size_t>(c) * MLNMR::N_EVALUATED_COLUMNS;
+    double *row = outputs[i];
+    double *sums = state[i];
+    // sigma columns keep the last sigma sample between sigma steps
+    const int first = with_sigma ? 0 : MLNMR::COL_CQ;
+    for (int k = first; k < MLNMR::N_EVALUATED_COLUMNS; ++k) row[k] = values[k];
+    const double score = values[MLNMR::COL_OOD_SCORE];
+    row[COL_OOD_FLAG] = std::isnan(score) ? not_a_number : (score > threshold ? 1.0 : 0.0);
+    if (with_sigma && std::isfinite(values[MLNMR::COL_SIGMA_ISO])) {
+      sums[SUM_SIGMA_ISO] += values[MLNMR::COL_SIGMA_ISO];
+      sums[SUM_SIGMA_COUNT] += 1.0;
     }
-    if (settings.acf_window > 0) {
-      std::vector<int64_t> ids(csr.n_centres());
-      std::vector<double *> rows(csr.n_centres());
-      for (int c = 0; c < csr.n_centres(); ++c) {
-        ids[c] = atom->tag[csr.centre_local_index[c]];
-        rows[c] = state[csr.centre_local_index[c]];
-      }
-      status = bridge->correlate(step, csr.n_centres(), ids.data(), evaluated.data(),
-                                 rows.data(), new_segment);
-      MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, world);
-      if (worst != MLNMR::MLNMR_BRIDGE_OK)
-        error->all(FLERR, "Fix nmr/ml {}: time correlation failed at step {}: {}", id, step,
-                   MLNMR::bridge_status_message(worst));
+    if (std::isfinite(values[MLNMR::COL_V2M_FIRST])) {
+      for (int k = 0; k < 5; ++k) sums[SUM_V2M_FIRST + k] += values[MLNMR::COL_V2M_FIRST + k];
+      sums[SUM_EFG_COUNT] += 1.0;
     }
+    row[COL_MEAN_SIGMA_ISO] = sums[SUM_SIGMA_COUNT] > 0 ? sums[SUM_SIGMA_ISO] / sums[SUM_SIGMA_COUNT]
+                                                        : not_a_number;
+    for (int k = 0; k < 5; ++k)
+      row[COL_MEAN_V2M_FIRST + k] = sums[SUM_EFG_COUNT] > 0
+          ? sums[SUM_V2M_FIRST + k] / sums[SUM_EFG_COUNT] : not_a_number;
+  }
+
+  if (bridge->correlating()) {
+    std::vector<int64_t> ids(n);
+    std::vector<int> groups(n);
+    for (int c = 0; c < n; ++c) {
+      const int i = csr.centre_local_index[c];
+      ids[c] = atom->tag[i];
+      groups[c] = settings.group_by_type[atom->type[i]];
+    }
+    // sample clocks: consecutive samples are N (EFG) and M (shift) steps apart for the
+    // correlator, also across a jump of the step counter (docs/lammps_fix.md)
+    const int status = bridge->correlate(request, n_samples * nevery, n_sigma_samples * settings.every_sigma,
+                                         n, ids.data(), groups.data(), message);
+    if (status != 0)
+      error->one(FLERR, "Fix nmr/ml {}: time correlation failed at step {}: {}", id, step, message);
   }
   last_sample_step = step;
   ++n_samples;
+  if (with_sigma) ++n_sigma_samples;
+  update_global_values();
+  if (bridge->correlating() && step % settings.acf_every == 0) reduce_correlations();
+}
+
+/* the evaluator's status named with the local atom and its neighbour entry */
+void FixNMRML::report_evaluation_failure(bigint step, const std::string &message)
+{
+  const int64_t c = bridge->bad_centre(), p = bridge->bad_pair();
+  std::string where;
+  if (c >= 0 && c < csr.n_centres()) {
+    const int i = csr.centre_local_index[c];
+    where = fmt::format(" for atom ID {} (type {}, {}) on rank {}", atom->tag[i], atom->type[i],
+                        settings.element_by_type[atom->type[i]], comm->me);
+    if (p >= csr.offsets[c] && p < csr.offsets[c + 1]) {
+      const double *r = csr.displacements.data() + 3 * p;
+      where += fmt::format(", its neighbour {} of {} (Z = {}, r_j - r_i = ({:.6g}, {:.6g}, {:.6g}) "
+                           "Angstrom)", p - csr.offsets[c] + 1, csr.offsets[c + 1] - csr.offsets[c],
+                           csr.neighbour_numbers[p], r[0], r[1], r[2]);
+    }
+  }
+  error->one(FLERR, "Fix nmr/ml {}: model evaluation failed at step {}{}: {}", id, step, where,
+             message);
+}
+
+/* ----------------------------------------------------------------------
+   thermo values: OOD count, per-element means of delta_iso and |CQ| over the group's
+   atoms summed in atom-id order on rank 0 (rank-count independent), scaling factors
+------------------------------------------------------------------------- */
+
+void FixNMRML::update_global_values()
+{
+  const int n_elements = static_cast<int>(unique_elements.size());
+  std::vector<double> local;    // id, element, delta_iso, |CQ|, OOD flag
+  for (int c = 0; c < csr.n_centres(); ++c) {
+    const int i = csr.centre_local_index[c];
+    const double *row = outputs[i];
+    local.insert(local.end(), {static_cast<double>(atom->tag[i]),
+                               static_cast<double>(settings.group_by_type[atom->type[i]]),
+                               row[MLNMR::COL_DELTA_ISO], std::fabs(row[MLNMR::COL_CQ]),
+                               row[COL_OOD_FLAG]});
+  }
+  const int n_local = static_cast<int>(local.size());
+  std::vector<int> sizes(comm->nprocs), displs(comm->nprocs);
+  MPI_Gather(&n_local, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, world);
+  std::vector<double> all;
+  if (comm->me == 0) {
+    int total = 0;
+    for (int r = 0; r < comm->nprocs; ++r) {
+      displs[r] = total;
+      total += sizes[r];
+    }
+    all.resize(std::max(total, 1));
+  }
+  MPI_Gatherv(local.data(), n_local, MPI_DOUBLE, all.data(), sizes.data(), displs.data(),
+              MPI_DOUBLE, 0, world);
+  std::vector<double> values(size_vector, not_a_number);
+  if (comm->me == 0) {
+    const size_t n_rows = all.size() / 5;
+    std::vector<size_t> order(n_rows);
+    for (size_t r = 0; r < n_rows; ++r) order[r] = r;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return all[5 * a] < all[5 * b]; });
+    std::vector<double> sum(2 * n_elements, 0.0), count(2 * n_elements, 0.0);
+    double flagged = 0.0;
+    for (const size_t r : order) {
+      const double *row = all.data() + 5 * r;
+      const int e = static_cast<int>(row[1]);
+      for (int q = 0; q < 2; ++q)
+        if (std::isfinite(row[2 + q])) {
+          sum[2 * e + q] += row[2 + q];
+          count[2 * e + q] += 1.0;
+        }
+      if (row[4] == 1.0) flagged += 1.0;
+    }
+    values[0] = flagged;
+    for (int e = 0; e < n_elements; ++e)
+      for (int q = 0; q < 2; ++q)
+        values[1 + 3 * e + q] = count[2 * e + q] > 0 ? sum[2 * e + q] / count[2 * e + q] : not_a_number;
+  }
+  MPI_Bcast(values.data(), size_vector, MPI_DOUBLE, 0, world);
+  for (int e = 0; e < n_elements; ++e)
+    values[3 + 3 * e] = bridge->correlating() ? bridge->summary().scaling[e] : not_a_number;
+  global_values = values;
+}
+
+/* correlator states reduced in atom-id order, G(s), plateau, result file */
+void FixNMRML::reduce_correlations()
+{
+  std::string message;
+  if (bridge->reduce_and_write(world, n_samples, message) != 0)
+    error->all(FLERR, "Fix nmr/ml {}: {}", id, message);
+  for (int e = 0; e < static_cast<int>(unique_elements.size()); ++e)
+    global_values[3 + 3 * e] = bridge->summary().scaling[e];
+}
+
+void FixNMRML::post_run()
+{
+  if (bridge && bridge->correlating() && n_samples > 0) reduce_correlations();
 }
 
 /* ----------------------------------------------------------------------
@@ -452,6 +633,7 @@ double FixNMRML::memory_usage()
             csr.centre_local_index.capacity()) * sizeof(int);
   bytes += csr.offsets.capacity() * sizeof(int64_t);
   bytes += evaluated.capacity() * sizeof(double);
+  if (bridge) bytes += bridge->correlator_bytes();
   return bytes;
 }
 
@@ -483,6 +665,11 @@ int FixNMRML::pack_exchange(int i, double *buf)
   int m = 0;
   for (int k = 0; k < n_output_columns; ++k) buf[m++] = outputs[i][k];
   for (int k = 0; k < n_state; ++k) buf[m++] = state[i][k];
+  if (n_correlator_state > 0) {    // the correlator's state of this atom leaves with it
+    const bool held = bridge->pack_atom(atom->tag[i], buf + m + 1, true);
+    buf[m++] = held ? 1.0 : 0.0;
+    if (held) m += n_correlator_state;
+  }
   return m;
 }
 
@@ -491,6 +678,13 @@ int FixNMRML::unpack_exchange(int nlocal, double *buf)
   int m = 0;
   for (int k = 0; k < n_output_columns; ++k) outputs[nlocal][k] = buf[m++];
   for (int k = 0; k < n_state; ++k) state[nlocal][k] = buf[m++];
+  if (n_correlator_state > 0 && buf[m++] == 1.0) {
+    std::string message;
+    if (bridge->unpack_atom(buf + m, message) != 0)
+      error->one(FLERR, "Fix nmr/ml {}: atom ID {} arrived with a bad state: {}", id,
+                 atom->tag[nlocal], message);
+    m += n_correlator_state;
+  }
   return m;
 }
 
@@ -517,7 +711,7 @@ std::vector<std::pair<std::string, std::string>> FixNMRML::restart_signature() c
           {"skip_unknown", settings.skip_unknown ? "yes" : "no"},
           {"efg_units", settings.efg_units},
           {"debug_csr", fmt::format("{} {}", debug_state_width, debug_cutoff)},
-          {"state_doubles_per_atom", std::to_string(n_state)}};
+          {"state_doubles_per_atom", std::to_string(n_state + n_correlator_state)}};
 }
 
 void FixNMRML::write_restart(FILE *fp)
@@ -530,6 +724,7 @@ void FixNMRML::write_restart(FILE *fp)
   const std::vector<double> correlator = bridge ? bridge->global_state() : std::vector<double>();
   list.push_back(static_cast<double>(correlator.size()));
   list.insert(list.end(), correlator.begin(), correlator.end());
+  list.push_back(static_cast<double>(n_sigma_samples));
   if (comm->me == 0) {
     const int size = static_cast<int>(list.size() * sizeof(double));
     fwrite(&size, sizeof(int), 1, fp);
@@ -561,21 +756,28 @@ void FixNMRML::restart(char *buf)
   }
   const double *correlator = list + 4 + n_chars;
   const auto n_correlator = static_cast<int64_t>(correlator[0]);
-  const int status = bridge ? bridge->set_global_state(correlator + 1, n_correlator)
-                            : (n_correlator == 0 ? MLNMR::MLNMR_BRIDGE_OK
-                                                 : MLNMR::MLNMR_BRIDGE_NOT_WIRED);
-  if (status != MLNMR::MLNMR_BRIDGE_OK)
-    error->all(FLERR, "Fix nmr/ml {}: cannot restore the correlator state: {}", id,
-               MLNMR::bridge_status_message(status));
+  std::string message = "the restart file holds correlator state but this fix has none";
+  const int status = bridge ? bridge->set_global_state(correlator + 1, n_correlator, message)
+                            : (n_correlator == 0 ? 0 : 1);
+  if (status != 0)
+    error->all(FLERR, "Fix nmr/ml {}: cannot restore the correlator state: {}", id, message);
   last_sample_step = static_cast<bigint>(list[1]);
   n_samples = static_cast<bigint>(list[2]);
+  n_sigma_samples = static_cast<bigint>(correlator[1 + n_correlator]);
 }
 
 int FixNMRML::pack_restart(int i, double *buf)
 {
-  buf[0] = n_state + 1;
-  for (int k = 0; k < n_state; ++k) buf[k + 1] = state[i][k];
-  return n_state + 1;
+  int m = 1;
+  for (int k = 0; k < n_state; ++k) buf[m++] = state[i][k];
+  if (n_correlator_state > 0) {    // copy (the atom stays here)
+    const bool held = bridge->pack_atom(atom->tag[i], buf + m + 1, false);
+    buf[m++] = held ? 1.0 : 0.0;
+    if (!held) std::fill(buf + m, buf + m + n_correlator_state, 0.0);
+    m += n_correlator_state;
+  }
+  buf[0] = m;
+  return m;
 }
 
 void FixNMRML::unpack_restart(int nlocal, int nth)
@@ -584,18 +786,25 @@ void FixNMRML::unpack_restart(int nlocal, int nth)
   int m = 0;
   for (int i = 0; i < nth; ++i) m += static_cast<int>(extra[nlocal][m]);
   const int count = static_cast<int>(extra[nlocal][m++]) - 1;
-  if (count != n_state)
+  const int expected = n_state + (n_correlator_state > 0 ? 1 + n_correlator_state : 0);
+  if (count != expected)
     error->one(FLERR, "Fix nmr/ml {}: restart file holds {} state doubles per atom, expected {}",
-               id, count, n_state);
+               id, count, expected);
   for (int k = 0; k < n_state; ++k) state[nlocal][k] = extra[nlocal][m++];
+  if (n_correlator_state > 0 && extra[nlocal][m++] == 1.0) {
+    std::string message;
+    if (bridge->unpack_atom(&extra[nlocal][m], message) != 0)
+      error->one(FLERR, "Fix nmr/ml {}: atom ID {} has a bad state in the restart file: {}", id,
+                 atom->tag[nlocal], message);
+  }
 }
 
 int FixNMRML::size_restart(int)
 {
-  return n_state + 1;
+  return maxsize_restart();
 }
 
 int FixNMRML::maxsize_restart()
 {
-  return n_state + 1;
+  return 1 + n_state + (n_correlator_state > 0 ? 1 + n_correlator_state : 0);
 }

@@ -26,6 +26,7 @@ class FixNMRML : public Fix {
   void end_of_step() override;
   double compute_vector(int) override;
   double memory_usage() override;
+  void post_run() override;
 
   void grow_arrays(int) override;
   void copy_arrays(int, int, int) override;
@@ -57,13 +58,16 @@ class FixNMRML : public Fix {
 
   // --- per-atom data (migrates with atoms) ---
   int n_output_columns;    // columns of array_atom
-  int n_state;             // doubles of per-atom state (correlator or debug)
+  int n_state;             // doubles of per-atom state (running sums, or debug_csr's)
+  int n_correlator_state;  // doubles of the correlator's state of one atom (0: no acf)
   double **outputs;        // nmax x n_output_columns, exposed as array_atom
   double **state;          // nmax x n_state, travels in restart files
 
   // --- global state ---
   bigint last_sample_step;    // -1 before the first sample
-  bigint n_samples;
+  bigint n_samples;          // EFG samples taken
+  bigint n_sigma_samples;    // sigma samples taken
+  bool elements_checked;
   std::vector<double> global_values;
 
   void parse_arguments(int narg, char **arg);
@@ -72,6 +76,10 @@ class FixNMRML : public Fix {
   void log_settings();
   std::vector<std::pair<std::string, std::string>> restart_signature() const;
   void sample();
+  void check_group_elements();
+  void report_evaluation_failure(bigint step, const std::string &message);
+  void update_global_values();
+  void reduce_correlations();
   void write_debug_columns();
 };
 
