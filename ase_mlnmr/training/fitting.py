@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..descriptors import LambdaSOAP, SOAP, atomic_number_of
+from ..models.committee import CommitteeSettings, committee_design
 from ..models.linear import EquivariantRidge, RidgeRegression
 from ..models.model_file import make_provenance
 from ..models.nystrom import NystromKernelRidge
@@ -156,6 +157,14 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
     regressor = build_regressor(prop, config, features)
     targets = regression_targets(prop, selection.tensors)
     settings = section_settings(prop, config)
+    committee = CommitteeSettings(**section_settings("committee", config))
+    try:
+        member_rows = committee_design(selection.groups, committee) if committee.size else None
+    except ValueError as error:
+        raise ConfigError(f"committee of {element} {prop}: {error}") from None
+    if member_rows is not None and isinstance(regressor, RidgeRegression):
+        raise ConfigError(f"{element} ms_iso: committees are available for the Nyström regressor, not "
+                          '"linear"; set committee.size to 0 or ms_iso.regressor to "nystrom"')
     if isinstance(regressor, EquivariantRidge) and settings["alpha"] == "auto":
         selection_settings = section_settings("selection", config)
         scaling = settings["feature_scaling"]
@@ -167,8 +176,12 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
                                           selection_settings["alpha_search"])
         regressor = fit_equivariant_ridge(grams, regressor.lam, chosen.feature_scaling, chosen.alpha,
                                           features, targets)
+    elif isinstance(regressor, NystromKernelRidge):
+        regressor.fit(features, targets, member_rows=member_rows)
     else:
         regressor.fit(features, targets)
+    if member_rows is not None and isinstance(regressor, EquivariantRidge):
+        regressor.fit_members(features, targets, member_rows)
     _check_fitted(regressor, f"{element} {prop}")
     return PropertyModel(element=element, prop=prop, descriptor=descriptor, regressor=regressor)
 
