@@ -206,3 +206,18 @@ def test_every_member_rotates_with_the_structure_and_the_cq_spread_is_invariant(
     iso_before = iso.regressor.predict_std(iso.features(atoms, centres))
     iso_after = iso.regressor.predict_std(iso.features(turned, centres))
     np.testing.assert_allclose(iso_after, iso_before, rtol=0, atol=1e-10 * np.abs(iso_before).max())
+
+
+def test_model_file_round_trip_keeps_the_committee_and_a_committee_free_file_loads(trained, tmp_path):
+    data, model = trained
+    path = model.save(tmp_path / "committee.npz")
+    loaded = NMRModel.load(path)
+    atoms = data.structures[1]
+    centres = np.flatnonzero(np.array(atoms.get_chemical_symbols()) == "Si")
+    for prop in ("ms_iso", "efg"):
+        ours, theirs = model.models[("Si", prop)], loaded.models[("Si", prop)]
+        features = ours.features(atoms, centres)
+        np.testing.assert_array_equal(theirs.regressor.predict_std(features), ours.regressor.predict_std(features))
+    plain = NMRModel.train(data, {**SMALL, "committee": {"size": 0}, "species": {"Si": {"properties": ["ms_iso"]}}},
+                           progress=False)
+    assert NMRModel.load(plain.save(tmp_path / "plain.npz")).models[("Si", "ms_iso")].regressor.committee_size == 0
