@@ -89,3 +89,31 @@ def test_committee_fields_follow_the_existing_layout():
     assert new[0][0] == 37
     for (offset, width, _), (following, _, _) in zip(new, new[1:] + [(ev.WIDTH, 0, "")]):
         assert offset + width == following  # contiguous, after the old fields, up to WIDTH
+
+
+def test_calculator_and_csv_carry_the_uncertainties(trained, tmp_path):
+    import csv
+
+    from ase_mlnmr.calculator import NMRCalculator
+    from ase_mlnmr.cli import predict_structures
+
+    data, model = trained
+    atoms = data.structures[2].copy()
+    prediction = model.predict(atoms)
+    atoms.calc = NMRCalculator(model)
+    np.testing.assert_array_equal(atoms.calc.get_property("ms_iso_std", atoms), prediction.ms_iso_std)
+    np.testing.assert_array_equal(atoms.calc.get_property("cq_std", atoms), prediction.cq_std)
+    np.testing.assert_array_equal(atoms.calc.get_property("efg_std", atoms), prediction.efg_std)
+    predict_structures(model, [data.structures[2]], ["s2"], tmp_path, "extxyz", "raise", quiet=True)
+    with open(tmp_path / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    symbols = data.structures[2].get_chemical_symbols()
+    for row in rows:
+        i = int(row["index"])
+        if symbols[i] == "Si":
+            assert float(row["sigma_iso_std_ppm"]) == pytest.approx(prediction.ms_iso_std[i], rel=1e-5)
+            assert row["cq_std_MHz"] == ""
+        else:
+            assert float(row["cq_std_MHz"]) == pytest.approx(prediction.cq_std[i], rel=1e-5)
+            assert float(row["pq_std_MHz"]) == pytest.approx(prediction.pq_std[i], rel=1e-5)
+            assert row["vzz_axis_flag"] in ("0", "1")
