@@ -416,11 +416,13 @@ class NMRModel:
         config: Mapping[str, Any] | None = None,
         progress: bool = True,
         structure_indices: Sequence[int] | None = None,
+        structure_groups: Sequence[int] | None = None,
     ) -> "NMRModel":
         """Fit a model on ``dataset``; see :func:`ase_mlnmr.training.fitting.train_model`."""
         from .training.fitting import train_model
 
-        return train_model(dataset, config, progress=progress, structure_indices=structure_indices)
+        return train_model(dataset, config, progress=progress, structure_indices=structure_indices,
+                           structure_groups=structure_groups)
 
 
 def default_ood_rank(n_inducing: int, n_features: int) -> int:

@@ -264,6 +264,7 @@ def train_model(
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     structure_indices: Sequence[int] | None = None,
+    structure_groups: Sequence[int] | None = None,
 ) -> NMRModel:
     """Fit property models for the elements and properties in ``config``.
 
@@ -272,12 +273,21 @@ def train_model(
     is trained with the properties the data allow, except those below ``rules`` (skipped
     with a :class:`SkippedTrainingWarning`). Raises :class:`TrainingDataError` when
     nothing is left to fit, a listed property lacks tensors, a target is non-finite or
-    absurd, or a fit gives non-finite parameters.
+    absurd, or a fit gives non-finite parameters. ``structure_groups`` (one label per
+    structure of ``dataset``, e.g. near-duplicate families) are the groups the committee
+    subsamples (default: the structures).
     """
     from tqdm import tqdm
 
     config = validate_config(config)
     data = dataset if structure_indices is None else dataset.subset(structure_indices)
+    if structure_groups is not None:  # one label per structure of ``dataset``: the committee's groups
+        structure_groups = np.asarray(structure_groups)
+        if structure_groups.shape != (len(dataset),):
+            raise ValueError(f"structure_groups needs one label per structure ({len(dataset)}), "
+                             f"got shape {structure_groups.shape}")
+        if structure_indices is not None:
+            structure_groups = structure_groups[np.asarray(structure_indices, dtype=np.int64)]
     if len(data) == 0:
         raise TrainingDataError("nothing to fit: the training set has no structures")
     if not any(data.n_tensors(p) for p in ("ms", "efg")):
@@ -300,7 +310,7 @@ def train_model(
     bar = tqdm(tasks, desc="training", unit="model", disable=not progress)
     for element, prop, settings in bar:
         bar.set_postfix_str(f"{element} {prop}")
-        selection = data.select(SOURCE_TENSOR[prop], element)
+        selection = data.select(SOURCE_TENSOR[prop], element, structure_groups)
         models.append(fit_property_model(element, prop, data, selection, neighbours, settings))
     ood = {}
     for element in dict.fromkeys(element for element, _, _ in tasks):
