@@ -37,7 +37,7 @@ from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm
 
 from ase_mlnmr.core._soap_core cimport (
     SoapSpec, LambdaSpec, ContractionSpec, expand_centre, power_spectrum_from_coefficients,
-    contract_centre, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
+    contract_centre, lambda_features_from_coefficients, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
     MLNMR_ERR_MEMORY, MLNMR_ERR_ARGUMENT,
 )
 
@@ -182,7 +182,8 @@ cdef struct LambdaModel:
     const LambdaSpec* lam
     ContractionSpec weights
     int n_members               # committee members (0: none)
-    ContractionSpec* members    # [n_members] folded member weights
+    int64_t n_features          # λ-SOAP features (committee only)
+    const double* member_coef   # [n_members][n_features] raw member weights
     double calibration          # committee calibration factor α
 
 cdef struct KernelModel:
@@ -239,6 +240,7 @@ cdef struct EvaluatorData:
     int max_inducing
     int max_coeff
     int max_scratch
+    int64_t max_member_features  # (2λ+1) · λ-SOAP features of the largest committee model
 
 cdef struct Pair:
     double d2
@@ -528,13 +530,22 @@ cdef void principal_axis(const double* t, double value, double* axis) noexcept n
         axis[2] /= norm
 
 
-cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* scratch,
+cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* features,
                             double* members, double* std) noexcept nogil:
-    """Member components (members[n_members][n_mu]) and α · std_k (ddof 1) of each component."""
+    """Member components (members[n_members][n_mu]) and α · std_k (ddof 1) of each component.
+
+    The λ-SOAP features q[μ][f] of the centre are built once from the shared expansion and
+    every member is a dot product, y_k[μ] = Σ_f w_kf q[μ][f] (one feature pass instead of
+    K weight contractions)."""
     cdef int k, mu, n = lm.n_members, n_mu = lm.n_mu
+    cdef int n_rows = n_mu
+    cdef int p = <int>lm.n_features
+    cdef double alpha = 1.0, beta = 0.0
     cdef double column[64]
-    for k in range(n):
-        contract_centre(spec, lm.lam, &lm.members[k], coeff, scratch, members + k * n_mu)
+    lambda_features_from_coefficients(spec, lm.lam, coeff, features, lm.n_features)
+    # column-major view: q is p x n_mu, the member weights p x K; members (n_mu x K) = qᵀ W
+    dgemm(&TRANS, &NOTRANS, &n_rows, &n, &p, &alpha, features, &p, <double*>lm.member_coef, &p, &beta, members,
+          &n_rows)
     for mu in range(n_mu):
         for k in range(n):
             column[k] = members[k * n_mu + mu]
@@ -658,8 +669,9 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef double* K = <double*>malloc(rows * ev.max_inducing * sizeof(double) + 8)
     cdef double* small = <double*>malloc(<int64_t>B * 36 * sizeof(double))
     cdef double* member_buffer = <double*>malloc(MAX_MEMBERS * 5 * sizeof(double))
+    cdef double* member_features = <double*>malloc((ev.max_member_features + 1) * sizeof(double))
     cdef int* bare_ood = <int*>malloc(B * sizeof(int))
-    if (member_buffer == NULL or pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL
+    if (member_buffer == NULL or member_features == NULL or pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL
             or F_iso == NULL
             or F_ood == NULL or F32 == NULL or K == NULL or small == NULL or bare_ood == NULL):
         status = MLNMR_ERR_MEMORY
@@ -753,13 +765,14 @@ cdef int run_work(Work* w) noexcept nogil:
                 if want_ms and el.aniso.expansion == x:
                     contract_centre(xp.spec, el.aniso.lam, &el.aniso.weights, coeff, scratch, aniso + 5 * r)
                     if el.aniso.n_members:
-                        lambda_member_std(xp.spec, &el.aniso, coeff, scratch, member_buffer, aniso_std + 5 * r)
+                        lambda_member_std(xp.spec, &el.aniso, coeff, member_features, member_buffer,
+                                          aniso_std + 5 * r)
                 if want_ms and el.antisym.expansion == x:
                     contract_centre(xp.spec, el.antisym.lam, &el.antisym.weights, coeff, scratch, antisym + 3 * r)
                 if want_efg and el.efg.expansion == x:
                     contract_centre(xp.spec, el.efg.lam, &el.efg.weights, coeff, scratch, efg + 5 * r)
                     if el.efg.n_members:
-                        lambda_member_std(xp.spec, &el.efg, coeff, scratch, member_buffer, efg_std + 5 * r)
+                        lambda_member_std(xp.spec, &el.efg, coeff, member_features, member_buffer, efg_std + 5 * r)
                         efg_member_stats(el, efg + 5 * r, member_buffer, efg_stats + 4 * r)
                 if do_iso and el.iso.expansion == x:
                     power_spectrum_from_coefficients(xp.spec, coeff, F_iso + <int64_t>r * el.iso.n_features)
@@ -815,7 +828,7 @@ cdef int run_work(Work* w) noexcept nogil:
                     row[MLNMR_OUT_OOD] = ood_score(&el.ood, residual[r])
         block_start = block_stop
     free(pairs); free(vec); free(channel); free(entry); free(coeff); free(F_iso); free(F_ood); free(F32)
-    free(K); free(small); free(bare_ood); free(member_buffer)
+    free(K); free(small); free(bare_ood); free(member_buffer); free(member_features)
     w.status = status
     return status
 
@@ -1202,19 +1215,11 @@ cdef class Evaluator:
         if lm.n_members == 0:
             return
         lm.calibration = component.regressor.calibration_
-        specs = np.zeros(lm.n_members * sizeof(ContractionSpec), dtype=np.uint8)  # freed with the evaluator
-        self._keep.append(specs)
-        lm.members = <ContractionSpec*>cnp.PyArray_DATA(specs)
-        for k, coef in enumerate(component.regressor.member_coef_):
-            pair_weights, two_body = descriptor.fold_weights(coef)
-            pair_weights = np.ascontiguousarray(pair_weights)
-            self._keep.append(pair_weights)
-            lm.members[k].pair_weights = _ptr(pair_weights)
-            lm.members[k].two_body_weights = NULL
-            if two_body is not None:
-                two_body = np.ascontiguousarray(two_body, dtype=float)
-                self._keep.append(two_body)
-                lm.members[k].two_body_weights = _ptr(two_body)
+        member_coef = np.ascontiguousarray(component.regressor.member_coef_, dtype=float)  # [K][p]
+        self._keep.append(member_coef)
+        lm.member_coef = _ptr(member_coef)
+        lm.n_features = member_coef.shape[1]
+        self.data.max_member_features = max(self.data.max_member_features, lm.n_mu * lm.n_features)
 
     cdef _setup_kernel(self, KernelModel* km, int x, regressor, ood):
         from ..models.nystrom import NystromKernelRidge
