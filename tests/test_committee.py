@@ -78,8 +78,11 @@ def test_design_draws_groups_without_replacement_and_balances_them():
         committee_design(np.zeros(5), CommitteeSettings(size=4))
     with pytest.raises(ValueError, match="at least 4 members"):
         committee_design(groups, CommitteeSettings(size=2))
-    with pytest.raises(ValueError, match="out of only 2 members"):
+    with pytest.raises(ValueError, match="fewer than 4 members"):
         committee_design(groups, CommitteeSettings(size=4, fraction=0.5))
+    odd = np.arange(207)  # 8 × round(0.5 × 207) = 832 > 4 × 207 uses: one group fewer per member
+    left_out = (~committee_design(odd, CommitteeSettings(size=8, fraction=0.5))).sum(axis=0)
+    assert left_out.min() >= 4
 
 
 def _regression_data(n_groups=30, per_group=6, seed=0):

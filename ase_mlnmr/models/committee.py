@@ -57,12 +57,12 @@ class CommitteeSettings:
 def committee_design(groups: np.ndarray, settings: CommitteeSettings) -> np.ndarray:
     """Training rows of every member, (K, n_rows) bool, from one group label per row.
 
-    Each member takes round(f G) of the G groups (at least 1, at most G − 1) without
-    replacement; groups are dealt so that each is used by as equal a number of members as
+    Each member takes round(f G) of the G groups (at least 1, at most G − 1, and at most
+    ⌊(K − 4) G / K⌋: one group fewer when f G is just above it) without replacement; groups are dealt so that each is used by as equal a number of members as
     possible (a member takes the groups used least so far, ties broken at random), which
     keeps the number of members that never saw a group close to K (1 − f) for every group.
-    Raises ``ValueError`` when some group would be left out by fewer than
-    :data:`MIN_LEFT_OUT` members (too few members or too large a fraction).
+    Raises ``ValueError`` when that cannot leave every group out of :data:`MIN_LEFT_OUT`
+    members (too few members or too large a fraction).
     """
     groups = np.asarray(groups)
     labels, row_group = np.unique(groups, return_inverse=True)
@@ -73,7 +73,14 @@ def committee_design(groups: np.ndarray, settings: CommitteeSettings) -> np.ndar
         raise ValueError(f"committee fraction must be in (0, 1), got {settings.fraction!r}")
     if n_groups < 2:
         raise ValueError(f"a committee needs at least 2 groups (structures) to subsample, got {n_groups}")
-    per_member = min(n_groups - 1, max(1, int(round(settings.fraction * n_groups))))
+    # at most (K − MIN_LEFT_OUT) G / K groups each, so that every group stays out of MIN_LEFT_OUT members
+    cap = (settings.size - MIN_LEFT_OUT) * n_groups // settings.size
+    wanted = min(n_groups - 1, max(1, int(round(settings.fraction * n_groups))))
+    if cap < 1 or wanted > cap + 1:
+        raise ValueError(f"committee of {settings.size} members on {settings.fraction:g} of {n_groups} groups would "
+                         f"leave groups out of fewer than {MIN_LEFT_OUT} members, which the calibration needs: use "
+                         f"more members or a smaller fraction (size × (1 − fraction) ≥ {MIN_LEFT_OUT})")
+    per_member = min(wanted, cap)
     rng = np.random.default_rng(settings.seed)
     uses = np.zeros(n_groups, dtype=int)
     takes = np.zeros((settings.size, n_groups), dtype=bool)
@@ -81,11 +88,6 @@ def committee_design(groups: np.ndarray, settings: CommitteeSettings) -> np.ndar
         order = np.lexsort((rng.random(n_groups), uses))  # least used first, random ties
         takes[k, order[:per_member]] = True
         uses[order[:per_member]] += 1
-    if settings.size - uses.max() < MIN_LEFT_OUT:
-        raise ValueError(f"committee of {settings.size} members on {settings.fraction:g} of {n_groups} groups leaves "
-                         f"a group out of only {settings.size - uses.max()} members; the calibration needs "
-                         f"{MIN_LEFT_OUT}: use more members or a smaller fraction (size × (1 − fraction) ≥ "
-                         f"{MIN_LEFT_OUT})")
     return takes[:, row_group]
 
 
