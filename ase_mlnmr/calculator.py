@@ -16,7 +16,16 @@ name            shape        meaning
 ``ood``         (N,)         out-of-domain score in [0, 1]: percentile of the Nyström
                              residual among held-out training residuals (docs/models.md)
 ``ood_residual`` (N,)        the Nyström residual itself, in [0, 1]
+``ms_iso_std``  (N,)         committee uncertainty of σiso, ppm (docs/uncertainty.md)
+``efg_std``     (N, 5)       committee uncertainty of the V spherical components, a.u.
+``cq_std``      (N,)         committee uncertainty of |CQ|, MHz
+``pq_std``      (N,)         committee uncertainty of PQ = |CQ|(1 + η²/3)^½, MHz
+``vzz_axis_flag`` (N,)       1.0 where the committee members disagree on the Vzz axis
+                             (> 45°: η and the sign of CQ unstable), else 0.0
 ==============  ===========  ===============================================
+
+The ``*_std`` entries (α × the committee members' standard deviation, α the calibration
+factor fitted at training) exist only for models trained with a committee.
 
 A model with σ(2) but no σiso gives ``ms_zeta`` and ``ms_eta`` without ``ms``.
 
@@ -59,7 +68,7 @@ class NMRCalculator(Calculator):
     """
 
     implemented_properties = ["ms", "ms_iso", "delta_iso", "efg", "cq", "eta_q", "ms_zeta", "ms_eta", "ood",
-                              "ood_residual"]
+                              "ood_residual", "ms_iso_std", "efg_std", "cq_std", "pq_std", "vzz_axis_flag"]
     default_parameters: dict[str, Any] = {"unknown_species": "raise", "isotopes": None}
     nolabel = True
 
@@ -93,6 +102,12 @@ class NMRCalculator(Calculator):
         if prediction.ood_mask.any():
             self.results["ood"] = prediction.ood
             self.results["ood_residual"] = prediction.ood_residual
+        if np.isfinite(prediction.ms_iso_std).any():
+            self.results["ms_iso_std"] = prediction.ms_iso_std
+        if np.isfinite(prediction.efg_std).any():
+            self.results["efg_std"] = prediction.efg_std
+            self.results["cq_std"], self.results["pq_std"] = prediction.cq_std, prediction.pq_std
+            self.results["vzz_axis_flag"] = prediction.vzz_axis_flag
 
 
 def store_magres_tensors(atoms: Atoms, tensors: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -139,7 +154,8 @@ def attach_nmr_tensors(atoms: Atoms, model: NMRModel | str | Path, unknown_speci
 
 def prediction_table(atoms: Atoms, prediction: NMRPrediction) -> list[dict]:
     """Rows (one per predicted atom) of index, element, σiso, δiso (ppm), CQ (MHz, the
-    isotope the prediction used), η, OOD."""
+    isotope the prediction used), η, OOD, and with a committee the uncertainties of σiso
+    (ppm), |CQ| and PQ (MHz) and the Vzz-axis flag (None where absent)."""
     symbols = atoms.get_chemical_symbols()
     cq, eta = prediction.cq, prediction.eta_q
     rows = []
@@ -154,6 +170,9 @@ def prediction_table(atoms: Atoms, prediction: NMRPrediction) -> list[dict]:
             "cq_MHz": cq[i] if np.isfinite(cq[i]) else None,
             "eta_q": eta[i] if np.isfinite(eta[i]) else None,
             "ood": prediction.ood[i] if prediction.ood_mask[i] else None,
+            **{column: (float(values[i]) if np.isfinite(values[i]) else None) for column, values in (
+                ("sigma_iso_std_ppm", prediction.ms_iso_std), ("cq_std_MHz", prediction.cq_std),
+                ("pq_std_MHz", prediction.pq_std), ("vzz_axis_flag", prediction.vzz_axis_flag))},
         })
     return rows
 

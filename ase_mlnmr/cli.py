@@ -218,7 +218,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["structure", "index", "element", "sigma_iso_ppm", "delta_iso_ppm",
-                                                    "cq_MHz", "eta_q", "ood"])
+                                                    "cq_MHz", "eta_q", "ood", "sigma_iso_std_ppm", "cq_std_MHz",
+                                                    "pq_std_MHz", "vzz_axis_flag"])
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in row.items()})

@@ -145,6 +145,13 @@ class NMRPrediction:
     σ(2) components (ppm) with the Haeberlen ``ms_zeta`` (ppm) and ``ms_eta`` of σ(2),
     also for a model without σiso. The ``*_mask`` arrays say which atoms carry each
     quantity.
+
+    Committee uncertainty (NaN for atoms whose model has no committee; α × the members'
+    standard deviation, docs/uncertainty.md): ``ms_iso_std`` (N,) ppm, ``ms_aniso_std``
+    (N, 5) ppm and ``efg_std`` (N, 5) a.u. per spherical component, ``vzz_std`` (N,) a.u.,
+    ``cq_std`` (N,) MHz and ``pq_std`` (N,) MHz of |CQ| and PQ over the members, and
+    ``vzz_axis_flag`` (N,) 1.0 where a member's Vzz axis is more than 45° from the mean
+    tensor's (|Vzz| ≈ |Vyy|: η and the sign of CQ are unstable), 0.0 elsewhere.
     """
 
     ms: np.ndarray
@@ -163,6 +170,13 @@ class NMRPrediction:
     ms_zeta: np.ndarray | None = None
     ms_eta: np.ndarray | None = None
     aniso_mask: np.ndarray | None = None
+    ms_iso_std: np.ndarray | None = None
+    ms_aniso_std: np.ndarray | None = None
+    efg_std: np.ndarray | None = None
+    vzz_std: np.ndarray | None = None
+    cq_std: np.ndarray | None = None
+    pq_std: np.ndarray | None = None
+    vzz_axis_flag: np.ndarray | None = None
 
 
 class NMRModel:
@@ -402,11 +416,13 @@ class NMRModel:
         config: Mapping[str, Any] | None = None,
         progress: bool = True,
         structure_indices: Sequence[int] | None = None,
+        structure_groups: Sequence[int] | None = None,
     ) -> "NMRModel":
         """Fit a model on ``dataset``; see :func:`ase_mlnmr.training.fitting.train_model`."""
         from .training.fitting import train_model
 
-        return train_model(dataset, config, progress=progress, structure_indices=structure_indices)
+        return train_model(dataset, config, progress=progress, structure_indices=structure_indices,
+                           structure_groups=structure_groups)
 
 
 def default_ood_rank(n_inducing: int, n_features: int) -> int:
@@ -442,4 +458,7 @@ def prediction_from_outputs(out: np.ndarray) -> NMRPrediction:
         cq=field(out, "cq"), eta_q=field(out, "eta_q"), ood_residual=field(out, "ood_residual"),
         ms_aniso=field(out, "ms_l2"), ms_zeta=zeta, ms_eta=field(out, "ms_eta"),
         aniso_mask=np.isfinite(field(out, "ms_l2")).all(axis=1),
+        ms_iso_std=field(out, "ms_iso_std"), ms_aniso_std=field(out, "ms_l2_std"), efg_std=field(out, "efg_l2_std"),
+        vzz_std=field(out, "vzz_std"), cq_std=field(out, "cq_std"), pq_std=field(out, "pq_std"),
+        vzz_axis_flag=field(out, "vzz_axis_flag"),
     )

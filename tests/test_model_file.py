@@ -70,7 +70,7 @@ def test_round_trip(tmp_path: Path) -> None:
         assert loaded[name].dtype == arr.dtype and loaded[name].shape == arr.shape
         np.testing.assert_array_equal(loaded[name], arr)
     assert lmeta["schema"] == "ase_mlnmr.model"
-    assert lmeta["schema_version"] == SCHEMA_VERSION == 1
+    assert lmeta["schema_version"] == SCHEMA_VERSION == 2
     for key in ("descriptor", "species", "units", "calibration", "cv_metrics", "model"):
         assert lmeta[key] == meta[key]
     assert lmeta["provenance"]["files"] == ["a.magres"]

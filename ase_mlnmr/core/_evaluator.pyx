@@ -37,7 +37,7 @@ from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm
 
 from ase_mlnmr.core._soap_core cimport (
     SoapSpec, LambdaSpec, ContractionSpec, expand_centre, power_spectrum_from_coefficients,
-    contract_centre, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
+    contract_centre, lambda_features_from_coefficients, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
     MLNMR_ERR_MEMORY, MLNMR_ERR_ARGUMENT,
 )
 
@@ -64,6 +64,13 @@ cdef extern from "mlnmr_core.h":
         MLNMR_OUT_CQ
         MLNMR_OUT_OOD
         MLNMR_OUT_OOD_RESIDUAL
+        MLNMR_OUT_MS_ISO_STD
+        MLNMR_OUT_MS_L2_STD
+        MLNMR_OUT_EFG_L2_STD
+        MLNMR_OUT_VZZ_STD
+        MLNMR_OUT_CQ_STD
+        MLNMR_OUT_PQ_STD
+        MLNMR_OUT_VZZ_AXIS_FLAG
         MLNMR_OUT_WIDTH
         MLNMR_WANT_SHIELDING
         MLNMR_WANT_EFG
@@ -109,9 +116,13 @@ OUTPUT_FIELDS = {
     "efg": (MLNMR_OUT_EFG, 9, "au"), "efg_l2": (MLNMR_OUT_EFG_L2, 5, "au"), "vzz": (MLNMR_OUT_VZZ, 1, "au"),
     "eta_q": (MLNMR_OUT_ETA_Q, 1, ""), "cq": (MLNMR_OUT_CQ, 1, "MHz"), "ood": (MLNMR_OUT_OOD, 1, ""),
     "ood_residual": (MLNMR_OUT_OOD_RESIDUAL, 1, ""),
+    "ms_iso_std": (MLNMR_OUT_MS_ISO_STD, 1, "ppm"), "ms_l2_std": (MLNMR_OUT_MS_L2_STD, 5, "ppm"),
+    "efg_l2_std": (MLNMR_OUT_EFG_L2_STD, 5, "au"), "vzz_std": (MLNMR_OUT_VZZ_STD, 1, "au"),
+    "cq_std": (MLNMR_OUT_CQ_STD, 1, "MHz"), "pq_std": (MLNMR_OUT_PQ_STD, 1, "MHz"),
+    "vzz_axis_flag": (MLNMR_OUT_VZZ_AXIS_FLAG, 1, ""),
 }
 
-cdef mlnmr_output_field[13] _FIELDS
+cdef mlnmr_output_field[20] _FIELDS
 cdef list _FIELD_NAMES = []  # keeps the bytes alive
 
 def _init_fields():
@@ -153,6 +164,7 @@ DEFAULT_BLOCK_SIZE = 256
 GEMM_WIDTH = 256
 cdef int GEMM_COLUMNS = 256
 cdef int MAX_EXPANSIONS = 8  # distinct descriptors per element (5 components at most)
+cdef int MAX_MEMBERS = 64    # committee members per property model
 
 
 # --------------------------------------------------------------------------------------
@@ -169,6 +181,10 @@ cdef struct LambdaModel:
     int n_mu
     const LambdaSpec* lam
     ContractionSpec weights
+    int n_members               # committee members (0: none)
+    int64_t n_features          # λ-SOAP features (committee only)
+    const double* member_coef   # [n_members][n_features] raw member weights
+    double calibration          # committee calibration factor α
 
 cdef struct KernelModel:
     int expansion               # -1: absent
@@ -192,6 +208,9 @@ cdef struct KernelModel:
     int ood_rank                # leading pivots used by the OOD residual
     const double* reference     # [n_reference] sorted held-out residuals
     int64_t n_reference
+    int n_members               # committee members (0: none)
+    const double* member_weights  # [m][n_members] (Nyström weights of every member)
+    double calibration          # committee calibration factor α
 
 cdef struct Element:
     int atomic_number
@@ -221,6 +240,7 @@ cdef struct EvaluatorData:
     int max_inducing
     int max_coeff
     int max_scratch
+    int64_t max_member_features  # (2λ+1) · λ-SOAP features of the largest committee model
 
 cdef struct Pair:
     double d2
@@ -456,6 +476,118 @@ cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double*
         values[r] = total * km.y_scale + km.y_mean
 
 
+cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* std) noexcept nogil:
+    """α · y_scale · std_k (ddof 1) of the member values k_xZ w_k: extra weight columns on K."""
+    cdef int r, j, k, m = km.m, n = km.n_members
+    cdef double values[64]
+    cdef double kr
+    for r in range(nb):
+        memset(values, 0, n * sizeof(double))
+        for j in range(m):
+            kr = K[<int64_t>r * m + j]
+            for k in range(n):
+                values[k] += kr * km.member_weights[<int64_t>j * n + k]
+        std[r] = km.calibration * km.y_scale * sample_std(values, n)
+
+
+cdef inline double sample_std(const double* values, int n) noexcept nogil:
+    """Standard deviation with ddof 1 of n >= 2 values."""
+    cdef int k
+    cdef double mean = 0.0, total = 0.0
+    for k in range(n):
+        mean += values[k]
+    mean /= n
+    for k in range(n):
+        total += (values[k] - mean) * (values[k] - mean)
+    return sqrt(total / (n - 1))
+
+
+cdef void principal_axis(const double* t, double value, double* axis) noexcept nogil:
+    """Unit eigenvector of the symmetric 3×3 t for its eigenvalue ``value``: the largest
+    cross product of two rows of t − value·1 (zero vector when the eigenvalue is degenerate)."""
+    cdef double a[9]
+    cdef double c[3]
+    cdef double best = 0.0, norm
+    cdef int i, p, q
+    memcpy(a, t, 9 * sizeof(double))
+    a[0] -= value
+    a[4] -= value
+    a[8] -= value
+    axis[0] = axis[1] = axis[2] = 0.0
+    for i in range(3):
+        p, q = i, (i + 1) % 3
+        c[0] = a[3 * p + 1] * a[3 * q + 2] - a[3 * p + 2] * a[3 * q + 1]
+        c[1] = a[3 * p + 2] * a[3 * q] - a[3 * p] * a[3 * q + 2]
+        c[2] = a[3 * p] * a[3 * q + 1] - a[3 * p + 1] * a[3 * q]
+        norm = c[0] * c[0] + c[1] * c[1] + c[2] * c[2]
+        if norm > best:
+            best = norm
+            axis[0], axis[1], axis[2] = c[0], c[1], c[2]
+    if best > 0.0:
+        norm = sqrt(best)
+        axis[0] /= norm
+        axis[1] /= norm
+        axis[2] /= norm
+
+
+cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* features,
+                            double* members, double* std) noexcept nogil:
+    """Member components (members[n_members][n_mu]) and α · std_k (ddof 1) of each component.
+
+    The λ-SOAP features q[μ][f] of the centre are built once from the shared expansion and
+    every member is a dot product, y_k[μ] = Σ_f w_kf q[μ][f] (one feature pass instead of
+    K weight contractions)."""
+    cdef int k, mu, n = lm.n_members, n_mu = lm.n_mu
+    cdef int n_rows = n_mu
+    cdef int p = <int>lm.n_features
+    cdef double alpha = 1.0, beta = 0.0
+    cdef double column[64]
+    lambda_features_from_coefficients(spec, lm.lam, coeff, features, lm.n_features)
+    # column-major view: q is p x n_mu, the member weights p x K; members (n_mu x K) = qᵀ W
+    dgemm(&TRANS, &NOTRANS, &n_rows, &n, &p, &alpha, features, &p, <double*>lm.member_coef, &p, &beta, members,
+          &n_rows)
+    for mu in range(n_mu):
+        for k in range(n):
+            column[k] = members[k * n_mu + mu]
+        std[mu] = lm.calibration * sample_std(column, n)
+
+
+cdef void efg_member_stats(const Element* el, const double* mean, const double* members, double* stats) noexcept nogil:
+    """stats[0:4]: α · std over the members of |Vzz| (a.u.), |CQ| and PQ (MHz), and the
+    Vzz-axis flag (1 when a member's Vzz axis is more than 45° from the mean tensor's)."""
+    cdef int k, n = el.efg.n_members
+    cdef double v[9]
+    cdef double values[3]
+    cdef double ordered[3]
+    cdef double axis[3]
+    cdef double mean_axis[3]
+    cdef double vzz[64]
+    cdef double cq[64]
+    cdef double pq[64]
+    cdef double eta, cosine
+    cdef int flag = 0
+    l2_to_cartesian(mean, v)
+    symmetric_eigenvalues(v, values)
+    principal_order(values, 0, ordered)
+    principal_axis(v, ordered[2], mean_axis)
+    for k in range(n):
+        l2_to_cartesian(members + 5 * k, v)
+        symmetric_eigenvalues(v, values)
+        principal_order(values, 0, ordered)
+        eta = 0.0 if is_isotropic(ordered) else clip01((ordered[0] - ordered[1]) / ordered[2])
+        vzz[k] = fabs(ordered[2])
+        cq[k] = fabs(el.cq_per_au * ordered[2])
+        pq[k] = cq[k] * sqrt(1.0 + eta * eta / 3.0)
+        principal_axis(v, ordered[2], axis)
+        cosine = fabs(axis[0] * mean_axis[0] + axis[1] * mean_axis[1] + axis[2] * mean_axis[2])
+        if not cosine > INV_SQRT2:
+            flag = 1
+    stats[0] = el.efg.calibration * sample_std(vzz, n)
+    stats[1] = el.efg.calibration * sample_std(cq, n)
+    stats[2] = el.efg.calibration * sample_std(pq, n)
+    stats[3] = flag
+
+
 cdef void linear_values(const KernelModel* km, int nb, const double* X, double* values) noexcept nogil:
     """RidgeRegression.predict: ((x − μ)/s)·w y_scale + y_mean."""
     cdef int r, f, D = km.n_features
@@ -535,9 +667,12 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef double* F_ood = <double*>malloc(rows * ev.max_features * sizeof(double))
     cdef float* F32 = <float*>malloc(rows * ev.max_features * sizeof(float))
     cdef double* K = <double*>malloc(rows * ev.max_inducing * sizeof(double) + 8)
-    cdef double* small = <double*>malloc(<int64_t>B * 24 * sizeof(double))
+    cdef double* small = <double*>malloc(<int64_t>B * 36 * sizeof(double))
+    cdef double* member_buffer = <double*>malloc(MAX_MEMBERS * 5 * sizeof(double))
+    cdef double* member_features = <double*>malloc((ev.max_member_features + 1) * sizeof(double))
     cdef int* bare_ood = <int*>malloc(B * sizeof(int))
-    if (pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL or F_iso == NULL
+    if (member_buffer == NULL or member_features == NULL or pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL
+            or F_iso == NULL
             or F_ood == NULL or F32 == NULL or K == NULL or small == NULL or bare_ood == NULL):
         status = MLNMR_ERR_MEMORY
         w.error_position = w.start
@@ -547,6 +682,10 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef double* aniso = small + 3 * B   # [B][5]
     cdef double* antisym = small + 8 * B  # [B][3]
     cdef double* efg = small + 11 * B    # [B][5]
+    cdef double* iso_std = small + 16 * B  # [B]
+    cdef double* aniso_std = small + 17 * B  # [B][5]
+    cdef double* efg_std = small + 22 * B  # [B][5]
+    cdef double* efg_stats = small + 27 * B  # [B][4]: |Vzz|, |CQ|, PQ std, axis flag
     cdef const Element* el
     cdef const Expansion* xp
     cdef double* row
@@ -625,10 +764,16 @@ cdef int run_work(Work* w) noexcept nogil:
                     break
                 if want_ms and el.aniso.expansion == x:
                     contract_centre(xp.spec, el.aniso.lam, &el.aniso.weights, coeff, scratch, aniso + 5 * r)
+                    if el.aniso.n_members:
+                        lambda_member_std(xp.spec, &el.aniso, coeff, member_features, member_buffer,
+                                          aniso_std + 5 * r)
                 if want_ms and el.antisym.expansion == x:
                     contract_centre(xp.spec, el.antisym.lam, &el.antisym.weights, coeff, scratch, antisym + 3 * r)
                 if want_efg and el.efg.expansion == x:
                     contract_centre(xp.spec, el.efg.lam, &el.efg.weights, coeff, scratch, efg + 5 * r)
+                    if el.efg.n_members:
+                        lambda_member_std(xp.spec, &el.efg, coeff, member_features, member_buffer, efg_std + 5 * r)
+                        efg_member_stats(el, efg + 5 * r, member_buffer, efg_stats + 4 * r)
                 if do_iso and el.iso.expansion == x:
                     power_spectrum_from_coefficients(xp.spec, coeff, F_iso + <int64_t>r * el.iso.n_features)
                 if do_ood and el.ood.expansion == x:
@@ -648,6 +793,8 @@ cdef int run_work(Work* w) noexcept nogil:
                 preprocess_rows(&el.iso, nb, F_iso, x2)
                 kernel_block(&el.iso, nb, F_iso, F32, x2, K)
                 nystrom_values(&el.iso, nb, K, iso_values)
+                if el.iso.n_members:
+                    nystrom_member_std(&el.iso, nb, K, iso_std)
                 if do_ood and el.ood_shares_iso:
                     nystrom_residuals(&el.ood, nb, K, residual)
         if do_ood and not (el.ood_shares_iso and do_iso):
@@ -660,8 +807,18 @@ cdef int run_work(Work* w) noexcept nogil:
             row = w.out + i * MLNMR_OUT_WIDTH
             if want_ms:
                 assemble_shielding(el, do_iso, iso_values[r], aniso + 5 * r, antisym + 3 * r, row)
+                if do_iso and el.iso.n_members:
+                    row[MLNMR_OUT_MS_ISO_STD] = iso_std[r]
+                if el.aniso.n_members:
+                    for k in range(5):
+                        row[MLNMR_OUT_MS_L2_STD + k] = aniso_std[5 * r + k]
             if want_efg:
                 assemble_efg(el, efg + 5 * r, row)
+                if el.efg.n_members:
+                    for k in range(5):
+                        row[MLNMR_OUT_EFG_L2_STD + k] = efg_std[5 * r + k]
+                    for k in range(4):
+                        row[MLNMR_OUT_VZZ_STD + k] = efg_stats[4 * r + k]
             if want_ood:
                 if bare_ood[r]:
                     row[MLNMR_OUT_OOD_RESIDUAL] = 1.0
@@ -671,7 +828,7 @@ cdef int run_work(Work* w) noexcept nogil:
                     row[MLNMR_OUT_OOD] = ood_score(&el.ood, residual[r])
         block_start = block_stop
     free(pairs); free(vec); free(channel); free(entry); free(coeff); free(F_iso); free(F_ood); free(F32)
-    free(K); free(small); free(bare_ood)
+    free(K); free(small); free(bare_ood); free(member_buffer); free(member_features)
     w.status = status
     return status
 
@@ -864,7 +1021,7 @@ cdef public unsigned mlnmr_evaluator_element_outputs(const void* evaluator, int 
 
 cdef public int mlnmr_output_fields(const mlnmr_output_field** fields) noexcept nogil:
     fields[0] = _FIELDS
-    return 13
+    return 20
 
 cdef public const char* mlnmr_status_message(int status) noexcept nogil:
     if status < 0 or status >= MLNMR_N_STATUS:
@@ -884,6 +1041,14 @@ cdef public int mlnmr_evaluator_predict(const void* evaluator, int64_t n_centres
 # --------------------------------------------------------------------------------------
 cdef const double* _ptr(object array):
     return <const double*>cnp.PyArray_DATA(array)
+
+
+def _committee_size(regressor) -> int:
+    """Members of a regressor's committee (0: none), at most MAX_MEMBERS."""
+    size = getattr(regressor, "committee_size", 0)
+    if size > MAX_MEMBERS:
+        raise ValueError(f"the evaluator takes committees of at most {MAX_MEMBERS} members, got {size}")
+    return size
 
 
 def _expansion_key(descriptor) -> str:
@@ -1046,6 +1211,15 @@ cdef class Evaluator:
             two_body = np.ascontiguousarray(two_body, dtype=float)
             self._keep.append(two_body)
             lm.weights.two_body_weights = _ptr(two_body)
+        lm.n_members = _committee_size(component.regressor)
+        if lm.n_members == 0:
+            return
+        lm.calibration = component.regressor.calibration_
+        member_coef = np.ascontiguousarray(component.regressor.member_coef_, dtype=float)  # [K][p]
+        self._keep.append(member_coef)
+        lm.member_coef = _ptr(member_coef)
+        lm.n_features = member_coef.shape[1]
+        self.data.max_member_features = max(self.data.max_member_features, lm.n_mu * lm.n_features)
 
     cdef _setup_kernel(self, KernelModel* km, int x, regressor, ood):
         from ..models.nystrom import NystromKernelRidge
@@ -1091,6 +1265,12 @@ cdef class Evaluator:
         km.inducing_sq, km.weights, km.chol = _ptr(z2), _ptr(weights), _ptr(chol)
         km.y_mean = float(regressor.y_mean_[0])
         km.y_scale = float(regressor.y_std_[0])
+        km.n_members = _committee_size(regressor) if ood is None else 0
+        if km.n_members:
+            members = np.ascontiguousarray(regressor.member_weights_[:, :, 0].T, dtype=float)  # [m][K]
+            keep(members)
+            km.member_weights = _ptr(members)
+            km.calibration = regressor.calibration_
         km.ood_rank = km.m
         km.n_reference = 0
         if ood is not None:

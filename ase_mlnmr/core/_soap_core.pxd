@@ -50,3 +50,6 @@ cdef void power_spectrum_from_coefficients(const SoapSpec* spec, const double* c
                                            double* features) noexcept nogil
 cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
                           const double* coefficients, double* scratch, double* output) noexcept nogil
+cdef void lambda_features_from_coefficients(const SoapSpec* spec, const LambdaSpec* lam,
+                                            const double* coefficients, double* features,
+                                            int64_t n_features) noexcept nogil

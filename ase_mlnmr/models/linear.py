@@ -22,6 +22,11 @@ leaves the relative weight of the features as the descriptor made it); the targe
 one scale (RMS over samples and mu). ``alpha`` acts on the scaled problem.
 If every feature column rotates with the Wigner matrix D^lambda(R), so does the
 prediction: for lambda = 2 the Cartesian tensor becomes R T R^T.
+
+Committee (:meth:`EquivariantRidge.fit_members`, :mod:`ase_mlnmr.models.committee`): member k
+solves the same scaled problem (the full model's feature and target scales and alpha) on
+its rows only, then is re-centred on the full weights; each member is an equivariant
+model of its own (one weight per feature), so every member rotates with the structure.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from ..core.spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
+from .committee import calibration_factor, member_spread, recentred
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
            "ridge_weights"]
@@ -257,6 +263,8 @@ class EquivariantRidge:
         self.feature_scaling = str(feature_scaling)
         self.scale_targets = bool(scale_targets)
         self._fitted = False
+        self.member_scaled_weights_: np.ndarray | None = None
+        self.calibration_: float | None = None
 
     @property
     def n_components(self) -> int:
@@ -288,6 +296,7 @@ class EquivariantRidge:
         if y.shape != X.shape[:2]:
             raise ValueError(f"targets must be (n_samples, {self.n_components}), got {y.shape}")
         n, k, p = X.shape
+        self.member_scaled_weights_ = self.calibration_ = None
         flat = X.reshape(n * k, p)  # the mu components act as extra samples
         self.feature_scale_ = equivariant_feature_scale(flat, self.feature_scaling)
         self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
@@ -300,6 +309,49 @@ class EquivariantRidge:
     def _require_fit(self) -> None:
         if not self._fitted:
             raise RuntimeError("model is not fitted")
+
+    def fit_members(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray) -> "EquivariantRidge":
+        """Fit a committee on the fitted model's features X (n, 2λ+1, p) and targets y (n, 2λ+1):
+        member k on the atoms where ``member_rows[k]`` ((K, n) bool), and the calibration
+        factor from the atoms each member did not see."""
+        self._require_fit()
+        X = self._check_X(X)
+        y = np.asarray(y, dtype=float)
+        member_rows = np.asarray(member_rows, dtype=bool)
+        n, k, p = X.shape
+        if y.shape != (n, k):
+            raise ValueError(f"targets must be ({n}, {k}), got {y.shape}")
+        if member_rows.ndim != 2 or member_rows.shape[1] != n:
+            raise ValueError(f"member_rows must be (n_members, {n}), got {member_rows.shape}")
+        Xs = X / self.feature_scale_
+        ys = y / self.target_scale_
+        members = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
+                            for rows in member_rows])
+        predictions = np.einsum("nmp,kp->knm", Xs, members) * self.target_scale_
+        self.calibration_ = calibration_factor(predictions, y, member_rows)
+        self.member_scaled_weights_ = recentred(members, self.scaled_weights_)
+        return self
+
+    @property
+    def committee_size(self) -> int:
+        """Number of committee members (0 without a committee)."""
+        return 0 if self.member_scaled_weights_ is None else int(self.member_scaled_weights_.shape[0])
+
+    @property
+    def member_coef_(self) -> np.ndarray:
+        """Raw weights of every member, (K, p), as :attr:`coef_`."""
+        if not self.committee_size:
+            raise RuntimeError("the model has no committee (train with a committee section)")
+        return self.member_scaled_weights_ * self.target_scale_ / self.feature_scale_
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """Spherical components of every member, (K, n, 2λ+1)."""
+        X = self._check_X(X)
+        return np.einsum("nmp,kp->knm", X, self.member_coef_)
+
+    def predict_std(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated uncertainty alpha * std over the members of each spherical component, (n, 2λ+1)."""
+        return member_spread(self.predict_members(X), self.calibration_)
 
     @property
     def coef_(self) -> np.ndarray:
@@ -337,6 +389,9 @@ class EquivariantRidge:
             "target_scale": np.array(self.target_scale_),
         }
         params = {"class": "EquivariantRidge", **self.get_params(), "n_features": int(self.feature_scale_.size)}
+        if self.committee_size:
+            arrays["member_scaled_weights"] = self.member_scaled_weights_
+            params["committee_calibration"] = float(self.calibration_)
         return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
 
     @classmethod
@@ -352,5 +407,11 @@ class EquivariantRidge:
         model.target_scale_ = float(np.asarray(arrays["target_scale"]))
         if model.scaled_weights_.shape != model.feature_scale_.shape:
             raise ValueError("inconsistent EquivariantRidge arrays")
+        if "member_scaled_weights" in arrays:  # files written before committees have none
+            members = np.asarray(arrays["member_scaled_weights"], dtype=float)
+            if members.ndim != 2 or members.shape[1:] != model.scaled_weights_.shape:
+                raise ValueError("inconsistent EquivariantRidge arrays (committee member weights)")
+            model.member_scaled_weights_ = members
+            model.calibration_ = float(params["committee_calibration"])
         model._fitted = True
         return model

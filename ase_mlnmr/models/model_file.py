@@ -65,7 +65,9 @@ __all__ = [
 ]
 
 SCHEMA = "ase_mlnmr.model"
-SCHEMA_VERSION = 1
+#: 2: property models may carry a committee (``member_weights`` / ``member_scaled_weights``
+#: arrays and ``committee_calibration``); version-1 files load without one.
+SCHEMA_VERSION = 2
 METADATA_KEY = "__metadata__"
 _HASH_KEY = "sha256"
 _ALLOWED_KINDS = set("biufcUS")

@@ -43,6 +43,12 @@ Out-of-domain score: the Nyström residual r(x) = k(x, x) - k_xZ K_ZZ^-1 k_Zx
 first p pivots only (``rank=p``) it is the residual of the Nyström basis of those p points:
 the leading p x p block of L_Z is their Cholesky factor (a prefix of the same pivoted
 factorisation), so the cost drops from m^2 to p^2 per sample.
+
+Committee (``fit(..., member_rows=...)``, :mod:`ase_mlnmr.models.committee`): member k keeps
+the inducing points, L and the scalings and solves the same ridge problem on its rows S_k
+only, beta_k = (L_S^T L_S + eps I)^-1 L_S^T y_S, w_k = L_Z^-T beta_k; its predictions on the
+training rows are L beta_k (no kernel evaluation). The members are re-centred on the full
+weights; ``member_weights_`` (K, m, T) are extra weight columns on the same kernel block.
 """
 from __future__ import annotations
 
@@ -50,7 +56,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import blas, eigh, solve_triangular
+from scipy.linalg import blas, cho_factor, cho_solve, eigh, solve_triangular
+
+from .committee import calibration_factor, member_spread, recentred
 
 __all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "held_out_residuals", "KERNELS"]
 
@@ -356,6 +364,8 @@ class NystromKernelRidge:
         self.chunk_size = int(chunk_size)
         self._fitted = False
         self._solver: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.member_weights_: np.ndarray | None = None
+        self.calibration_: float | None = None
 
     # ------------------------------------------------------------------ preprocessing
     def _check_X(self, X: np.ndarray) -> np.ndarray:
@@ -386,12 +396,16 @@ class NystromKernelRidge:
         return self._preprocess(self._check_X(X))
 
     # ------------------------------------------------------------------------- fit
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "NystromKernelRidge":
+    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None) -> "NystromKernelRidge":
         """Select inducing points by pivoted Cholesky and solve for the weights.
 
         X: (N, D) features; y: (N,) or (N, T) targets (any units; predictions same units).
+        ``member_rows`` (K, N) bool: also fit a committee, member k on the rows where
+        ``member_rows[k]`` (see :func:`~ase_mlnmr.models.committee.committee_design`), and
+        its calibration factor from the rows each member did not see.
         """
         self._fitted = False
+        self.member_weights_ = self.calibration_ = None
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
@@ -447,7 +461,26 @@ class NystromKernelRidge:
         self._solver = (evals, evecs, evecs.T @ rhs)
         self._fitted = True
         self._solve()
+        if member_rows is not None:
+            self._fit_members(L, Ys, np.asarray(member_rows, dtype=bool))
         return self
+
+    def _fit_members(self, L: np.ndarray, Ys: np.ndarray, member_rows: np.ndarray) -> None:
+        """Member weights on the shared factor L (N x m) and the calibration factor."""
+        if member_rows.ndim != 2 or member_rows.shape[1] != L.shape[0]:
+            raise ValueError(f"member_rows must be (n_members, {L.shape[0]}), got {member_rows.shape}")
+        members, predictions = [], []
+        for rows in member_rows:
+            Ls = L[rows]
+            gram = blas.dsyrk(1.0, Ls, trans=1, lower=1)
+            gram[np.diag_indices_from(gram)] += max(self.ridge, PIVOT_FLOOR)
+            beta = cho_solve(cho_factor(gram, lower=True, overwrite_a=True, check_finite=False), Ls.T @ Ys[rows],
+                             check_finite=False)
+            predictions.append(L @ beta * self.y_std_ + self.y_mean_)
+            members.append(solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False))
+        targets = Ys * self.y_std_ + self.y_mean_
+        self.calibration_ = calibration_factor(np.array(predictions), targets, member_rows)
+        self.member_weights_ = recentred(np.array(members), self.weights_)
 
     def _solve(self) -> None:
         evals, evecs, proj = self._solver  # type: ignore[misc]
@@ -461,6 +494,8 @@ class NystromKernelRidge:
         """Re-solve the weights for another eps, reusing the fitted Gram eigenbasis."""
         if self._solver is None:
             raise RuntimeError("set_ridge needs a model fitted in this session (not loaded from arrays)")
+        if self.member_weights_ is not None:
+            raise RuntimeError("set_ridge would leave the committee members at the old ridge: refit instead")
         if ridge < 0:
             raise ValueError("ridge must be >= 0")
         self.ridge = float(ridge)
@@ -494,6 +529,28 @@ class NystromKernelRidge:
             out[start : start + K.shape[0]] = K @ self.weights_
         out = out * self.y_std_ + self.y_mean_
         return out[:, 0] if self._y_ndim == 1 else out
+
+    @property
+    def committee_size(self) -> int:
+        """Number of committee members (0 without a committee)."""
+        return 0 if self.member_weights_ is None else int(self.member_weights_.shape[0])
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """Member predictions (K, n) or (K, n, T): (k_xZ w_k) * std + mean, one kernel block."""
+        if not self.committee_size:
+            raise RuntimeError("the model has no committee (train with a committee section)")
+        Xt = self.transform(X)
+        K_, m, T = self.member_weights_.shape
+        columns = self.member_weights_.transpose(1, 0, 2).reshape(m, K_ * T)
+        out = np.empty((Xt.shape[0], K_, T))
+        for start, K in self._chunks(Xt):
+            out[start : start + K.shape[0]] = (K @ columns).reshape(-1, K_, T)
+        out = (out * self.y_std_ + self.y_mean_).transpose(1, 0, 2)
+        return out[..., 0] if self._y_ndim == 1 else out
+
+    def predict_std(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated uncertainty alpha * std over the members, shape as :meth:`predict`."""
+        return member_spread(self.predict_members(X), self.calibration_)
 
     def out_of_domain(self, X: np.ndarray, rank: int | None = None) -> np.ndarray:
         """Nyström residual r(x) = 1 - k_xZ K_ZZ^-1 k_Zx in [0, 1] (0 on the data, -> 1 far),
@@ -547,6 +604,9 @@ class NystromKernelRidge:
             "n_inducing_selected": self.n_inducing_,
             "residual_trace_per_sample": float(self.trace_history_[-1]) if self.trace_history_.size else 1.0,
         }
+        if self.committee_size:
+            arrays["member_weights"] = self.member_weights_
+            params["committee_calibration"] = float(self.calibration_)
         return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
 
     @classmethod
@@ -582,6 +642,12 @@ class NystromKernelRidge:
             raise ValueError("inconsistent Nyström arrays (inducing points, weights, chol_zz)")
         if model.x_mean_.shape != (model.inducing_points_.shape[1],):
             raise ValueError("inconsistent Nyström arrays (feature dimension)")
+        if "member_weights" in arrays:  # files written before committees have none
+            members = np.asarray(arrays["member_weights"], dtype=float)
+            if members.ndim != 3 or members.shape[1:] != model.weights_.shape:
+                raise ValueError("inconsistent Nyström arrays (committee member weights)")
+            model.member_weights_ = members
+            model.calibration_ = float(params["committee_calibration"])
         model._fitted = True
         return model
 

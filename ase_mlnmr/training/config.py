@@ -1,7 +1,7 @@
 """Training configuration: the one home of every default, and its validation.
 
 A config is a JSON object. Its sections (``descriptor``, ``ms_iso``, ``ms_aniso``,
-``ms_antisym``, ``efg``, ``ood``, ``selection``, ``rules``) hold settings whose name, type,
+``ms_antisym``, ``efg``, ``ood``, ``selection``, ``rules``, ``committee``) hold settings whose name, type,
 allowed values and default are declared once in :data:`SCHEMA`; ``species`` holds
 per-element overrides of the same sections plus ``properties``; ``neighbour_species``,
 ``calibration`` and ``isotopes`` complete it. :func:`validate_config` rejects unknown keys
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..descriptors import LambdaSOAP, SOAP, atomic_number_of, random_species_mixing
+from ..models.committee import MIN_COMMITTEE_SIZE
 from ..nmr_model import PROPERTIES
 
 __all__ = ["ConfigError", "Option", "SCHEMA", "SECTIONS", "DEFAULT_CONFIG", "ALPHA_GRID",
@@ -79,6 +80,20 @@ def _boolean(none: bool = False) -> Callable[[Any], Any]:
             raise ValueError(f"expected true or false, got {value!r}")
         return value
     return check
+
+
+def _committee_size(value: Any) -> int:
+    size = _number(None, integer=True)(value)
+    if size != 0 and size < MIN_COMMITTEE_SIZE:
+        raise ValueError(f"expected 0 (no committee) or at least {MIN_COMMITTEE_SIZE} members, got {value!r}")
+    return size
+
+
+def _fraction(value: Any) -> float:
+    fraction = _number(0.0)(value)
+    if fraction >= 1.0:
+        raise ValueError(f"expected a fraction strictly between 0 and 1, got {value!r}")
+    return fraction
 
 
 def _radial_scaling(value: Any) -> Any:
@@ -159,6 +174,13 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "min_sites": Option(10, "integer >= 1", _number(0, integer=True)),
         "max_abs_shielding_ppm": Option(1e5, "number > 0", _number(0.0)),
         "max_abs_efg_au": Option(1e3, "number > 0", _number(0.0)),
+    },
+    "committee": {
+        "size": Option(0, f"0 (off) or an integer >= {MIN_COMMITTEE_SIZE}: members per property model",
+                       _committee_size),
+        "fraction": Option(0.5, "fraction of the groups (structures) each member is fitted on, in (0, 1)",
+                           _fraction),
+        "seed": Option(0, "an integer (the draw of the members' groups)", _number(None, integer=True)),
     },
 }
 

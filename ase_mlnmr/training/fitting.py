@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..descriptors import LambdaSOAP, SOAP, atomic_number_of
+from ..models.committee import CommitteeSettings, committee_design
 from ..models.linear import EquivariantRidge, RidgeRegression
 from ..models.model_file import make_provenance
 from ..models.nystrom import NystromKernelRidge
@@ -156,6 +157,14 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
     regressor = build_regressor(prop, config, features)
     targets = regression_targets(prop, selection.tensors)
     settings = section_settings(prop, config)
+    committee = CommitteeSettings(**section_settings("committee", config))
+    try:
+        member_rows = committee_design(selection.groups, committee) if committee.size else None
+    except ValueError as error:
+        raise ConfigError(f"committee of {element} {prop}: {error}") from None
+    if member_rows is not None and isinstance(regressor, RidgeRegression):
+        raise ConfigError(f"{element} ms_iso: committees are available for the Nyström regressor, not "
+                          '"linear"; set committee.size to 0 or ms_iso.regressor to "nystrom"')
     if isinstance(regressor, EquivariantRidge) and settings["alpha"] == "auto":
         selection_settings = section_settings("selection", config)
         scaling = settings["feature_scaling"]
@@ -167,8 +176,12 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
                                           selection_settings["alpha_search"])
         regressor = fit_equivariant_ridge(grams, regressor.lam, chosen.feature_scaling, chosen.alpha,
                                           features, targets)
+    elif isinstance(regressor, NystromKernelRidge):
+        regressor.fit(features, targets, member_rows=member_rows)
     else:
         regressor.fit(features, targets)
+    if member_rows is not None and isinstance(regressor, EquivariantRidge):
+        regressor.fit_members(features, targets, member_rows)
     _check_fitted(regressor, f"{element} {prop}")
     return PropertyModel(element=element, prop=prop, descriptor=descriptor, regressor=regressor)
 
@@ -251,6 +264,7 @@ def train_model(
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     structure_indices: Sequence[int] | None = None,
+    structure_groups: Sequence[int] | None = None,
 ) -> NMRModel:
     """Fit property models for the elements and properties in ``config``.
 
@@ -259,12 +273,21 @@ def train_model(
     is trained with the properties the data allow, except those below ``rules`` (skipped
     with a :class:`SkippedTrainingWarning`). Raises :class:`TrainingDataError` when
     nothing is left to fit, a listed property lacks tensors, a target is non-finite or
-    absurd, or a fit gives non-finite parameters.
+    absurd, or a fit gives non-finite parameters. ``structure_groups`` (one label per
+    structure of ``dataset``, e.g. near-duplicate families) are the groups the committee
+    subsamples (default: the structures).
     """
     from tqdm import tqdm
 
     config = validate_config(config)
     data = dataset if structure_indices is None else dataset.subset(structure_indices)
+    if structure_groups is not None:  # one label per structure of ``dataset``: the committee's groups
+        structure_groups = np.asarray(structure_groups)
+        if structure_groups.shape != (len(dataset),):
+            raise ValueError(f"structure_groups needs one label per structure ({len(dataset)}), "
+                             f"got shape {structure_groups.shape}")
+        if structure_indices is not None:
+            structure_groups = structure_groups[np.asarray(structure_indices, dtype=np.int64)]
     if len(data) == 0:
         raise TrainingDataError("nothing to fit: the training set has no structures")
     if not any(data.n_tensors(p) for p in ("ms", "efg")):
@@ -287,7 +310,7 @@ def train_model(
     bar = tqdm(tasks, desc="training", unit="model", disable=not progress)
     for element, prop, settings in bar:
         bar.set_postfix_str(f"{element} {prop}")
-        selection = data.select(SOURCE_TENSOR[prop], element)
+        selection = data.select(SOURCE_TENSOR[prop], element, structure_groups)
         models.append(fit_property_model(element, prop, data, selection, neighbours, settings))
     ood = {}
     for element in dict.fromkeys(element for element, _, _ in tasks):
