@@ -257,7 +257,7 @@ def reference_frequency(isotope: IsotopeLike, b0_tesla: float) -> np.ndarray:
     b0 = np.asarray(b0_tesla, dtype=float)
     if np.any(~(b0 > 0)):
         raise ValueError("B0 must be positive (tesla)")
-    return _scalar(iso.xi_percent / 100.0 * H1_TMS_MHZ_PER_T * b0)
+    return scalar_if_0d(iso.xi_percent / 100.0 * H1_TMS_MHZ_PER_T * b0)
 
 
 def field_from_proton_frequency(nu_1h_MHz: float) -> float:
