@@ -124,6 +124,7 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
         write_glass_data(random_glass_box(settings), lammps / "random.data")
         (lammps / "melt.in").write_text(melt_quench_input("random.data", "glass.data", settings))
         log = run_lammps(lammps / "melt.in", settings.mpi_ranks, show if progress else None)
+        files[str(lammps / "random.data")] = "random NaAlSi3O8 box, start of the melt (LAMMPS data file)"
         files[str(lammps / "melt.in")] = "LAMMPS input: melt-quench (Pedone 2006 potential)"
         files[str(log)] = "LAMMPS log of the melt-quench"
         files[str(lammps / "glass.data")] = "the quenched glass (LAMMPS data file)"
@@ -141,7 +142,7 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
 
         stage("EFG correlation and scaling factors: the fix's acf_file, cross-checked by the trajectory tool")
         tool = analyse_dump(md.trajectory, model, output / "trajectory", settings.timestep_fs, progress=progress)
-        for path in sorted((output / "trajectory").glob("*.*")):
+        for path in sorted(p for p in (output / "trajectory").rglob("*") if p.is_file()):
             files[str(path)] = "trajectory tool output (docs/trajectory.md)"
         fix = fix_scaling(md.acf)
         rows = compare_scaling(fix, tool.scaling)
@@ -158,7 +159,8 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
         files[str(report.plot_correlations(tables, plateaus, output / "plots" / "g_efg.png"))] = \
             "G_EFG(s) per element with its plateau: fix and trajectory tool"
         last = _last_frame(md.trajectory)
-        table = prediction_table(last, attach_nmr_tensors(last, model, unknown_species="skip"))
+        prediction = attach_nmr_tensors(last, model, unknown_species="skip")
+        table = prediction_table(last, prediction)
 
     stage("²⁷Al MAS, ¹⁷O MAS and ¹⁷O 3QMAS spectra" + ("" if ase_only else ", with and without vibrational scaling"))
     sites = {"27Al": _sites(table, "Al", "27Al"), "17O": _sites(table, "O", "17O")}
@@ -190,11 +192,8 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
     files[str(report.write_csv(output / "tables" / "out_of_domain.csv", ood_rows))] = \
         "fraction of atoms over the out-of-domain threshold"
     if last is not None:
-        keep = [i for i, s in enumerate(last.get_chemical_symbols()) if s in ("Al", "O")]
-        subset = last[keep]
-        attach_nmr_tensors(subset, model)
-        files[str(_write_magres(subset, output / "glass_last_frame_Al_O.magres"))] = \
-            "last MD frame, Al and O atoms with predicted σ and EFG (magres; Si, Na have no model)"
+        files[str(_write_magres(last, prediction, output / "glass_last_frame_Al_O.magres"))] = \
+            "last MD frame: the Al and O atoms with the σ and EFG predicted in the whole frame (magres)"
     summary_path = output / "summary.txt"
     files[str(summary_path)] = "this summary (the table printed at the end)"
     files[str(output / "summary.json")] = "the same list of files, the held-out AlO4-AlO6 gap, as JSON"
@@ -206,6 +205,14 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
     return DemoResult(files=files, summary=summary, scaling=scaling)
 
 
-def _write_magres(atoms, path: Path) -> Path:
-    write(path, atoms, format="magres")
+def _write_magres(atoms, prediction, path: Path) -> Path:
+    """Magres file of the atoms that have a model (Al, O), with the tensors predicted in
+    the whole frame. Si and Na are left out: ASE's magres reader cannot read blocks with
+    missing atoms back (README, "Limitations")."""
+    keep = np.flatnonzero(prediction.ms_mask & prediction.efg_mask)
+    subset = atoms[keep]
+    for name, values in (("ms", prediction.ms), ("efg", prediction.efg)):
+        subset.arrays.pop(name, None)
+        subset.new_array(name, np.asarray(values[keep], dtype=float))
+    write(path, subset, format="magres")
     return path

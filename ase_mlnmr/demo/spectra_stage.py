@@ -32,13 +32,14 @@ class DemoSpectrum:
 
 
 def spectrum_window(sites: Sites, spectrometer: Spectrometer, margin_ppm: float = 40.0) -> tuple[float, float]:
-    """ppm range holding every site's central-transition line: from min(δiso + 4·δQIS)
-    (δQIS < 0, the MAS line reaches a few δQIS below δiso) to max(δiso) (+ a margin), so
-    the area-normalised spectrum loses nothing at the edges."""
+    """ppm range holding every site's line: from min(δiso + 4·δQIS) (δQIS < 0: the MAS
+    central-transition line reaches a few δQIS below δiso) to max(δiso − δQIS) (the 3QMAS
+    isotropic position δiso − (10/17)δQIS lies above δiso), plus a margin, so the
+    area-normalised spectrum loses nothing at the edges."""
     qis = quadrupolar_induced_shift(quadrupolar_product(sites.cq_MHz, sites.eta_q), sites.isotope.name,
                                     spectrometer.b0_tesla)
     low = float(np.min(sites.delta_iso_ppm + 4.0 * np.atleast_1d(qis))) - margin_ppm
-    high = float(np.max(sites.delta_iso_ppm)) + margin_ppm
+    high = float(np.max(sites.delta_iso_ppm - np.atleast_1d(qis))) + margin_ppm
     return low, high
 
 
