@@ -20,10 +20,11 @@ BIAS_PER_UNIT_DECAY = 7e-4
 
 def analyse_dump(dump: Path, model, output: Path, timestep_fs: float, progress: bool = True) -> TrajectoryResults:
     """Run the trajectory tool on the dumped positions: it predicts every frame with
-    ``NMRModel.predict`` (Si and Na skipped) and writes its files into ``output``."""
+    ``NMRModel.predict`` (Si and Na skipped) and writes its files into ``output`` (not its
+    own plots: the report draws them, with the demo's disclaimer)."""
     return run_trajectory(dump, model, output, type_map=dict(enumerate(SPECORDER, start=1)),
                           timestep_fs=timestep_fs, unknown_species="skip",
-                          options=AnalysisOptions(n_blocks=8), progress=progress)
+                          options=AnalysisOptions(n_blocks=8), plots=False, progress=progress)
 
 
 def fix_scaling(acf_file: Path) -> dict[str, dict]:
