@@ -81,7 +81,11 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
     show(DISCLAIMER)
 
     stage("training Al and O models on mp_al27 (σiso + δiso calibration, EFG)")
-    trained = train_models(output / "model", settings.cv_folds, progress=progress, show=show)
+    trained = train_models(output / "model", settings.cv_folds, progress=progress, show=show,
+                           predictions_folder=output)
+    for path in trained.held_out_files:
+        files[str(path)] = ("held-out crystals: per-atom σiso, δiso, CQ, η, OOD (model trained on the other 10)"
+                            if path.suffix == ".csv" else "held-out crystal with predicted σ and EFG (magres)")
     model = trained.model
     isotopes = trained.config["isotopes"]
     files[str(trained.model_path)] = "model file (npz + JSON metadata, SHA-256): Al, O σiso + EFG, calibrations"
@@ -104,18 +108,15 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
 
     scaling = {"Al": 1.0, "O": 1.0}
     if ase_only:
-        stage("ASE only: predicting the held-out crystals (no LAMMPS, no MD, no vibrational scaling)")
-        from ..examples import load_mp_al27
-        from .training_stage import held_out_split
-
-        data = load_mp_al27()
-        structures = [data.structures[k].copy() for k in held_out_split(data)[1]]
+        stage("ASE only: the held-out crystals as predicted by the model trained on the other 10 (no LAMMPS, "
+              "no MD, no vibrational scaling)")
         table = []
-        for k, atoms in enumerate(structures):
+        for atoms in trained.held_out_structures:
+            atoms = atoms.copy()
             for name in ("ms", "efg"):
                 atoms.arrays.pop(name, None)
-            table += [{"structure": atoms.get_chemical_formula(), **row}
-                      for row in prediction_table(atoms, attach_nmr_tensors(atoms, model, unknown_species="skip"))]
+            prediction = attach_nmr_tensors(atoms, trained.held_out_model, unknown_species="skip")
+            table += [{"structure": atoms.get_chemical_formula(), **row} for row in prediction_table(atoms, prediction)]
         last = None
     else:
         stage(f"melt–quench of NaAlSi3O8 × {settings.n_formula_units} "

@@ -46,6 +46,9 @@ class TrainingResult:
     held_out_metrics: dict
     held_out_pairs: dict[str, PairedTensors]
     gap: dict = field(default_factory=dict)  # AlO4 − AlO6 δiso, predicted and DFT
+    held_out_model: NMRModel | None = None  # trained on the 10 other crystals
+    held_out_structures: list = field(default_factory=list)
+    held_out_files: list = field(default_factory=list)  # magres per crystal + predictions.csv
 
 
 def o17_water_calibration(data: TensorDataset) -> dict[str, float]:
@@ -63,10 +66,9 @@ def o17_water_calibration(data: TensorDataset) -> dict[str, float]:
 
 
 def demo_config(data: TensorDataset) -> dict:
-    """Training config: σiso (Nyström) + EFG for Al and O, every element of the set as a
-    density channel (so cross-validation folds may hold out an element), calibrations."""
+    """Training config: σiso (Nyström) + EFG for Al and O, calibrations; the density
+    channels are the elements of the training crystals (the default)."""
     return {
-        "neighbour_species": sorted({s for atoms in data.structures for s in atoms.get_chemical_symbols()}),
         "descriptor": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.5, "mixing_channels": 4},
         "species": {"Al": {"properties": ["ms_iso", "efg"]}, "O": {"properties": ["ms_iso", "efg"]}},
         "ms_iso": {"n_inducing": 200, "ridge": 1e-4},
@@ -115,9 +117,11 @@ def _dft_al_delta(data: TensorDataset, k: int, calibration: dict) -> np.ndarray:
     return -calibration["slope"] * (sigma - calibration["sigma_ref"])
 
 
-def train_models(output: Path, cv_folds: int, progress: bool = True, show=print) -> TrainingResult:
-    """Cross-validate, check on held-out crystals, then train the final model on all 13
-    crystals and save it as ``output/mp_al27_model.npz``."""
+def train_models(output: Path, cv_folds: int, progress: bool = True, show=print,
+                 predictions_folder: Path | None = None) -> TrainingResult:
+    """Cross-validate, check on held-out crystals (their predictions, magres files and
+    ``predictions.csv`` go to ``predictions_folder``), then train the final model on all
+    13 crystals and save it as ``output/mp_al27_model.npz``."""
     data = load_mp_al27(oxides_only=True)
     config = demo_config(data)
     calibration = config["calibration"]
@@ -126,16 +130,27 @@ def train_models(output: Path, cv_folds: int, progress: bool = True, show=print)
     for element, c in calibration.items():
         show(f"  δiso calibration {element}: δ = −a(σiso − σref), a = {c['slope']:g}, σref = {c['sigma_ref']:.1f} ppm on "
              f"AlCl3·6H2O ({'Al(H2O)6 3+' if element == 'Al' else 'its water O'} at δ = 0, IUPAC 2001)")
-    cv = cross_validate_model(data, config, n_splits=cv_folds, progress=progress)
+    # every element of the set as a density channel, so that a fold may hold one out
+    every_element = sorted({s for atoms in data.structures for s in atoms.get_chemical_symbols()})
+    cv = cross_validate_model(data, {**config, "neighbour_species": every_element}, n_splits=cv_folds,
+                              progress=progress)
     means = {p: {e: {m: v["mean"] for m, v in row.items()} for e, row in per.items()}
              for p, per in cv["summary"].items()}
-    show(f"  {cv_folds}-fold cross-validation over the 13 crystals (mean of folds):")
+    show(f"  {cv_folds}-fold cross-validation over the 13 crystals (mean of folds; density channels: all "
+         f"{len(every_element)} elements of the set):")
     show(metrics_table(means))
     train, test = held_out_split(data)
     held_model = NMRModel.train(data, config, progress=False, structure_indices=train)
     held_out = data.subset(np.array(test))
     metrics, pairs = evaluate(held_model, held_out)
     names = [atoms.get_chemical_formula() for atoms in held_out.structures]
+    written: list[Path] = []
+    if predictions_folder is not None:
+        from ..cli import predict_structures
+
+        written = predict_structures(held_model, [atoms.copy() for atoms in held_out.structures],
+                                     [f"{name}_{k}" for name, k in zip(names, test)], predictions_folder,
+                                     "magres", "skip", quiet=not progress)
     predicted = [held_model.predict(atoms, unknown_species="skip").delta_iso[atoms.numbers == 13] for atoms in held_out.structures]
     gap = {"predicted": coordination_gap(held_out.structures, lambda k: predicted[k]),
            "dft": coordination_gap(held_out.structures, lambda k: _dft_al_delta(held_out, k, calibration["Al"])),
@@ -148,4 +163,5 @@ def train_models(output: Path, cv_folds: int, progress: bool = True, show=print)
     model = NMRModel.train(data, config, progress=progress)
     model_path = model.save(output / "mp_al27_model.npz",
                             extra_metadata={"cross_validation": {"n_splits": cv_folds, "summary": cv["summary"]}})
-    return TrainingResult(model, Path(model_path), config, cv["summary"], names, metrics, pairs, gap)
+    return TrainingResult(model, Path(model_path), config, cv["summary"], names, metrics, pairs, gap,
+                          held_model, [data.structures[k] for k in test], written)
