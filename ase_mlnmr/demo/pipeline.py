@@ -73,7 +73,7 @@ def run_demo(output: str | Path = "ase_mlnmr_demo", quick: bool = False, ase_onl
     """Run the demo into ``output``; returns the files written (see module docstring)."""
     settings = settings or (QUICK if quick else FULL)
     output = Path(output)
-    for sub in ("model", "lammps", "trajectory", "spectra", "plots", "tables"):
+    for sub in ("model", "spectra", "plots", "tables") + (() if ase_only else ("lammps",)):
         (output / sub).mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
     stage = _Stages(4 if ase_only else 6, show)
