@@ -82,7 +82,7 @@ def run_md(folder: Path, glass_data: Path, model_file: Path, settings: DemoSetti
         if "not wired" in text:
             raise FixNotAvailableError(
                 "fix nmr/ml is registered but not yet wired to the ase_mlnmr evaluator and streaming correlator "
-                "in this build (docs/lammps_fix.md, 'Status'): it stops at its first sample, so stages 3-5 have no "
+                "in this build (docs/lammps_fix.md, 'Status'): it stops at its first sample, so the correlation, spectra and report stages have no "
                 f"on-the-fly EFG correlation (acf_file) to work from. LAMMPS said:\n{text}\n"
                 "Run `ase-mlnmr demo --ase-only` meanwhile.") from error
         if "nmr/ml" in text and ("Unrecognized fix style" in text or "Unrecognised fix style" in text):
