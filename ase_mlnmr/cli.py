@@ -2,7 +2,7 @@
 
 Commands
 --------
-demo      the main job on the embedded default: train on mp_al27, predict held-out crystals
+demo      the main job on the embedded default: mp_al27 models, glass MD with fix nmr/ml, spectra
 train     fit a model on DFT tensors (magres / extended XYZ) and a JSON config
 evaluate  metrics table and parity plots (PNG) of a model on DFT tensors
 predict   tensors for structures: magres or extended XYZ, plus a per-atom CSV of δiso, CQ, η
@@ -270,50 +270,16 @@ def command_predict(args: argparse.Namespace) -> int:
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    """Train Al/O EFG and Al σ models on 10 embedded mp_al27 oxides, predict the other 3.
+    """The main job on the embedded default (:mod:`ase_mlnmr.demo`)."""
+    from .demo import run_demo
+    from .demo.md_stage import FixNotAvailableError
+    from .demo.lammps_runner import LammpsRunError
 
-    The set's VASP ``ms`` numbers are −σ (read with ``ms_convention='shift'``); δiso of
-    27Al is referenced on its AlCl3·6H2O (Al(H2O)6^3+, δ = 0 ppm) with slope 1
-    (:func:`ase_mlnmr.examples.mp_al27_al_calibration`), so AlO4 sites read above AlO6.
-    """
-    from .training.evaluation import evaluate, metrics_table, parity_plots
-    from .examples import load_mp_al27, mp_al27_al_calibration
-    from .nmr_model import NMRModel
-
-    output = _check_output_folder(args.output)
-    data = load_mp_al27(oxides_only=True)
-    elements = [set(atoms.get_chemical_symbols()) for atoms in data.structures]
-    test: list[int] = []
-    for candidate in reversed(range(len(data))):  # held-out crystals whose elements training has seen
-        others = set().union(*(elements[j] for j in range(len(data)) if j != candidate and j not in test))
-        if elements[candidate] <= others and len(test) < 3:
-            test.append(candidate)
-    test.sort()
-    train = [i for i in range(len(data)) if i not in test]
-    config = {
-        "descriptor": {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.5, "mixing_channels": 4},
-        "species": {"Al": {"properties": ["ms_iso", "ms_aniso", "efg"]}, "O": {"properties": ["efg"]}},
-        "ms_iso": {"n_inducing": 200, "ridge": 1e-4},
-        "efg": {"alpha": 1e-3},
-        "ms_aniso": {"alpha": 1e-3},
-        "calibration": {"Al": mp_al27_al_calibration(data)},
-    }
-    print(f"embedded default: mp_al27 (MIT), {len(data)} Al-bearing oxides; training on {len(train)}, "
-          f"predicting {len(test)} held-out crystals; VASP's ms read as −σ, 27Al δiso referenced on "
-          f"AlCl3·6H2O (σref = {config['calibration']['Al']['sigma_ref']:.1f} ppm, slope 1)")
-    model = NMRModel.train(data, config, progress=not args.quiet, structure_indices=train)
-    model_path = model.save(output / "mp_al27_demo_model.npz")
-    held_out = data.subset(test)
-    metrics, pairs = evaluate(model, held_out)
-    print("held-out errors against VASP (a tiny, diverse training set: a pipeline check, not a benchmark):")
-    print(metrics_table(metrics))
-    names = [f"{atoms.get_chemical_formula()}_{k}" for k, atoms in zip(test, held_out.structures)]
-    structures = [atoms.copy() for atoms in held_out.structures]
-    written = predict_structures(model, structures, names, output, "magres", "skip", args.quiet)
-    plots = parity_plots(pairs, output)
-    print(f"model: {model_path}")
-    print("predictions: " + ", ".join(str(p) for p in written))
-    print("parity plots: " + ", ".join(str(p) for p in plots))
+    _check_output_folder(args.output)
+    try:
+        run_demo(args.output, quick=args.quick, ase_only=args.ase_only, quiet=args.quiet)
+    except (FixNotAvailableError, LammpsRunError) as error:
+        raise CommandError(str(error)) from error
     return 0
 
 
@@ -321,8 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ase-mlnmr", description="Machine-learned solid-state NMR tensors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="train on the embedded mp_al27 oxides and predict held-out crystals")
+    demo = commands.add_parser("demo", help="the main job on the embedded default: train on mp_al27, glass MD with "
+                                            "fix nmr/ml, EFG correlation, spectra, report")
     demo.add_argument("-o", "--output", default="ase_mlnmr_demo", help="output folder (default ase_mlnmr_demo)")
+    demo.add_argument("--quick", action="store_true", help="fewer atoms and steps (~300-atom glass)")
+    demo.add_argument("--ase-only", action="store_true",
+                      help="no LAMMPS: train, predict the held-out crystals, spectra without vibrational scaling")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=command_demo)
 
