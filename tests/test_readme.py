@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ase_mlnmr
 import numpy as np
 import pytest
 from ase.io import write
@@ -25,6 +26,8 @@ from trajectory_helpers import write_dump
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ROOT = README.parent
+#: where the imported (built or installed) package lives: subprocesses must import the same one
+PACKAGE_ROOT = Path(ase_mlnmr.__file__).resolve().parents[1]
 COMMANDS = ("python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/ase-mlnmr demo",
             'python3 -m venv .venv && .venv/bin/pip install ".[test]" && .venv/bin/pytest')
 
@@ -100,7 +103,7 @@ def run_shell_snippets(snippet_folder: Path) -> None:
     for line in commands:
         argv = [sys.executable, "-m", "ase_mlnmr.cli"] + shlex.split(line)[1:]
         done = subprocess.run(argv, cwd=snippet_folder, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
         assert done.returncode == 0, (line, done.stderr[-2000:])
     assert (snippet_folder / "my_model.npz").exists() and (snippet_folder / "parity").is_dir()
     assert (snippet_folder / "predictions" / "predictions.csv").exists()

@@ -84,7 +84,7 @@ def test_ms_convention_is_explicit_and_validated(tmp_path, shared_data):
 
 
 def test_demo_puts_tetrahedral_al_above_octahedral_on_the_shift_axis(tmp_path):
-    assert main(["demo", "-o", str(tmp_path / "demo"), "-q"]) == 0
+    assert main(["demo", "--ase-only", "-o", str(tmp_path / "demo"), "-q"]) == 0
     rows = [r for r in csv.DictReader(open(tmp_path / "demo" / "predictions.csv")) if r["element"] == "Al"]
     oxides = load_mp_al27()
     shifts: dict[int, list[float]] = {4: [], 6: []}

@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import ase_mlnmr
 import numpy as np
 import pytest
 
@@ -23,7 +24,6 @@ from ase_mlnmr.nmr_model import NMRModel
 
 from synthetic_data import synthetic_dataset
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = {
     "descriptor": {"r_cut": 4.0, "n_max": 3, "l_max": 2, "sigma": 0.5},
     "ms_iso": {"n_inducing": 30},
@@ -207,7 +207,7 @@ def test_signal_during_save_leaves_no_temporary_file(tmp_path, signum):
         save_model({str(tmp_path / "m.npz")!r}, {{"w": np.ones(1000)}}, {{}})
         time.sleep(30)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPOSITORY,
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(ase_mlnmr.__file__).resolve().parents[1],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         for _ in range(6000):

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import ase_mlnmr
 import numpy as np
 import pytest
 from ase import Atoms
@@ -24,12 +25,11 @@ from ase_mlnmr.descriptors import SOAP
 
 from conftest import random_structure
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (a segfault shows as a failed test, not a dead run)."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPOSITORY,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=Path(ase_mlnmr.__file__).resolve().parents[1],
                           capture_output=True, text=True, timeout=600)
 
 

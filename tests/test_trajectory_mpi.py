@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ase_mlnmr
 import numpy as np
 import pytest
 
@@ -18,7 +19,6 @@ pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 if MPIEXEC is None:
     pytest.skip("no mpiexec", allow_module_level=True)
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _run(ranks: int, model: Path, trajectory: Path, output: Path) -> subprocess.CompletedProcess:
@@ -28,7 +28,7 @@ def _run(ranks: int, model: Path, trajectory: Path, output: Path) -> subprocess.
                "--levels", "5", "--blocks", "3", *timing]
     if ranks > 1:
         command = [MPIEXEC, "-n", str(ranks)] + command
-    env = {**os.environ, "PYTHONPATH": str(REPOSITORY) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(Path(ase_mlnmr.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)  # a deadlock fails the test
 
 
