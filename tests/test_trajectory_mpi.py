@@ -29,7 +29,9 @@ def _run(ranks: int, model: Path, trajectory: Path, output: Path) -> subprocess.
     if ranks > 1:
         command = [MPIEXEC, "-n", str(ranks)] + command
     env = {**os.environ, "PYTHONPATH": str(Path(ase_mlnmr.__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)  # a deadlock fails the test
+    # run outside the checkout: "-c" puts the working folder first on sys.path, which must not shadow the package
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,  # a deadlock fails the test
+                          cwd=Path(output).parent)
 
 
 def test_two_and_three_ranks_equal_serial_exactly(tmp_path):
