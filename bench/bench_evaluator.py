@@ -47,6 +47,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from shared_data import shared_dir  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent / "tests"))
+from legacy_model_files import save_in_245de03_layout  # noqa: E402
+
 BOX = shared_dir() / "reference" / "bench_box_na2si2o5_14400.extxyz"
 SIZES = {"Na": 1000, "Si": 2000, "O": 4000}
 RESULTS = HERE / "results"
@@ -100,30 +103,6 @@ def build_model(box):
                                             "target_scale": np.array(1.0)}, {"lam": 2})
         models.append(PropertyModel(element, "efg", lam, efg))
     return NMRModel(models, ood, ood_reference=reference, ood_rank=rank)
-
-
-def save_old_layout(model, path) -> None:
-    """The model in the file layout commit 245de03 reads (OOD arrays duplicated, dense factor)."""
-    from ase_mlnmr.models.model_file import save_model
-
-    arrays, components, ood = {}, [], []
-    for k, ((element, prop), component) in enumerate(sorted(model.models.items())):
-        model_arrays, meta = component.to_arrays()
-        if "chol_zz_packed" in model_arrays:
-            model_arrays.pop("chol_zz_packed")
-            model_arrays["chol_zz"] = component.regressor.chol_zz_
-        arrays.update({f"m{k}__{name}": value for name, value in model_arrays.items()})
-        components.append({"prefix": f"m{k}__", **meta})
-    for k, (element, (descriptor, nystrom)) in enumerate(sorted(model.ood_models.items())):
-        model_arrays, params = nystrom.to_arrays()
-        model_arrays.pop("chol_zz_packed")
-        model_arrays["chol_zz"] = nystrom.chol_zz_
-        arrays.update({f"ood{k}__{name}": value for name, value in model_arrays.items()})
-        ood.append({"prefix": f"ood{k}__", "element": element, "descriptor": descriptor.get_parameters(),
-                    "regressor_params": params})
-    save_model(path, arrays, {"kind": "ase_mlnmr.NMRModel", "units": {"ms": "ppm", "efg": "au"},
-                              "species": model.elements, "components": components, "ood_components": ood,
-                              "calibration": {}, "isotopes": {}})
 
 
 def build_before_tree(folder: Path) -> Path:
@@ -287,7 +266,7 @@ def main() -> None:
         results["file_MiB"] = path.stat().st_size / 2**20
         if not args.no_before:
             old = tmp / "model_245de03.npz"
-            save_old_layout(model, old)
+            save_in_245de03_layout(model, old)
             results["file_245de03_MiB"] = old.stat().st_size / 2**20
             tree = build_before_tree(tmp)
             results["before"] = run_worker(old, tree)

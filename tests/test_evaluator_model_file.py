@@ -13,40 +13,17 @@ from ase import Atoms
 
 from ase_mlnmr.calculator import NMRCalculator
 from ase_mlnmr.core.spherical_tensors import l2_to_symmetric_traceless
-from ase_mlnmr.models.model_file import save_model
 from ase_mlnmr.nmr.shielding import haeberlen
 from ase_mlnmr.nmr_model import DEFAULT_OOD_THRESHOLD, NMRModel
 
 from conftest import random_structure
 from synthetic_data import synthetic_dataset
+from legacy_model_files import save_in_245de03_layout
 from test_evaluator import build_model
 
 
 def _fields(prediction):
     return {k: v for k, v in vars(prediction).items() if isinstance(v, np.ndarray)}
-
-
-def _save_in_245de03_layout(model: NMRModel, path) -> None:
-    """The layout NMRModel.save wrote at commit 245de03: OOD arrays duplicated, dense chol_zz."""
-    arrays, components, ood = {}, [], []
-    for k, ((element, prop), component) in enumerate(sorted(model.models.items())):
-        model_arrays, meta = component.to_arrays()
-        if "chol_zz_packed" in model_arrays:
-            model_arrays.pop("chol_zz_packed")
-            model_arrays["chol_zz"] = component.regressor.chol_zz_
-        arrays.update({f"m{k}__{name}": value for name, value in model_arrays.items()})
-        components.append({"prefix": f"m{k}__", **meta})
-    for k, (element, (descriptor, nystrom)) in enumerate(sorted(model.ood_models.items())):
-        model_arrays, params = nystrom.to_arrays()
-        model_arrays.pop("chol_zz_packed")
-        model_arrays["chol_zz"] = nystrom.chol_zz_
-        arrays.update({f"ood{k}__{name}": value for name, value in model_arrays.items()})
-        ood.append({"prefix": f"ood{k}__", "element": element, "descriptor": descriptor.get_parameters(),
-                    "regressor_params": params})
-    metadata = {"kind": "ase_mlnmr.NMRModel", "units": {"ms": "ppm", "efg": "au"}, "species": model.elements,
-                "components": components, "ood_components": ood, "calibration": model.calibration,
-                "isotopes": model.isotopes}
-    save_model(path, arrays, metadata)
 
 
 def _array_names(path) -> list[str]:
@@ -75,7 +52,7 @@ def test_shared_nystrom_arrays_are_stored_once_and_packed(model, tmp_path):
 
 def test_files_in_the_old_layout_still_load(model, tmp_path):
     old = tmp_path / "old.npz"
-    _save_in_245de03_layout(model, old)
+    save_in_245de03_layout(model, old)
     assert "ood1__chol_zz" in _array_names(old)   # Si's OOD arrays duplicated, dense factor
     loaded = NMRModel.load(old)
     assert loaded.ood_models["Si"][1] is loaded.models[("Si", "ms_iso")].regressor   # shared again
