@@ -66,8 +66,11 @@ def residuals(regressor: NystromKernelRidge, features: np.ndarray, rank: int) ->
     return np.clip(1.0 - (phi**2).sum(axis=0), 0.0, 1.0)
 
 
-def reference_outputs(model, atoms, isotopes=None) -> dict[str, np.ndarray]:
-    """Every evaluator output per atom (NaN where absent), unknown elements skipped."""
+def reference_outputs(model, atoms, isotopes=None, coefficients=padded_coefficients) -> dict[str, np.ndarray]:
+    """Every evaluator output per atom (NaN where absent), unknown elements skipped.
+
+    ``coefficients(descriptor, atoms, centres)`` gives c[i, s, n, l, m + l_max]: by default
+    the core's expansion; an independent NumPy expansion makes the reference end to end."""
     n = len(atoms)
     symbols = np.array(atoms.get_chemical_symbols())
     out = {name: np.full((n,) + shape, np.nan) for name, shape in
@@ -84,7 +87,7 @@ def reference_outputs(model, atoms, isotopes=None) -> dict[str, np.ndarray]:
         parts = {}
         for prop in props:
             component = model.models[(element, prop)]
-            c = padded_coefficients(component.descriptor, atoms, centres)
+            c = coefficients(component.descriptor, atoms, centres)
             if prop == "ms_iso":
                 features = np.array([power_spectrum(ci) for ci in c])
                 parts[prop] = iso_values(component.regressor, features)
@@ -117,7 +120,7 @@ def reference_outputs(model, atoms, isotopes=None) -> dict[str, np.ndarray]:
             out["vzz"][centres], out["eta_q"][centres], out["cq"][centres] = q.vzz, q.eta, q.cq
         if element in model.ood_models:
             descriptor, regressor = model.ood_models[element]
-            c = padded_coefficients(descriptor, atoms, centres)
+            c = coefficients(descriptor, atoms, centres)
             features = np.array([power_spectrum(ci) for ci in c])
             rank = model.ood_rank.get(element, regressor.n_inducing_)
             r = residuals(regressor, features, rank)
