@@ -14,7 +14,7 @@ symmetrised on reading).
 Protocol
 --------
 * Outer loop: 5-fold grouped CV. Every Si site carries the group of its structure
-  (``venetos_dev_groups.csv``); :func:`ase_mlnmr.training.validation.fold_assignment` puts
+  (``venetos_dev_groups.csv``); :func:`ase_mlnmr.training.model_selection.fold_assignment` puts
   whole groups in one fold (groups in random order with seed ``SEED``, each to the fold
   holding the fewest Si sites so far), so a structure and its near-duplicate polymorphs
   are never split between training and test.
@@ -84,7 +84,7 @@ from ase_mlnmr.training.dataset import read_tensor_dataset, sha256_file  # noqa:
 from ase_mlnmr.descriptors import atomic_number_of  # noqa: E402
 from ase_mlnmr.training.evaluation import collect_predictions, shielding_metrics  # noqa: E402
 from ase_mlnmr.models.nystrom import NystromKernelRidge  # noqa: E402
-from ase_mlnmr.training.validation import fold_assignment  # noqa: E402
+from ase_mlnmr.training.model_selection import fold_assignment  # noqa: E402
 from ase_mlnmr.nmr.shielding import haeberlen  # noqa: E402
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 from ase_mlnmr.training.fitting import build_descriptor, build_regressor  # noqa: E402
