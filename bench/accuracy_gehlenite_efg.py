@@ -42,6 +42,13 @@ Baseline: featomic ``EquivariantPowerSpectrum`` (λ = 2, σ = +1, TensorProduct 
 featomic's ``cartesian_to_spherical`` and predictions back with ``spherical_to_cartesian``
 (the round trip and the equivariance of features and conversion are checked at start-up).
 
+This script holds the protocol, the featomic baseline and the report; the generic parts
+are the package's: the greedy staged search and the α walk
+(:func:`ase_mlnmr.training.model_selection.staged_search`, ``grid_walk``), the Gram-block
+ridge engine (:class:`ase_mlnmr.training.ridge_selection.FoldGrams`), the fold statistics
+(``fold_statistics``), the metrics (``ase_mlnmr.training.evaluation``) and the resumable
+cache and time budget (:mod:`ase_mlnmr.training.search_budget`).
+
 The search is expensive (tens of Cholesky factorisations of 1 000-7 000 wide Gram
 matrices per grid point); every inner-CV score, final fit and learning-curve point is
 cached in ``bench/results/gehlenite_cache/`` as soon as it is computed, and
@@ -65,7 +72,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -81,6 +87,7 @@ from ase_mlnmr.models.linear import solve_ridge  # noqa: E402
 from ase_mlnmr.nmr_model import regression_targets  # noqa: E402
 from ase_mlnmr.training.evaluation import efg_component_mae  # noqa: E402
 from ase_mlnmr.training.ridge_selection import FoldGrams  # noqa: E402
+from ase_mlnmr.training.model_selection import fold_statistics, grid_walk, staged_search  # noqa: E402
 from ase_mlnmr.training.search_budget import Budget, BudgetExceeded, ResultCache, short_hash  # noqa: E402
 from ase_mlnmr.training.search_budget import canonical_json as canonical  # noqa: E402
 from shared_data import shared_dir  # noqa: E402
@@ -89,7 +96,7 @@ SPECIES = ("Al", "O", "Ca", "Si")
 NEIGHBOURS = ("O", "Al", "Si", "Ca")  # the order NMRModel.train uses (atomic number)
 N_OUTER = 5
 LAMBDA = 2
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: results through ResultCache.get_or_compute
 # ridge alpha grid: half decades; ours: alpha of EquivariantRidge on its scaled problem;
 # baseline: alpha relative to the mean squared (scaled) feature value of the training set
 ALPHAS = [float(10.0 ** (e / 2)) for e in range(-16, 5)]  # 1e-8 .. 1e2
@@ -474,128 +481,79 @@ class BlockProvider:
 
 
 # ------------------------------------------------------------------------ search
-class Search:
-    """Greedy coordinate search per (species, outer fold) on inner-CV component MAE."""
+class InnerCV:
+    """Inner-CV scores of one method: the ridge of a (species, feature setting, variant,
+    α) trained without outer folds {k, j} and scored on fold j (the component MAE, a.u.),
+    each solve cached; the score of outer fold k is the mean over the four j. Features and
+    Gram blocks are built for one feature setting at a time (the package's
+    :func:`staged_search` hands the candidates over grouped by feature setting)."""
 
-    def __init__(self, method: str, grid: dict, context: Context, folds: list[int], cache: ResultCache,
-                 budget: Budget, log=print) -> None:
-        self.method, self.grid, self.context, self.folds = method, grid, context, folds
-        self.cache, self.budget, self.log = cache, budget, log
-        self.history: dict[str, dict[str, list]] = {sp: {str(k): [] for k in folds} for sp in SPECIES}
+    def __init__(self, method: str, context: Context, cache: ResultCache, budget: Budget, log=print) -> None:
+        self.method, self.context, self.cache, self.budget, self.log = method, context, cache, budget, log
+        self.provider: BlockProvider | None = None
         self.used_names: set[str] = set()
-        self.solve_seconds = 0.0
         self.n_solves = 0
 
-    def _cache_name(self, features: dict, species: str) -> str:
-        return f"inner_{self.method}_{species}_{short_hash(features)}"
+    def _provider(self, features: dict) -> BlockProvider:
+        if self.provider is None or self.provider.features != features:
+            self.close()
+            self.provider = BlockProvider(self.method, features, self.context, self.budget)
+            self._group_start = (time.perf_counter(), self.n_solves)
+        return self.provider
 
-    def _val(self, provider: BlockProvider, species: str, features: dict, variant: dict, fold: int, other: int,
-             alpha_index: int) -> float:
+    def close(self) -> None:
+        """Log the solves of the current feature setting and free its blocks."""
+        if self.provider is not None and self.n_solves > self._group_start[1]:
+            p = self.provider
+            self.log(f"  [{self.method}] {p.features}: {self.n_solves - self._group_start[1]} solves, "
+                     f"{time.perf_counter() - self._group_start[0]:.0f} s (features {p.seconds['features']:.0f} s, "
+                     f"gram {p.seconds['gram']:.0f} s)")
+        self.provider = None
+        gc.collect()
+
+    def pair_mae(self, species: str, features: dict, variant: dict, fold: int, other: int, alpha_index: int) -> float:
         """MAE on outer fold ``other`` of the model trained without folds {fold, other}."""
-        name = self._cache_name(features, species)
+        name = f"inner_{self.method}_{species}_{short_hash(features)}"
         self.used_names.add(name)
         entry = self.cache.load(name)
         entry.setdefault("features", features)
-        scores = entry.setdefault("scores", {})
-        key = f"{pair_key(fold, other)}|{canonical(variant)}|{alpha_index}"
-        if key not in scores:
-            self.budget.check("an inner-CV solve")
+
+        def solve() -> dict:
+            provider = self._provider(features)
             blocks = provider.blocks(species)
             columns, scale, relative = variant_columns(self.method, features, variant)
             train = [f for f in range(N_OUTER) if f not in (fold, other)]
             t0 = time.perf_counter()
             coef = blocks.coefficients(train, columns, scale, ALPHAS[alpha_index], relative)
-            scores[key] = {str(f): efg_component_mae(blocks.ref[f], blocks.predict(f, columns, coef))
-                           for f in (fold, other)}
-            elapsed = time.perf_counter() - t0
-            self.solve_seconds += elapsed
+            maes = {str(f): efg_component_mae(blocks.ref[f], blocks.predict(f, columns, coef)) for f in (fold, other)}
             seconds = entry.setdefault("seconds", {"solves": 0.0, "features_and_gram": 0.0})
-            seconds["solves"] += elapsed
+            seconds["solves"] += time.perf_counter() - t0
             built = provider.seconds["features"] + provider.seconds["gram"]
             seconds["features_and_gram"] += built - provider.charged
             provider.charged = built
             self.n_solves += 1
-            self.cache.mark(name)
-        return scores[key][str(other)]
+            return maes
 
-    def _score(self, provider, species, features, variant, fold, alpha_index) -> float:
-        return float(np.mean([self._val(provider, species, features, variant, fold, j, alpha_index)
-                              for j in range(N_OUTER) if j != fold]))
+        key = f"{pair_key(fold, other)}|{canonical(variant)}|{alpha_index}"
+        return self.cache.get_or_compute(name, key, solve, self.budget, "an inner-CV solve", flush=False)[str(other)]
 
-    def _alpha_walk(self, provider, species, features, variant, fold, start: int) -> tuple[int, float, dict]:
-        """Downhill walk on the alpha grid; a step must gain more than 0.1 %."""
-        seen: dict[int, float] = {}
+    def walk(self, species: str, fold: int, setting: dict, start: int) -> tuple[int, float, dict]:
+        """The package's downhill walk on the α grid (a step must gain more than 0.1 %)."""
+        features, variant = split_setting(self.method, setting)
 
-        def f(i: int) -> float:
-            if i < 0 or i >= len(ALPHAS):
-                return math.inf
-            if i not in seen:
-                seen[i] = self._score(provider, species, features, variant, fold, i)
-            return seen[i]
+        def score(i: int) -> float:
+            return float(np.mean([self.pair_mae(species, features, variant, fold, j, i)
+                                  for j in range(N_OUTER) if j != fold]))
 
-        i = start
-        while True:
-            here, left, right = f(i), f(i - 1), f(i + 1)
-            best_side = i - 1 if left <= right else i + 1
-            if min(left, right) < here * (1.0 - 1e-3):
-                i = best_side
-            else:
-                return i, here, {ALPHAS[k]: v for k, v in sorted(seen.items())}
+        try:
+            return grid_walk(score, len(ALPHAS), start, min_gain=1e-3)
+        finally:
+            self.cache.flush()  # an interrupted run keeps every finished solve
 
-    def run(self) -> dict:
-        start = dict(self.grid["start"])
-        state = {sp: {k: {"setting": dict(start), "alpha_index": ALPHA_START_INDEX, "score": math.inf}
-                      for k in self.folds} for sp in SPECIES}
-        stages = [("start", [None])] + list(self.grid["stages"])
-        for stage_entry in stages:
-            stage, values = stage_entry[0], stage_entry[1]
-            stage_species = stage_entry[2] if len(stage_entry) > 2 else SPECIES  # a stage may name its species
-            # candidates, grouped by feature setting so that features are built once
-            groups: dict[str, tuple[dict, list]] = {}
-            for sp in stage_species:
-                for k in self.folds:
-                    for value in values:
-                        setting = dict(state[sp][k]["setting"])
-                        if value is not None:
-                            setting[stage] = value
-                        features, variant = split_setting(self.method, setting)
-                        groups.setdefault(canonical(features), (features, []))[1].append((sp, k, setting, variant))
-            results: dict[tuple[str, int], list] = {}
-            for fkey in sorted(groups):
-                features, todo = groups[fkey]
-                provider = BlockProvider(self.method, features, self.context, self.budget)
-                t0 = time.perf_counter()
-                n0 = self.n_solves
-                try:
-                    for sp, k, setting, variant in sorted(todo, key=lambda t: (SPECIES.index(t[0]), t[1])):
-                        a0 = state[sp][k]["alpha_index"]
-                        i, score, curve = self._alpha_walk(provider, sp, features, variant, k, a0)
-                        results.setdefault((sp, k), []).append((score, setting, i, curve))
-                        self.cache.flush()  # an interrupted run keeps every finished walk
-                finally:
-                    self.cache.flush()
-                if self.n_solves > n0:
-                    self.log(f"  [{self.method}] stage {stage}: {features}: {self.n_solves - n0} solves, "
-                             f"{time.perf_counter() - t0:.0f} s (features {provider.seconds['features']:.0f} s, "
-                             f"gram {provider.seconds['gram']:.0f} s)")
-                del provider
-                gc.collect()
-            for (sp, k), candidates in results.items():
-                for score, setting, i, curve in candidates:
-                    self.history[sp][str(k)].append({"stage": stage, "setting": setting, "alpha": ALPHAS[i],
-                                                     "inner_mae": score, "alpha_curve": curve})
-                best = min(candidates, key=lambda c: c[0])
-                if best[0] < state[sp][k]["score"]:
-                    state[sp][k] = {"setting": best[1], "alpha_index": best[2], "score": best[0]}
-        chosen = {}
-        for sp in SPECIES:
-            chosen[sp] = {}
-            for k in self.folds:
-                s = state[sp][k]
-                chosen[sp][str(k)] = {"setting": s["setting"], "alpha": ALPHAS[s["alpha_index"]],
-                                      "inner_mae": s["score"],
-                                      "alpha_at_grid_edge": s["alpha_index"] in (0, len(ALPHAS) - 1)}
-        return chosen
+    def __call__(self, track: tuple[str, int], setting: dict, alpha_index: int) -> tuple[float, int, dict]:
+        """Score of one candidate of :func:`staged_search`; the hint is the α index."""
+        i, score, curve = self.walk(*track, setting, alpha_index)
+        return score, i, {"alpha": ALPHAS[i], "inner_mae": score, "alpha_curve": {ALPHAS[k]: v for k, v in curve.items()}}
 
     def tuning_seconds(self) -> dict:
         """CPU-side wall time spent on this search, summed over all runs (from the cache)."""
@@ -604,6 +562,24 @@ class Search:
             for k, v in self.cache.load(name).get("seconds", {}).items():
                 total[k] += v
         return total
+
+
+def search(method: str, grid: dict, context: Context, folds: list[int], inner: InnerCV) -> tuple[dict, dict]:
+    """Greedy staged search per (species, outer fold) with the package's
+    :func:`staged_search`; returns (chosen settings, history), both {species: {fold: ...}}."""
+    tracks = [(sp, k) for sp in SPECIES for k in folds]
+    stages = [stage if len(stage) < 3 else (stage[0], stage[1], [(sp, k) for sp in stage[2] for k in folds])
+              for stage in grid["stages"]]
+    try:
+        state, history = staged_search(tracks, grid["start"], stages, inner, hint=ALPHA_START_INDEX,
+                                       group_key=lambda setting: canonical(split_setting(method, setting)[0]))
+    finally:
+        inner.close()
+    chosen = {sp: {} for sp in SPECIES}
+    for (sp, k), best in state.items():
+        chosen[sp][str(k)] = {"setting": best["setting"], "alpha": ALPHAS[best["hint"]], "inner_mae": best["score"],
+                              "alpha_at_grid_edge": best["hint"] in (0, len(ALPHAS) - 1)}
+    return chosen, {sp: {str(k): history[(sp, k)] for k in folds} for sp in SPECIES}
 
 
 # -------------------------------------------------------------------- final fits
@@ -719,36 +695,23 @@ def cached_fit(cache: ResultCache, budget: Budget, label: str, method: str, cont
     settings, training and test cells), so grids that choose the same settings share it."""
     key = canonical({"chosen": {sp: {"setting": c["setting"], "alpha": c["alpha"]} for sp, c in chosen.items()},
                      "train": train_cells, "test": test_cells})
-    name = f"fit_{method}_{short_hash(key)}"
-    entry = cache.load(name)
-    if entry.get("key") != key:
-        budget.check(f"the fit {label}")
+
+    def fit() -> dict:
         from threadpoolctl import threadpool_limits
 
         t0 = time.perf_counter()
         with threadpool_limits(limits=1, user_api="blas"):  # timed: one thread, as the search may not be
             result = FIT_AND_SCORE[method](context, chosen, train_cells, test_cells)
         log(f"  {label}: {time.perf_counter() - t0:.0f} s")
-        entry.clear()
-        entry.update({"cache_version": CACHE_VERSION, "key": key, "result": result})
-        cache.mark(name)
-        cache.flush()
-    return entry["result"]
+        return result
+
+    return cache.get_or_compute(f"fit_{method}_{short_hash(key)}", key, fit, budget, f"the fit {label}")
 
 
 # ------------------------------------------------------------------ self-checks
-def random_rotation(seed: int) -> np.ndarray:
-    q = np.random.default_rng(seed).normal(size=4)
-    a, b, c, d = q / np.linalg.norm(q)
-    return np.array([
-        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-        [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-    ])
-
-
 def self_checks(context: Context, grid: dict) -> dict:
     """Basis conventions and solver equivalences, on a few cells (seconds)."""
+    from scipy.spatial.transform import Rotation
     from sklearn.linear_model import Ridge
 
     from ase_mlnmr.descriptors import LambdaSOAP
@@ -765,7 +728,7 @@ def self_checks(context: Context, grid: dict) -> dict:
     checks["featomic_vs_ours_l2_components_max_abs"] = float(np.abs(spherical - regression_targets("efg", tensors)).max())
     # 2. equivariance: rotate cell 0, features of the rotated cell mapped to Cartesian = R C R^T
     atoms = context.dataset.structures[0]
-    rotation = random_rotation(7)
+    rotation = Rotation.random(random_state=7).as_matrix()
     rotated = atoms.copy()
     rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
     rotated.positions = atoms.positions @ rotation.T
@@ -827,24 +790,10 @@ def self_checks(context: Context, grid: dict) -> dict:
 
 
 # ----------------------------------------------------------------------- report
-METRIC_KEYS = ("efg_mae_au", "efg_mae_pct_span", "cq_mae_MHz", "eta_mae", "cq_tilde_mae", "eta_tilde_mae",
-               "q_tilde_mean")
-
-
 def aggregate(final: dict) -> dict:
-    """{method: {species: {metric: {"mean", "std", "folds"}}}} over the outer folds."""
-    out = {}
-    for method, per_fold in final.items():
-        out[method] = {}
-        for sp in SPECIES:
-            out[method][sp] = {}
-            for key in METRIC_KEYS + ("n",):
-                values = [per_fold[k]["metrics"][sp][key] for k in sorted(per_fold) if key in per_fold[k]["metrics"][sp]]
-                if values:
-                    out[method][sp][key] = {"mean": float(np.mean(values)),
-                                            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                                            "folds": values}
-    return out
+    """{method: {species: {metric: {"mean", "std", "n_folds", "values"}}}} over the outer folds."""
+    return {method: fold_statistics([per_fold[k]["metrics"] for k in sorted(per_fold)])
+            for method, per_fold in final.items()}
 
 
 def fmt(entry: dict | None, digits: int = 3, scale: float = 1.0, fixed: int | None = None) -> str:
@@ -857,9 +806,9 @@ def fmt(entry: dict | None, digits: int = 3, scale: float = 1.0, fixed: int | No
 
 def _verdict(summary: dict, method: str, sp: str) -> str:
     o, b = summary[method][sp]["efg_mae_au"], summary["baseline"][sp]["efg_mae_au"]
-    wins = sum(x <= y for x, y in zip(o["folds"], b["folds"]))
+    wins = sum(x <= y for x, y in zip(o["values"], b["values"]))
     word = "yes" if o["mean"] <= b["mean"] else "**no**"
-    return f"{word} ({wins}/{len(o['folds'])})"
+    return f"{word} ({wins}/{len(o['values'])})"
 
 
 def markdown_tables(summary: dict) -> str:
@@ -940,19 +889,18 @@ def machine_info() -> dict:
 def probe(context: Context, cache: ResultCache, budget: Budget, method: str, setting: dict, folds: list[int],
           species: list[str], log=print) -> dict:
     """Inner-CV score (alpha walked) of one full setting, for investigating beyond the grid."""
-    search = Search(method, {"start": setting, "stages": []}, context, folds, cache, budget, log)
-    features, variant = split_setting(method, setting)
-    provider = BlockProvider(method, features, context, budget)
+    inner = InnerCV(method, context, cache, budget, log)
     out = {}
     try:
         for sp in species:
             out[sp] = {}
             for k in folds:
-                i, score, curve = search._alpha_walk(provider, sp, features, variant, k, ALPHA_START_INDEX)
-                out[sp][str(k)] = {"inner_mae": score, "alpha": ALPHAS[i], "alpha_curve": curve}
+                i, score, curve = inner.walk(sp, k, setting, ALPHA_START_INDEX)
+                out[sp][str(k)] = {"inner_mae": score, "alpha": ALPHAS[i],
+                                   "alpha_curve": {ALPHAS[j]: v for j, v in curve.items()}}
                 log(f"  probe {method} {sp} fold {k}: inner MAE {1e3 * score:.4f}e-3 a.u. at alpha {ALPHAS[i]:.3g}")
     finally:
-        cache.flush()
+        inner.close()
     return out
 
 
@@ -1035,11 +983,11 @@ def main(argv=None) -> int:
             return 2
 
     try:
-        searches, chosen = {}, {}
+        inner, chosen, history = {}, {}, {}
         for method in METHODS:
             log(f"hyper-parameter search: {method}")
-            searches[method] = Search(method, grid[method], context, folds, cache, budget, log)
-            chosen[method] = searches[method].run()
+            inner[method] = InnerCV(method, context, cache, budget, log)
+            chosen[method], history[method] = search(method, grid[method], context, folds, inner[method])
         final: dict = {m: {} for m in METHODS}
         for k in folds:
             test_cells = context.cells_of_folds([k])
@@ -1093,8 +1041,8 @@ def main(argv=None) -> int:
                      "grids": grid, "learning_curve_fold": LEARNING_CURVE_FOLD, "learning_curve_sizes": list(sizes)},
         "self_checks": checks,
         "chosen": chosen,
-        "search_history": {m: s.history for m, s in searches.items()},
-        "tuning_seconds": {m: s.tuning_seconds() for m, s in searches.items()},
+        "search_history": history,
+        "tuning_seconds": {m: scores.tuning_seconds() for m, scores in inner.items()},
         "final": {m: {str(k): v for k, v in per.items()} for m, per in final.items()},
         "summary": summary,
         "wins": wins,

@@ -14,7 +14,7 @@ symmetrised on reading).
 Protocol
 --------
 * Outer loop: 5-fold grouped CV. Every Si site carries the group of its structure
-  (``venetos_dev_groups.csv``); :func:`ase_mlnmr.training.validation.fold_assignment` puts
+  (``venetos_dev_groups.csv``); :func:`ase_mlnmr.training.model_selection.fold_assignment` puts
   whole groups in one fold (groups in random order with seed ``SEED``, each to the fold
   holding the fewest Si sites so far), so a structure and its near-duplicate polymorphs
   are never split between training and test.
@@ -66,7 +66,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
-import itertools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -84,7 +83,8 @@ from ase_mlnmr.training.dataset import read_tensor_dataset, sha256_file  # noqa:
 from ase_mlnmr.descriptors import atomic_number_of  # noqa: E402
 from ase_mlnmr.training.evaluation import collect_predictions, shielding_metrics  # noqa: E402
 from ase_mlnmr.models.nystrom import NystromKernelRidge  # noqa: E402
-from ase_mlnmr.training.validation import fold_assignment  # noqa: E402
+from ase_mlnmr.training.model_selection import fold_assignment, fold_statistics, kfold_splits, parameter_grid  # noqa: E402
+from ase_mlnmr.training.search_budget import canonical_json  # noqa: E402
 from ase_mlnmr.nmr.shielding import haeberlen  # noqa: E402
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 from ase_mlnmr.training.fitting import build_descriptor, build_regressor  # noqa: E402
@@ -184,8 +184,7 @@ class Data:
 
     def inner_splits(self, train_rows: np.ndarray, fold: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Grouped 4-fold splits of the outer training rows, as positions into train_rows."""
-        ids = fold_assignment(len(train_rows), N_INNER, groups=self.groups[train_rows], seed=seed + 1 + fold)
-        return [(np.flatnonzero(ids != k), np.flatnonzero(ids == k)) for k in range(N_INNER)]
+        return kfold_splits(len(train_rows), N_INNER, groups=self.groups[train_rows], seed=seed + 1 + fold)
 
     def site_features(self, descriptor) -> np.ndarray:
         """Descriptor rows of every Si site, in site order."""
@@ -231,17 +230,11 @@ def our_config(species: list[str], descriptor: dict, iso: dict, aniso_alpha: flo
 
 def descriptor_grid(grid: dict, with_channels: bool) -> list[dict]:
     space = grid["descriptor_ours"] if with_channels else grid["descriptor_baseline"]
-    keys = list(space)
     out = []
-    for values in itertools.product(*(space[k] for k in keys)):
-        params = dict(zip(keys, values))
+    for params in parameter_grid(space):
         for channels in (grid["channels"] if with_channels else [None]):
             out.append({**params, "channels": channels})
     return out
-
-
-def key_of(params: dict) -> str:
-    return json.dumps(params, sort_keys=True)
 
 
 def at_edge(value, values) -> bool:
@@ -311,7 +304,7 @@ def ours_stage_a(data: Data, grid: dict, outer: list[int], timings: dict) -> dic
                 rows = folds[f][2]
                 maes = krr_scores(K[np.ix_(rows, rows)], data.y[rows], splits[f], grid["ridge"])
                 for ridge, mae in zip(grid["ridge"], maes):
-                    scores[f][key_of({**params, "zeta": zeta, "ridge": ridge})] = float(mae)
+                    scores[f][canonical_json({**params, "zeta": zeta, "ridge": ridge})] = float(mae)
         if (n + 1) % 12 == 0 or n + 1 == len(settings):
             log(f"ours stage A: {n + 1}/{len(settings)} descriptors")
     timings["ours_stage_a_s"] = time.perf_counter() - t0
@@ -356,7 +349,7 @@ def ours_stage_b(data: Data, grid: dict, fold: int, best_a: dict, features: np.n
             for j, ridge in enumerate(grid["ridge"]):
                 maes[i, j] = np.mean(np.abs(model.set_ridge(ridge).predict(Xte) - data.y[rows[te]]))
         for ridge, mae in zip(grid["ridge"], maes.mean(axis=0)):
-            scores[key_of({**cand, "ridge": ridge})] = float(mae)
+            scores[canonical_json({**cand, "ridge": ridge})] = float(mae)
     best = min(scores, key=scores.get)
     return json.loads(best), scores
 
@@ -398,7 +391,7 @@ def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> 
                     K = np.exp(-gamma * D)
                     maes[i] = krr_scores(K, yr, [(tr, te)], grid["baseline_alpha"])
                 for alpha, mae in zip(grid["baseline_alpha"], maes.mean(axis=0)):
-                    scores[f][key_of({**desc, "gamma": g, "alpha": alpha})] = float(mae)
+                    scores[f][canonical_json({**desc, "gamma": g, "alpha": alpha})] = float(mae)
             if check is None:  # the precomputed path against the scikit-learn pipeline
                 tr, te, D = per_split[0]
                 g, alpha = grid["baseline_gamma"][len(grid["baseline_gamma"]) // 2], grid["baseline_alpha"][1]
@@ -418,12 +411,6 @@ def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> 
 def metrics_of(pred: np.ndarray, ref: np.ndarray) -> dict:
     err = pred - ref
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "n": int(err.size)}
-
-
-def summary(records: list[dict], key: str) -> dict:
-    values = np.array([r[key] for r in records], dtype=float)
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-            "per_fold": values.tolist()}
 
 
 def group_bootstrap_ratio(data: Data, pred_ours: np.ndarray, pred_base: np.ndarray, rows: np.ndarray,
@@ -477,9 +464,7 @@ def learning_curve(data: Data, grid: dict, fold: int, ours_config: dict, base_pa
         chosen = labels[: max(1, int(round(fraction * labels.size)))]
         sub = np.sort(train_s[np.isin(data.structure_groups[train_s], chosen)])
         rows = data.sites(sub)
-        # the seed of Data.inner_splits: at fraction 1 the splits are those of the main search
-        ids = fold_assignment(rows.size, N_INNER, groups=data.groups[rows], seed=SEED + 1 + fold)
-        splits = [(np.flatnonzero(ids != k), np.flatnonzero(ids == k)) for k in range(N_INNER)]
+        splits = data.inner_splits(rows, fold, SEED)  # at fraction 1 those of the main search
         # ours: ridge by inner CV with the package regressor, then NMRModel.train
         iso = dict(ours_config["ms_iso"])
         maes = np.zeros((len(splits), len(grid["ridge"])))
@@ -598,7 +583,7 @@ def main() -> None:
             surrogate_check = check_stage_a_surrogate(data, best_a, f)
         desc_params = {k: best_a[k] for k in ("r_cut", "n_max", "l_max", "sigma", "channels")}
         desc_cfg = descriptor_config(desc_params)
-        dkey = key_of(desc_params)
+        dkey = canonical_json(desc_params)
         if dkey not in feature_cache:
             feature_cache.clear()  # keep one descriptor's features in memory
             iso_desc = build_descriptor("ms_iso", data.species, {"descriptor": desc_cfg})
@@ -621,8 +606,8 @@ def main() -> None:
         regressor = model.models[("Si", "ms_iso")].regressor
         results["ours"].append({
             "fold": f, "n_train_sites": int(train_rows.size), "n_test_sites": int(test_rows.size),
-            "config": config, "stage_a_best": best_a, "stage_a_inner_mae": scores_a[f][key_of(best_a)],
-            "stage_b_inner_mae": scores_b[key_of(best_b)], "stage_b_scores": scores_b, "aniso_alpha_scores": scores_c,
+            "config": config, "stage_a_best": best_a, "stage_a_inner_mae": scores_a[f][canonical_json(best_a)],
+            "stage_b_inner_mae": scores_b[canonical_json(best_b)], "stage_b_scores": scores_b, "aniso_alpha_scores": scores_c,
             "n_inducing_selected": int(regressor.n_inducing_), "train_seconds": t_train,
             "sigma_iso_mae": metrics["sigma_iso_mae_ppm"], "sigma_iso_rmse": metrics["sigma_iso_rmse_ppm"],
             "zeta_mae": metrics["zeta_mae_ppm"], "eta_mae": metrics["eta_mae"],
@@ -646,7 +631,7 @@ def main() -> None:
         m = metrics_of(pred_b, data.y[test_rows])
         results["baseline"].append({
             "fold": f, "params": best_base, "n_features": int(X.shape[1]),
-            "inner_mae": scores_base[f][key_of(best_base)], "train_seconds": t_train,
+            "inner_mae": scores_base[f][canonical_json(best_base)], "train_seconds": t_train,
             "sigma_iso_mae": m["mae"], "sigma_iso_rmse": m["rmse"],
         })
         log(f"fold {f} baseline: MAE {m['mae']:.3f} ppm; {best_base}")
@@ -666,11 +651,10 @@ def main() -> None:
                              "eta_mae_of_median": float(np.mean(np.abs(h_ref.eta - np.median(h_ref.eta))))},
     }
     ratio = group_bootstrap_ratio(data, iso_ours, oof_base, rows)
-    table = {
-        "ours": {k: summary(results["ours"], k) for k in
-                 ("sigma_iso_mae", "sigma_iso_rmse", "zeta_mae", "eta_mae", "sigma2_frobenius_mae")},
-        "baseline": {k: summary(results["baseline"], k) for k in ("sigma_iso_mae", "sigma_iso_rmse")},
-    }
+    reported = {"ours": ("sigma_iso_mae", "sigma_iso_rmse", "zeta_mae", "eta_mae", "sigma2_frobenius_mae"),
+                "baseline": ("sigma_iso_mae", "sigma_iso_rmse")}
+    table = {method: fold_statistics([{k: r[k] for k in keys} for r in results[method]])
+             for method, keys in reported.items()}
     mae_ratio = table["ours"]["sigma_iso_mae"]["mean"] / table["baseline"]["sigma_iso_mae"]["mean"]
     per_fold_ratio = [o["sigma_iso_mae"] / b["sigma_iso_mae"] for o, b in zip(results["ours"], results["baseline"])]
     requirement = {"mae_ratio_of_fold_means": mae_ratio, "per_fold_ratio": per_fold_ratio,

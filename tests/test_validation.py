@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ase_mlnmr.training.validation import (
+from ase_mlnmr.training.model_selection import (
     cross_validate,
     fold_assignment,
     grid_search,

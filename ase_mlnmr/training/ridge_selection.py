@@ -34,7 +34,7 @@ import scipy.linalg
 
 from ..models.linear import FEATURE_SCALINGS, EquivariantRidge, solve_ridge
 from .config import ALPHA_GRID, AUTO_FEATURE_SCALINGS
-from .validation import fold_assignment
+from .model_selection import fold_assignment
 
 __all__ = ["FoldGrams", "RidgeSearchResult", "equivariant_folds", "search_equivariant_ridge", "fit_equivariant_ridge",
            "select_equivariant_alpha", "select_equivariant_ridge", "ALPHA_SEARCHES"]

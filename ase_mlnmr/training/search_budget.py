@@ -1,9 +1,10 @@
 """Resumable hyper-parameter searches: a wall-time budget and a JSON result cache.
 
-A long search checks :meth:`Budget.check` before each expensive step and stores every
-finished result in a :class:`ResultCache` (one JSON file per name, written atomically on
-:meth:`ResultCache.flush`); when the budget is used up :class:`BudgetExceeded` stops it,
-and rerunning the same search reads the finished results back and continues.
+A long search computes each expensive result through :meth:`ResultCache.get_or_compute`,
+which checks :meth:`Budget.check` first and stores the result (one JSON file per name,
+written atomically on :meth:`ResultCache.flush`); when the budget is used up
+:class:`BudgetExceeded` stops it, and rerunning the same search reads the finished
+results back and continues.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["Budget", "BudgetExceeded", "ResultCache", "canonical_json", "short_hash"]
 
@@ -46,11 +47,13 @@ def short_hash(obj: Any) -> str:
 
 class ResultCache:
     """JSON documents under one folder, by name; a document whose ``cache_version`` differs
-    from ``version`` is treated as empty. Changes are written by :meth:`flush`."""
+    from ``version`` is treated as empty. Changes are written by :meth:`flush`; with
+    ``folder=None`` the documents live in memory only (a search without a cache)."""
 
-    def __init__(self, folder: str | os.PathLike, version: int = 1) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: str | os.PathLike | None, version: int = 1) -> None:
+        self.folder = None if folder is None else Path(folder)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.version = int(version)
         self._data: dict[str, dict] = {}
         self._dirty: set[str] = set()
@@ -58,8 +61,8 @@ class ResultCache:
     def load(self, name: str) -> dict:
         """The document ``name`` (created empty if absent); edit it in place, then :meth:`mark`."""
         if name not in self._data:
-            path = self.folder / f"{name}.json"
-            data = json.loads(path.read_text()) if path.exists() else {}
+            path = None if self.folder is None else self.folder / f"{name}.json"
+            data = json.loads(path.read_text()) if path is not None and path.exists() else {}
             if data.get("cache_version") != self.version:
                 data = {"cache_version": self.version}
             self._data[name] = data
@@ -68,9 +71,24 @@ class ResultCache:
     def mark(self, name: str) -> None:
         self._dirty.add(name)
 
+    def get_or_compute(self, name: str, key: str, compute: Callable[[], Any], budget: Budget | None = None,
+                       what: str = "a computation", flush: bool = True) -> Any:
+        """The result stored under ``key`` in document ``name``; if absent, ``budget`` is
+        checked (:class:`BudgetExceeded` names ``what``), ``compute()`` runs and its
+        (JSON-able) result is stored, written at once unless ``flush`` is False."""
+        results = self.load(name).setdefault("results", {})
+        if key not in results:
+            if budget is not None:
+                budget.check(what)
+            results[key] = compute()
+            self.mark(name)
+            if flush:
+                self.flush()
+        return results[key]
+
     def flush(self) -> None:
         """Write every marked document (temporary file, then rename)."""
-        for name in sorted(self._dirty):
+        for name in sorted(self._dirty if self.folder is not None else ()):
             path = self.folder / f"{name}.json"
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self._data[name], indent=1, sort_keys=True))
