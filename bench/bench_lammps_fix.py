@@ -19,6 +19,10 @@ the CPU of the process tree; then the 1 -> 2 rank speed-up from wall time and fr
 per-rank loop CPU time (what the wall time would be if each rank had a core to itself;
 MPICH polls while it waits, so waiting counts as CPU and this estimate is pessimistic).
 
+``--correlator-memory``: only the RSS of one rank after the run with the fix with
+``acf 2000`` minus that without ``acf`` (two processes, coul/dsf), per Al atom, beside the
+state size the fix logs.
+
 Needs ase_mlnmr installed (the lmp launcher auto-registers the fix); in a development
 checkout with the plugin built in place, set ``LAMMPS_PLUGIN_PATH=ase_mlnmr/lammps_plugin``
 and ``PYTHONPATH=.`` (absolute paths).
@@ -43,7 +47,8 @@ COULOMB = {
 }
 
 
-def lammps_input(coulomb: str, with_fix: bool, steps: int, replicate: str = "4 4 3", acf: str = " acf 2000") -> str:
+def lammps_input(coulomb: str, with_fix: bool, steps: int, replicate: str = "4 4 3",
+                 acf: str = " acf 2000 acf_every 5000") -> str:
     potential = (EXAMPLES / "pedone.mod").read_text()
     potential = potential.replace("pair_style hybrid/overlay pedone 5.5 coul/dsf 0.25 8.0\npair_coeff * * coul/dsf\n",
                                   COULOMB[coulomb])
