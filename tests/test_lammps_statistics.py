@@ -9,9 +9,12 @@ on 1 and 2 ranks, the fix on all atoms (Al: σiso/δiso + EFG, O: EFG; Na, Si sk
 
 Compared after the runs have decorrelated (second half): the time averages of the
 temperature and of the per-element means ⟨δiso(Al)⟩, ⟨|CQ|⟩ (Al, O) and ⟨Vzz⟩ (Al, O).
-Tolerance from the runs' own fluctuations: block averages (8 blocks of 375 fs), Welch's
-t = (x̄₁ − x̄₂)/√(s₁²/n₁ + s₂²/n₂) over the block means; |t| ≤ 4 required. Negative control:
-the same comparison finds a run at 2300 K (15 % hotter) different in the NMR means alone.
+Tolerance from the runs' own fluctuations: block averages (10 blocks of 300 fs, longer
+than the ~200 fs over which the temperature stays correlated), Welch's
+t = (x̄₁ − x̄₂)/√(s₁²/n₁ + s₂²/n₂) over the block means; |t| ≤ 5 required (one run here
+gave |t| up to 2.9, all means moving with that run's mean temperature). Negative control:
+the same comparison finds a run at 2300 K (15 % hotter) different in the NMR means alone
+(|t| ≈ 10 for ⟨|CQ|(Al)⟩ here).
 """
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ TEMPERATURE_K = 2000.0
 CONTROL_TEMPERATURE_K = 2300.0
 STEPS = 6000                      # 1 fs each
 ANALYSIS_FROM_STEP = 3000         # the two rank counts have decorrelated by then
-N_BLOCKS = 8
-MAX_T = 4.0                       # agreement: |t| of the block means at most 4
+N_BLOCKS = 10
+MAX_T = 5.0                       # agreement: |t| of the block means at most 5
 EVERY = 5                         # EFG (and thermo) every 5 steps
 EVERY_SIGMA = 50
 # thermo column -> quantity; global vector of the fix, elements Al Na O Si in that order:
