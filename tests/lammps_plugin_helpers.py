@@ -154,16 +154,17 @@ def read_last_dump(path: Path) -> tuple[list[str], np.ndarray]:
     return columns, rows[np.argsort(rows[:, 0])]
 
 
-def train_al_model(path: Path) -> Path:
+def train_al_model(path: Path, oxygen_efg: bool = False) -> Path:
     """A small model trained on the embedded mp_al27 oxides: Al σiso (Nyström, with δiso
     calibration and OOD) and Al EFG (λ-SOAP); neighbour species of the data, O included.
-    O has no component (the data carry Al tensors only)."""
+    O has no component unless ``oxygen_efg`` (then an O EFG component, λ-SOAP)."""
     from ase_mlnmr.examples import load_mp_al27, mp_al27_al_calibration
     from ase_mlnmr.training.fitting import train_model
 
     data = load_mp_al27()
+    species = {"Al": {"properties": ["efg", "ms_iso"]}} | ({"O": {"properties": ["efg"]}} if oxygen_efg else {})
     config = {"descriptor": {"r_cut": 4.0, "n_max": 3, "l_max": 3, "sigma": 0.5, "mixing_channels": 3},
-              "species": {"Al": {"properties": ["efg", "ms_iso"]}},
+              "species": species,
               "ms_iso": {"n_inducing": 40}, "ood": {"n_inducing": 40},
               "calibration": {"Al": mp_al27_al_calibration(data)}}
     model = train_model(data, config, progress=False)
@@ -171,8 +172,8 @@ def train_al_model(path: Path) -> Path:
 
 
 @functools.cache
-def trained_al_model() -> Path:
+def trained_al_model(oxygen_efg: bool = False) -> Path:
     """:func:`train_al_model` once per test session (a temporary file)."""
     folder = Path(tempfile.mkdtemp(prefix="mlnmr_model_"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return train_al_model(folder / "model.npz")
+    return train_al_model(folder / "model.npz", oxygen_efg)
