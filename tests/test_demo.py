@@ -314,6 +314,7 @@ def test_full_quick_demo_needs_wired_fix(tmp_path, capsys):
     cn = al_coordination(frame)
     glass = {c["source"]: c for c in json.loads((output / "summary.json").read_text())["al_coordination_check"]}[
         "model, glass (last MD frame)"]
+    assert "model, glass (last MD frame)" in printed.split("27Al δiso by Al–O coordination")[-1]  # final table
     for c in (4, 5, 6):
         assert glass[f"AlO{c}_sites"] == int(np.sum(cn == c))
         if np.any(cn == c):
