@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read
+from ase.neighborlist import neighbor_list
 
 from ase_mlnmr.cli import main
 from ase_mlnmr.demo.glass import SPECORDER
+from ase_mlnmr.examples import mp_al27_path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FIRST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/ase-mlnmr demo"
@@ -73,6 +75,24 @@ def check_spectrum(path: Path, sites: dict, isotope: str, experiment: str, cq_sc
     assert low - spread <= peak <= high + spread, (path, peak, low, high)
 
 
+def check_mqmas_2d(path: Path, sites: dict, isotope: str, cq_scale: float = 1.0) -> None:
+    """Sheared 3QMAS npz: finite, non-negative, unit volume over (F1, F2) in ppm², the
+    maximum at F1 inside the AF isotropic positions δiso − (10/17)δQIS and at F2 inside the
+    MAS central-transition window of the sites (computed here from the per-atom table)."""
+    with np.load(path, allow_pickle=False) as data:
+        f2, f1, z = data["ppm_f2"], data["ppm_f1"], data["intensity"]
+    assert z.shape == (f1.size, f2.size) and np.isfinite(z).all() and z.min() >= -1e-9 * z.max(), path
+    assert np.all(np.diff(f1) > 0) and np.all(np.diff(f2) > 0)
+    assert abs(z.sum() * (f1[1] - f1[0]) * (f2[1] - f2[0]) - 1.0) < 0.01, path
+    delta, cq, eta = sites["delta_iso_ppm"], sites["cq_MHz"] * cq_scale, sites["eta_q"]
+    qis = qis_ppm(cq, eta, *ISOTOPES[isotope])
+    spread = 3 * np.std(delta) + 20  # KDE smoothing
+    row, column = np.unravel_index(np.argmax(z), z.shape)
+    af = delta - (10 / 17) * qis
+    assert af.min() - spread <= f1[row] <= af.max() + spread, (path, f1[row], af.min(), af.max())
+    assert (delta + 4 * qis).min() - spread <= f2[column] <= delta.max() + spread, (path, f2[column])
+
+
 def check_png(path: Path) -> None:
     import matplotlib.image as mpimg
 
@@ -100,7 +120,7 @@ def check_summary(printed: str, output: Path) -> None:
 
 def check_common(output: Path, printed: str, predictions: str, scaled: bool) -> None:
     check_summary(printed, output)
-    for name in ("parity", "spectra", "distributions", "out_of_domain"):
+    for name in ("parity", "spectra", "distributions", "out_of_domain", "o17_3qmas_2d", "al27_3qmas_2d"):
         check_png(output / "plots" / f"{name}.png")
     table = output / "tables" / predictions
     for name, isotope, element, experiment in (("al27_mas", "27Al", "Al", "mas"), ("o17_mas", "17O", "O", "mas"),
@@ -108,14 +128,65 @@ def check_common(output: Path, printed: str, predictions: str, scaled: bool) -> 
         sites = sites_from_table(table, element)
         check_spectrum(output / "spectra" / f"{name}_frozen.csv", sites, isotope, experiment)
         assert (output / "spectra" / f"{name}_scaled.csv").exists() == scaled
+    for name, isotope, element in (("o17_3qmas_2d", "17O", "O"), ("al27_3qmas_2d", "27Al", "Al")):
+        check_mqmas_2d(output / "spectra" / f"{name}_frozen.npz", sites_from_table(table, element), isotope)
+        assert (output / "spectra" / f"{name}_scaled.npz").exists() == scaled
     cv = _rows(output / "tables" / "cross_validation.csv")
     assert {(r["property"], r["element"]) for r in cv} >= {("ms", "Al"), ("ms", "O"), ("efg", "Al"), ("efg", "O")}
-    calibration = {r["element"]: r for r in _rows(output / "tables" / "calibration.csv")}
-    assert set(calibration) == {"Al", "O"} and all(float(r["slope"]) == 1.0 for r in calibration.values())
+    check_calibration_and_coordination(output, printed)
     ood = _rows(output / "tables" / "out_of_domain.csv")
     assert all(0.0 <= float(r["fraction_above"]) <= 1.0 for r in ood)
     summary = json.loads((output / "summary.json").read_text())
     assert all(Path(p).exists() for p in summary["files"])
+
+
+def al_coordination(atoms) -> np.ndarray:
+    """O within 2.3 Å of each Al, in Al order (written here, independent of the package)."""
+    i, j = neighbor_list("ij", atoms, 2.3)
+    return np.array([np.sum(atoms.numbers[j[i == a]] == 8) for a in np.flatnonzero(atoms.numbers == 13)])
+
+
+def raw_mp_al27_references() -> tuple[list, float, float]:
+    """The oxygen-bearing mp_al27 frames as stored (VASP's −σ), σref(27Al) = mean σiso of the
+    Al of AlCl3·6H2O and σref(17O) = mean σiso of its water O (σ = −stored, ppm)."""
+    frames = [f for f in read(mp_al27_path(), ":") if "O" in f.get_chemical_symbols()]
+    ref = next(f for f in frames if f.get_chemical_formula() == "H24Al2Cl6O12")
+    iso = -np.trace(ref.arrays["ms"].reshape(-1, 3, 3), axis1=1, axis2=2) / 3
+    i, j = neighbor_list("ij", ref, 1.2)
+    water = [k for k in np.flatnonzero(ref.numbers == 8) if np.sum(ref.numbers[j[i == k]] == 1) == 2]
+    return frames, float(iso[ref.numbers == 13].mean()), float(iso[water].mean())
+
+
+def check_calibration_and_coordination(output: Path, printed: str) -> None:
+    """calibration.csv: slope 1 and σref of both nuclei as computed here, with their
+    sources; the 27Al check of the DFT values recomputed here from the stored numbers; the
+    model lines labelled as model results with their error."""
+    frames, sigma_ref_al, sigma_ref_o = raw_mp_al27_references()
+    calibration = {r["element"]: r for r in _rows(output / "tables" / "calibration.csv")}
+    assert set(calibration) == {"Al", "O"} and all(float(r["slope"]) == 1.0 for r in calibration.values())
+    assert float(calibration["Al"]["sigma_ref_ppm"]) == pytest.approx(sigma_ref_al, abs=1e-4)
+    assert float(calibration["O"]["sigma_ref_ppm"]) == pytest.approx(sigma_ref_o, abs=1e-4)
+    assert "10.1351/pac200173111795" in calibration["Al"]["source"] and "Al(H2O)6" in calibration["Al"]["source"]
+    assert "APPROXIMATE" in calibration["O"]["source"] and "water" in calibration["O"]["source"]
+    # DFT δiso = −(σiso − σref(Al)) per Al coordination over the 13 crystals
+    delta = {4: [], 5: [], 6: []}
+    for frame in frames:
+        iso = -np.trace(frame.arrays["ms"].reshape(-1, 3, 3)[frame.numbers == 13], axis1=1, axis2=2) / 3
+        for cn, d in zip(al_coordination(frame), -(iso - sigma_ref_al)):
+            delta.setdefault(int(cn), []).append(d)
+    gap = np.mean(delta[4])  # the AlO6 reference site is at δ = 0 by construction
+    inside = int(np.sum((np.array(delta[4]) >= 50) & (np.array(delta[4]) <= 70)))
+    summary = json.loads((output / "summary.json").read_text())
+    checks = {c["source"]: c for c in summary["al_coordination_check"]}
+    dft = checks["DFT, all 13 crystals"]
+    assert (dft["AlO4_sites"], dft["AlO5_sites"], dft["AlO6_sites"]) == (len(delta[4]), len(delta[5]), len(delta[6]))
+    assert dft["AlO4_minus_AlO6_reference_ppm"] == pytest.approx(gap, abs=1e-6)
+    assert dft["AlO4_sites_within_window"] == inside and dft["within_window"] == bool(50 <= gap <= 70)
+    models = [c for source, c in checks.items() if source.startswith("model")]
+    assert models and all(c["note"].startswith("MODEL result") and "MAE" in c["note"] for c in models)
+    csv_checks = {r["source"]: r for r in _rows(output / "tables" / "al_coordination_check.csv")}
+    assert set(csv_checks) == set(checks)
+    assert "AlO4 − AlO6 reference" in printed and "DFT, all 13 crystals" in printed
 
 
 def test_readme_first_command_is_the_demo():
@@ -230,6 +301,24 @@ def test_full_quick_demo_needs_wired_fix(tmp_path, capsys):
         check_spectrum(output / "spectra" / f"{name}_scaled.csv",
                        sites_from_table(output / "tables" / "glass_last_frame_predictions.csv", element),
                        isotope, experiment, fix_header["plateau"][element]["cq_scale"])
+    for name, element, isotope in (("o17_3qmas_2d", "O", "17O"), ("al27_3qmas_2d", "Al", "27Al")):
+        check_mqmas_2d(output / "spectra" / f"{name}_scaled.npz",
+                       sites_from_table(output / "tables" / "glass_last_frame_predictions.csv", element),
+                       isotope, fix_header["plateau"][element]["cq_scale"])
+    # the glass line of the 27Al check: coordination of the last frame counted here
+    frame = read(output / "lammps" / "md.dump", index=-1, format="lammps-dump-text")
+    frame.set_chemical_symbols([SPECORDER[t - 1] for t in frame.get_atomic_numbers()])
+    rows = {int(r["index"]): float(r["delta_iso_ppm"])
+            for r in _rows(output / "tables" / "glass_last_frame_predictions.csv") if r["element"] == "Al"}
+    delta = np.array([rows[a] for a in np.flatnonzero(frame.numbers == 13)])
+    cn = al_coordination(frame)
+    glass = {c["source"]: c for c in json.loads((output / "summary.json").read_text())["al_coordination_check"]}[
+        "model, glass (last MD frame)"]
+    assert "model, glass (last MD frame)" in printed.split("27Al δiso by Al–O coordination")[-1]  # final table
+    for c in (4, 5, 6):
+        assert glass[f"AlO{c}_sites"] == int(np.sum(cn == c))
+        if np.any(cn == c):
+            assert glass[f"AlO{c}_mean_ppm"] == pytest.approx(delta[cn == c].mean(), abs=1e-4)
     # the last frame's magres reads back with ASE and holds what the model predicts for it
     from ase_mlnmr.nmr_model import NMRModel
 

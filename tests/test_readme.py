@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import ase_mlnmr
 import numpy as np
 import pytest
-from ase.io import write
+from ase.io import read, write
 
 from trajectory_helpers import write_dump
 
@@ -91,6 +92,8 @@ def test_python_snippets_run(snippet_folder, monkeypatch):
     area = np.sum(namespace["frozen"].intensity) * (namespace["axis"].ppm[1] - namespace["axis"].ppm[0])
     assert area == pytest.approx(1.0, abs=1e-6)
     assert namespace["metadata"]["schema_version"] >= 1
+    mqmas, step = namespace["mqmas"], namespace["o_axis"].ppm[1] - namespace["o_axis"].ppm[0]
+    assert mqmas.shape == (256, 256) and mqmas.sum() * step**2 == pytest.approx(1.0, abs=1e-9)
     run_shell_snippets(snippet_folder)
 
 
@@ -107,3 +110,41 @@ def run_shell_snippets(snippet_folder: Path) -> None:
         assert done.returncode == 0, (line, done.stderr[-2000:])
     assert (snippet_folder / "my_model.npz").exists() and (snippet_folder / "parity").is_dir()
     assert (snippet_folder / "predictions" / "predictions.csv").exists()
+    assert (snippet_folder / "nmr_cli" / "vibrational_scaling.json").exists()
+
+
+def test_lammps_snippet_runs(snippet_folder, tmp_path):
+    """The README's ``fix nmr/ml`` block, verbatim, in a 1000-step NVE run of the snippets'
+    Na aluminosilicate crystal on 2 MPI ranks (pair_style zero, cold start so the atoms
+    barely move): the thermo columns, the dump and the acf_file it promises are written,
+    with finite values for Al and O and none for Na and Si (skipped)."""
+    from lammps_plugin_helpers import built_plugin, run_lammps
+
+    from ase_mlnmr.trajectory.correlation import read_result
+
+    plugin = built_plugin()
+    (block,) = blocks("lammps")
+    shutil.copy(snippet_folder / "model.npz", tmp_path / "model.npz")
+    crystal = read(snippet_folder / "glass.extxyz")
+    write(tmp_path / "data.lmp", crystal, format="lammps-data", specorder=["Al", "Na", "O", "Si"],
+          atom_style="atomic")
+    script = (f"plugin load {plugin}\nunits metal\natom_style atomic\nboundary p p p\nread_data data.lmp\n"
+              "mass 1 26.98\nmass 2 22.99\nmass 3 16.00\nmass 4 28.09\nvelocity all create 20 5 loop geom\n"
+              "timestep 0.001\npair_style zero 6.0\npair_coeff * *\nneighbor 1.0 bin\nfix nve all nve\n"
+              + block + "thermo 500\nrun 1000\n")
+    done = run_lammps(tmp_path, script, ranks=2)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "f_nmr[1]" in done.stdout
+    frames = read(tmp_path / "dump.nmr", index=":", format="lammps-dump-text")
+    assert len(frames) == 2  # steps 0 and 1000
+    with open(tmp_path / "dump.nmr") as handle:
+        lines = handle.read().split("ITEM: ATOMS")[-1].splitlines()
+    header, rows = lines[0].split(), [line.split() for line in lines[1:] if line.strip()]
+    types = np.array([int(r[header.index("type")]) for r in rows])
+    values = np.array([[float(v) for v in r[header.index("f_nmr[1]"):]] for r in rows])
+    assert np.isfinite(values[(types == 1) | (types == 3)]).all()
+    assert not np.isfinite(values[(types == 2) | (types == 4), 0]).any()  # Na, Si skipped: no σiso
+    _, tables = read_result(tmp_path / "nmr_acf.csv")
+    for element in ("Al", "O"):
+        rows = tables[(element, "efg")]
+        assert rows["lag_fs"][0] == 0 and rows["g"][0] == pytest.approx(1.0, abs=1e-12)

@@ -13,7 +13,7 @@ from ..nmr.shielding import calibrated_shift
 from .settings import DISCLAIMER
 
 __all__ = ["write_csv", "figure", "save_figure", "plot_parity", "plot_correlations", "plot_distributions",
-           "plot_spectra_panels", "plot_ood", "summary_table"]
+           "plot_spectra_panels", "plot_mqmas_panels", "plot_ood", "summary_table"]
 
 
 def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> Path:
@@ -123,6 +123,20 @@ def plot_spectra_panels(spectra: Iterable, path: Path) -> Path:
         if s.scaled is not None:
             shown.append(s.scaled), labels.append(f"|CQ| × {s.cq_scale:.3f} (vibrational)")
         plot_spectra(shown, labels, ax=ax, title=f"{s.isotope} {s.experiment}, {s.frozen.info['b0_tesla']:g} T")
+    return save_figure(fig, path)
+
+
+def plot_mqmas_panels(spectrum, b0_tesla: float, path: Path) -> Path:
+    """Contour plots of one sheared 3QMAS spectrum (``DemoSpectrum2D``; F1 the AF isotropic
+    axis, F2 MAS, both in ppm): frozen EFG and, when present, |CQ| × √P."""
+    from ..spectra.plotting import plot_mqmas
+
+    panels = [("frozen EFG", spectrum.frozen)]
+    if spectrum.scaled is not None:
+        panels.append((f"|CQ| × {spectrum.cq_scale:.3f} (vibrational)", spectrum.scaled))
+    fig, axes = figure(len(panels), width=max(4.6, 8.5 / len(panels)), height=4.2)
+    for ax, (label, z) in zip(axes, panels):
+        plot_mqmas(spectrum.ppm, spectrum.ppm, z, ax=ax, title=f"{spectrum.isotope} 3QMAS, {b0_tesla:g} T: {label}")
     return save_figure(fig, path)
 
 

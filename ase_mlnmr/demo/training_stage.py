@@ -26,12 +26,20 @@ from ..nmr_model import NMRModel
 from ..training.dataset import TensorDataset
 from ..training.evaluation import PairedTensors, evaluate, metrics_table
 from ..training.model_selection import cross_validate_model
+from .al_coordination import al_sites, coordination_check, coordination_rows, format_checks
 
-__all__ = ["TrainingResult", "o17_water_calibration", "demo_config", "held_out_split", "aluminium_coordination",
-           "coordination_gap", "train_models"]
+__all__ = ["CALIBRATION_SOURCES", "TrainingResult", "o17_water_calibration", "demo_config", "held_out_split", "reference_site_delta",
+           "train_models"]
 
-#: Al–O bond length cut-off (Å) for counting the coordination (AlO4/AlO5/AlO6).
-AL_O_BOND_A = 2.3
+#: Where σref of each nucleus comes from and how exact it is (tables/calibration.csv, docs/conventions.md).
+CALIBRATION_SOURCES = {
+    "Al": ("exact referencing: sigma_ref = mean sigma_iso of the Al of the set's AlCl3.6H2O (VASP, core excluded); its "
+           "Al(H2O)6 3+ is the 27Al primary reference, delta = 0 (IUPAC 2001, Harris et al., "
+           "doi:10.1351/pac200173111795); slope 1, not fitted"),
+    "O": ("APPROXIMATE: sigma_ref = mean sigma_iso of the water O (O bonded to two H) of the same AlCl3.6H2O, set to "
+          "delta = 0 because liquid H2O is the 17O primary reference (IUPAC 2001, same DOI); water bound to Al 3+ in a "
+          "crystal is not liquid water, by an amount not quantified here; slope 1, not fitted"),
+}
 
 
 @dataclass
@@ -45,7 +53,9 @@ class TrainingResult:
     held_out_names: list[str]
     held_out_metrics: dict
     held_out_pairs: dict[str, PairedTensors]
-    gap: dict = field(default_factory=dict)  # AlO4 − AlO6 δiso, predicted and DFT
+    al_checks: list = field(default_factory=list)  # AlO4 − AlO6 reference per source (al_coordination)
+    al_rows: list = field(default_factory=list)  # δiso per structure and Al coordination, per source
+    al_reference_model_ppm: float = 0.0  # δiso the final model gives the Al(H2O)6 3+ reference site
     held_out_model: NMRModel | None = None  # trained on the 10 other crystals
     held_out_structures: list = field(default_factory=list)
     held_out_files: list = field(default_factory=list)  # magres per crystal + predictions.csv
@@ -91,24 +101,13 @@ def held_out_split(data: TensorDataset, n_test: int = 3) -> tuple[list[int], lis
     return [i for i in range(len(data)) if i not in test], test
 
 
-def aluminium_coordination(atoms) -> np.ndarray:
-    """Number of O within :data:`AL_O_BOND_A` of each Al (periodic), in Al order."""
-    i, j = neighbor_list("ij", atoms, AL_O_BOND_A)
-    al = np.flatnonzero(atoms.numbers == 13)
-    return np.array([np.sum(atoms.numbers[j[i == k]] == 8) for k in al])
-
-
-def coordination_gap(structures, delta_of_structure) -> dict[str, float]:
-    """Mean δiso of AlO4 minus mean δiso of AlO6 sites (ppm) over ``structures``;
-    ``delta_of_structure(k)`` gives the Al δiso of structure k in Al order."""
-    by_cn: dict[int, list[float]] = {}
-    for k, atoms in enumerate(structures):
-        for cn, delta in zip(aluminium_coordination(atoms), delta_of_structure(k)):
-            by_cn.setdefault(int(cn), []).append(float(delta))
-    means = {f"AlO{cn}": float(np.mean(v)) for cn, v in sorted(by_cn.items())}
-    if "AlO4" in means and "AlO6" in means:
-        means["AlO4_minus_AlO6"] = means["AlO4"] - means["AlO6"]
-    return means
+def reference_site_delta(structures, al_delta_iso_ppm) -> float:
+    """Mean δiso (ppm) of the Al of the AlCl3·6H2O crystal among ``structures`` (its
+    Al(H2O)6³⁺ is the 27Al reference, δ = 0 by calibration); 0.0 when it is not among them."""
+    for atoms, delta in zip(structures, al_delta_iso_ppm):
+        if atoms.get_chemical_formula() == AL_REFERENCE_FORMULA:
+            return float(np.mean(delta))
+    return 0.0
 
 
 def _dft_al_delta(data: TensorDataset, k: int, calibration: dict) -> np.ndarray:
@@ -128,8 +127,8 @@ def train_models(output: Path, cv_folds: int, progress: bool = True, show=print,
     show(f"  mp_al27 (MIT, VASP, embedded): {len(data)} oxygen-bearing crystals, ms read as −σ "
          f"(ms_convention='shift')")
     for element, c in calibration.items():
-        show(f"  δiso calibration {element}: δ = −a(σiso − σref), a = {c['slope']:g}, σref = {c['sigma_ref']:.1f} ppm on "
-             f"AlCl3·6H2O ({'Al(H2O)6 3+' if element == 'Al' else 'its water O'} at δ = 0, IUPAC 2001)")
+        show(f"  δiso calibration {element}: δ = −a(σiso − σref), a = {c['slope']:g}, σref = {c['sigma_ref']:.1f} ppm; "
+             f"{CALIBRATION_SOURCES[element]}")
     # every element of the set as a density channel, so that a fold may hold one out
     every_element = sorted({s for atoms in data.structures for s in atoms.get_chemical_symbols()})
     cv = cross_validate_model(data, {**config, "neighbour_species": every_element}, n_splits=cv_folds,
@@ -152,16 +151,25 @@ def train_models(output: Path, cv_folds: int, progress: bool = True, show=print,
                                      [f"{name}_{k}" for name, k in zip(names, test)], predictions_folder,
                                      "magres", "skip", quiet=not progress)
     predicted = [held_model.predict(atoms, unknown_species="skip").delta_iso[atoms.numbers == 13] for atoms in held_out.structures]
-    gap = {"predicted": coordination_gap(held_out.structures, lambda k: predicted[k]),
-           "dft": coordination_gap(held_out.structures, lambda k: _dft_al_delta(held_out, k, calibration["Al"])),
-           "dft_all_13": coordination_gap(data.structures, lambda k: _dft_al_delta(data, k, calibration["Al"]))}
-    show(f"  held out {', '.join(names)}: 27Al δiso AlO4 − AlO6 = "
-         f"{gap['predicted'].get('AlO4_minus_AlO6', float('nan')):.1f} ppm predicted, "
-         f"{gap['dft'].get('AlO4_minus_AlO6', float('nan')):.1f} ppm DFT "
-         f"(all 13 crystals, DFT: {gap['dft_all_13'].get('AlO4_minus_AlO6', float('nan')):.1f} ppm; "
-         "measured in aluminosilicates: 50-70 ppm)")
+    al_mae = metrics["ms"]["Al"]["sigma_iso_mae_ppm"]  # slope 1: also the δiso MAE
+    dft_all = [_dft_al_delta(data, k, calibration["Al"]) for k in range(len(data))]
+    dft_held = [_dft_al_delta(held_out, k, calibration["Al"]) for k in range(len(held_out))]
+    sources = [(f"DFT, all {len(data)} crystals", data.structures, dft_all,
+                "DFT (VASP) values on the calibrated axis, slope 1, nothing fitted"),
+               (f"model, {len(names)} held-out crystals", held_out.structures, predicted,
+                f"MODEL result (trained on the other {len(train)} crystals; held-out 27Al δiso MAE {al_mae:.0f} ppm)"),
+               ("DFT, the same held-out crystals", held_out.structures, dft_held,
+                "DFT values of the held-out crystals, for comparison with the model line above")]
+    al_sites_of = [al_sites(source, structures, deltas) for source, structures, deltas, _ in sources]
+    al_checks = [coordination_check(sites, reference_site_delta(structures, deltas), note)
+                 for sites, (_, structures, deltas, note) in zip(al_sites_of, sources)]
+    al_rows = [row for sites in al_sites_of for row in coordination_rows(sites)]
+    show(format_checks(al_checks))
     model = NMRModel.train(data, config, progress=progress)
     model_path = model.save(output / "mp_al27_model.npz",
                             extra_metadata={"cross_validation": {"n_splits": cv_folds, "summary": cv["summary"]}})
-    return TrainingResult(model, Path(model_path), config, cv["summary"], names, metrics, pairs, gap,
-                          held_model, [data.structures[k] for k in test], written)
+    reference = [atoms for atoms in data.structures if atoms.get_chemical_formula() == AL_REFERENCE_FORMULA]
+    reference_model = reference_site_delta(reference, [model.predict(atoms, unknown_species="skip").delta_iso[
+        atoms.numbers == 13] for atoms in reference])
+    return TrainingResult(model, Path(model_path), config, cv["summary"], names, metrics, pairs, al_checks, al_rows,
+                          reference_model, held_model, [data.structures[k] for k in test], written)

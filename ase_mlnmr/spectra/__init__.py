@@ -12,6 +12,6 @@ from .kde import bandwidth_matrix, kde_evaluate, kde_node_weights, scott_bandwid
 from .mqmas import af_isotropic_shift, mqmas_2d_grid, mqmas_2d_per_site
 from .broadening import broaden
 from .simulate import (KDE_GRID, SITE_GRID, GridSettings, Spectrum, l1_distance, lineshape_grid, normalise_area,
-                       simulate_spectrum)
+                       simulate_mqmas_2d, simulate_spectrum)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

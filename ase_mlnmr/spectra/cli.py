@@ -185,23 +185,10 @@ def command_spectrum(args: argparse.Namespace) -> int:
     else:
         written.append(plot_spectra([spectrum], [label], measured=measured, note=note, path=out.with_suffix(".png")))
     if args.experiment == "3qmas":
-        from .mqmas import mqmas_2d_grid, mqmas_2d_per_site
-        from .simulate import lineshape_grid
-        from .grid import site_node_weights
-        from .kde import kde_node_weights
+        from .simulate import simulate_mqmas_2d
 
         f2 = PPMAxis(axis.start_ppm, axis.step_ppm, axis.count)
-        scaled = sites.with_cq_scale(scale) if scale != 1.0 else sites
-        if args.route == "sites":
-            z = mqmas_2d_per_site(scaled, spectrometer, f2, f2, progress=not args.quiet)
-        else:
-            grid = lineshape_grid(spectrometer, f2.step_ppm, float(scaled.abs_cq_MHz.max()) + 1.0,
-                                  progress=not args.quiet)
-            if args.route == "kde":
-                weights, sd, _ = kde_node_weights(scaled, grid, f2, bandwidth, progress=not args.quiet)
-            else:
-                weights, sd = site_node_weights(scaled, grid, f2, align_centres=False), 0.0
-            z = mqmas_2d_grid(weights, grid, f2, f2, sd)
+        z = simulate_mqmas_2d(sites, spectrometer, f2, args.route, bandwidth, cq_scale=scale, progress=not args.quiet)
         np.savez(out.with_name(out.name + "_2d.npz"), ppm_f2=f2.ppm, ppm_f1=f2.ppm, intensity=z)
         written.append(out.with_name(out.name + "_2d.npz"))
         written.append(plot_mqmas(f2.ppm, f2.ppm, z, measured=measured, path=out.with_name(out.name + "_2d.png")))

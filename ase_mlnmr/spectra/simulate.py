@@ -25,10 +25,11 @@ from .central_transition import ct_spectrum_per_site
 from .csa import csa_mas_spectrum, csa_static_spectrum, isotropic_spectrum
 from .grid import LineshapeGrid, NormalisedCTTable, site_node_weights
 from .kde import bandwidth_matrix, kde_node_weights, sample_matrix
-from .mqmas import mqmas_projection_grid, mqmas_projection_per_site
+from .mqmas import mqmas_2d_grid, mqmas_2d_per_site, mqmas_projection_grid, mqmas_projection_per_site
 from .sites import SiteError, SiteLike, as_sites
 
-__all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "lineshape_grid",
+__all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "simulate_mqmas_2d",
+           "lineshape_grid",
            "normalise_area", "l1_distance"]
 
 EXPERIMENTS = ("mas", "static", "3qmas-iso")
@@ -113,6 +114,24 @@ def lineshape_grid(spectrometer: Spectrometer, step_ppm: float, cq_max_MHz: floa
     return _grid(mode, spectrometer.isotope.name, spectrometer.b0_tesla, float(step_ppm), cq_max, settings)
 
 
+def _node_weights(sites, spectrometer: Spectrometer, axis: PPMAxis, route: str, bandwidth,
+                  grid_settings: GridSettings | None, grid: LineshapeGrid | None, mode: str, align_centres: bool,
+                  progress: bool):
+    """Grid and KDE routes: (node weights, conditional sd along δ in ppm, the lineshape
+    grid, the bandwidth matrix H or None). A grid built here holds the KDE's |CQ| tail
+    (4 standard deviations)."""
+    h = bandwidth_matrix(sample_matrix(sites), bandwidth, sites.weight) if route == "kde" else None
+    if grid is None:
+        grid_settings = grid_settings or (KDE_GRID if route == "kde" else SITE_GRID)
+        margin = 4.0 * np.sqrt(h[1, 1]) if h is not None else 0.0
+        grid = lineshape_grid(spectrometer, axis.step_ppm, float(sites.abs_cq_MHz.max()) + margin, mode,
+                              grid_settings, progress=progress)
+    if route == "kde":
+        weights, sd, h = kde_node_weights(sites, grid, axis, h, progress=progress and len(sites) > 20000)
+        return weights, sd, grid, h
+    return site_node_weights(sites, grid, axis, align_centres=align_centres), 0.0, grid, None
+
+
 def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, experiment: str = "mas",
                       route: str = "kde", bandwidth="scott", grid_settings: GridSettings | None = None,
                       grid: LineshapeGrid | None = None, broadening: tuple[float, str, str] | None = None,
@@ -170,22 +189,10 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
             else:
                 y = ct_spectrum_per_site(sites, spectrometer, axis, mode, progress=progress)
         else:
-            sd = 0.0
-            if route == "kde":
-                h = bandwidth_matrix(sample_matrix(sites), bandwidth, sites.weight)
-                margin = 4.0 * np.sqrt(h[1, 1])
-            else:
-                margin = 0.0
-            if grid_settings is None:
-                grid_settings = KDE_GRID if route == "kde" else SITE_GRID
-            if grid is None:
-                grid = lineshape_grid(spectrometer, axis.step_ppm, float(sites.abs_cq_MHz.max()) + margin, mode,
-                                      grid_settings, progress=progress)
-            if route == "kde":
-                weights, sd, h = kde_node_weights(sites, grid, axis, h, progress=progress and len(sites) > 20000)
+            weights, sd, grid, h = _node_weights(sites, spectrometer, axis, route, bandwidth, grid_settings, grid, mode,
+                                                 experiment != "3qmas-iso", progress)
+            if h is not None:
                 info["bandwidth_matrix"] = h.tolist()
-            else:
-                weights = site_node_weights(sites, grid, axis, align_centres=experiment != "3qmas-iso")
             if experiment == "3qmas-iso":
                 y = mqmas_projection_grid(weights, grid, axis)
                 if sd > 0:
@@ -203,3 +210,33 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
     if normalise:
         y = normalise_area(y, axis.step_ppm)
     return Spectrum(axis.ppm, y, info)
+
+
+def simulate_mqmas_2d(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, route: str = "kde",
+                      bandwidth="scott", cq_scale: float = 1.0, normalise: bool = True,
+                      progress: bool = False) -> np.ndarray:
+    """Sheared 3QMAS spectrum I[F1, F2] (shape (n, n)) of ``sites`` with both dimensions
+    on ``axis`` (ppm; F1 the Amoureux–Fernandez isotropic axis, F2 the MAS central
+    transition, :mod:`.mqmas`), ideal excitation. Routes and ``bandwidth`` as in
+    :func:`simulate_spectrum`; ``cq_scale`` multiplies |CQ|. With ``normalise`` the volume
+    ΣΣ I·ΔF1·ΔF2 is 1 (per ppm²)."""
+    sites = as_sites(sites)
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    if sites.isotope.name != spectrometer.isotope.name:
+        raise SiteError(f"sites are {sites.isotope.name} but the spectrometer is set for {spectrometer.isotope.name}")
+    if cq_scale != 1.0:
+        sites = sites.with_cq_scale(cq_scale)
+    sites.require_quadrupolar()
+    if route == "sites":
+        z = mqmas_2d_per_site(sites, spectrometer, axis, axis, progress=progress)
+    else:
+        weights, sd, grid, _ = _node_weights(sites, spectrometer, axis, route, bandwidth, None, None, "mas", False,
+                                             progress)
+        z = mqmas_2d_grid(weights, grid, axis, axis, sd)
+    if normalise:
+        volume = z.sum() * axis.step_ppm**2
+        if not volume > 0:
+            raise SiteError("the 3QMAS spectrum has no intensity inside the ppm window: widen the axis")
+        z = z / volume
+    return z
