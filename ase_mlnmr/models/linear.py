@@ -370,7 +370,7 @@ class EquivariantRidge:
         else:
             members = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
                                 for rows in member_rows])
-        predictions = np.einsum("nmp,kp->knm", Xs, members) * self.target_scale_
+        predictions = (Xs.reshape(n * k, p) @ members.T).T.reshape(-1, n, k) * self.target_scale_
         self.calibration_ = calibration_factor(predictions, y, member_rows)
         self.member_scaled_weights_ = recentred(members, self.scaled_weights_)
         return self
