@@ -51,3 +51,19 @@ def test_member_normal_equations_equal_each_members_own_gram():
     for gram, b, rows in zip(grams, rhs, member_rows):
         np.testing.assert_allclose(gram, design[rows].T @ design[rows], rtol=0, atol=1e-11 * n)
         np.testing.assert_allclose(b, design[rows].T @ targets[rows], rtol=0, atol=1e-11 * n)
+
+
+@pytest.mark.parametrize("n_atoms, p", [(320, linear.MEMBER_GRAM_BLOCK + 5), (30, 90)])
+def test_fit_with_member_rows_equals_fit_then_fit_members(n_atoms, p):
+    """One call (the full model's Gram built with the members') = fit, then fit_members;
+    the full weights equal an independent solve of all rows."""
+    X, y, rows = _problem(n_atoms, p, seed=p + 1)
+    together = EquivariantRidge(alpha=1e-2).fit(X, y, member_rows=rows)
+    apart = EquivariantRidge(alpha=1e-2).fit(X, y).fit_members(X, y, rows)
+    full = _independent_member_weights(X, y, np.ones((1, n_atoms), bool), 1e-2, apart.feature_scale_,
+                                       apart.target_scale_)[0]
+    scale = np.abs(full).max()
+    np.testing.assert_allclose(together.scaled_weights_, full, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(together.member_scaled_weights_, apart.member_scaled_weights_, rtol=0,
+                               atol=1e-9 * scale)
+    assert together.calibration_ == pytest.approx(apart.calibration_, rel=1e-8)

@@ -326,8 +326,12 @@ class EquivariantRidge:
             raise ValueError(f"X has {X.shape[2]} features, the model was fitted on {self.feature_scale_.size}")
         return X
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "EquivariantRidge":
-        """X: (n, 2 lambda + 1, p) spherical features; y: (n, 2 lambda + 1) spherical targets."""
+    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None) -> "EquivariantRidge":
+        """X: (n, 2 lambda + 1, p) spherical features; y: (n, 2 lambda + 1) spherical targets.
+
+        ``member_rows`` (K, n) bool: also fit a committee, as :meth:`fit_members`, sharing
+        the Gram work with the full fit (in the primal form all K + 1 Grams are built together).
+        """
         self._fitted = False
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
@@ -338,9 +342,11 @@ class EquivariantRidge:
         flat = X.reshape(n * k, p)  # the mu components act as extra samples
         self.feature_scale_ = equivariant_feature_scale(flat, self.feature_scaling)
         self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
-        Xs = flat / self.feature_scale_
-        ys = y.reshape(n * k) / self.target_scale_
-        self.scaled_weights_ = ridge_weights(Xs, ys, self.alpha)
+        if member_rows is not None:
+            self._fit_committee(X, y, member_rows, with_full=True)
+        else:
+            self.scaled_weights_ = ridge_weights(flat / self.feature_scale_, y.reshape(n * k) / self.target_scale_,
+                                                 self.alpha)
         self._fitted = True
         return self
 
@@ -355,21 +361,29 @@ class EquivariantRidge:
         self._require_fit()
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
+        if y.shape != X.shape[:2]:
+            raise ValueError(f"targets must be {X.shape[:2]}, got {y.shape}")
+        return self._fit_committee(X, y, member_rows, with_full=False)
+
+    def _fit_committee(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray, with_full: bool
+                       ) -> "EquivariantRidge":
+        """Members (and with ``with_full`` the full model first) on the scaled problem."""
         member_rows = np.asarray(member_rows, dtype=bool)
         n, k, p = X.shape
-        if y.shape != (n, k):
-            raise ValueError(f"targets must be ({n}, {k}), got {y.shape}")
         if member_rows.ndim != 2 or member_rows.shape[1] != n:
             raise ValueError(f"member_rows must be (n_members, {n}), got {member_rows.shape}")
         Xs = X / self.feature_scale_
         ys = y / self.target_scale_
+        fits = np.vstack([np.ones((1, n), dtype=bool), member_rows]) if with_full else member_rows
         if p <= k * member_rows.sum(axis=1).min():   # primal for every member: Grams built together
-            grams, rhs = member_normal_equations(Xs.reshape(n * k, p), ys.reshape(n * k),
-                                                 np.repeat(member_rows, k, axis=1))
-            members = np.array([solve_ridge(gram, b, self.alpha) for gram, b in zip(grams, rhs)])
+            grams, rhs = member_normal_equations(Xs.reshape(n * k, p), ys.reshape(n * k), np.repeat(fits, k, axis=1))
+            weights = np.array([solve_ridge(gram, b, self.alpha) for gram, b in zip(grams, rhs)])
         else:
-            members = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
-                                for rows in member_rows])
+            weights = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
+                                for rows in fits])
+        if with_full:
+            self.scaled_weights_ = weights[0]
+        members = weights[1:] if with_full else weights
         predictions = (Xs.reshape(n * k, p) @ members.T).T.reshape(-1, n, k) * self.target_scale_
         self.calibration_ = calibration_factor(predictions, y, member_rows)
         self.member_scaled_weights_ = recentred(members, self.scaled_weights_)
