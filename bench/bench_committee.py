@@ -15,7 +15,8 @@ alternated in one run; σiso (+ OOD) alone and all outputs.
 Training: the Si σiso Nyström fit (2000 inducing points, the box's Si power spectra,
 synthetic targets) without and with the committee, whose groups are 40 random labels of
 the Si atoms (pseudo-structures); the EFG ridge fit of Si (λ-SOAP features, fixed α)
-without and with ``fit_members``. Ratios of CPU times measured side by side.
+without and with the committee (``fit(..., member_rows=...)``). Ratios of CPU times
+measured side by side.
 
 Output: a Markdown table on stdout, JSON in ``bench/results/bench_committee.json``.
 """
@@ -90,7 +91,7 @@ def training_cost(box, size: int, fraction: float) -> dict:
     F = LambdaSOAP(["Na", "Si", "O"], lam=2).create(box, centres="Si")
     t = np.einsum("nmp,p->nm", F, rng.normal(size=F.shape[2])) + 0.1 * rng.normal(size=F.shape[:2])
     efg_single = cpu(lambda: EquivariantRidge(alpha=1e-3).fit(F, t))[0]
-    efg_committee = cpu(lambda: EquivariantRidge(alpha=1e-3).fit(F, t).fit_members(F, t, rows))[0]
+    efg_committee = cpu(lambda: EquivariantRidge(alpha=1e-3).fit(F, t, member_rows=rows))[0]
     return {"n_si": int(len(X)), "n_features": int(X.shape[1]), "lambda_features": int(F.shape[2]),
             "nystrom_cpu_s": {"single": single, "committee": committee, "ratio": committee / single},
             "efg_cpu_s": {"single": efg_single, "committee": efg_committee, "ratio": efg_committee / efg_single}}

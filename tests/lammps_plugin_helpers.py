@@ -27,7 +27,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 # Columns of the fix's per-atom array (1-based, as in f_ID[k]; docs/lammps_fix.md).
-N_STANDARD_COLUMNS = 18
+N_STANDARD_COLUMNS = 21
 # debug_csr columns: neighbour count, sum of r_j - r_i (3), sum of Z_j, owning rank, state
 DEBUG_COUNT = N_STANDARD_COLUMNS + 1
 DEBUG_OWNER_RANK = DEBUG_COUNT + 5

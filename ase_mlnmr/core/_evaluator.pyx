@@ -37,7 +37,7 @@ from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm
 
 from ase_mlnmr.core._soap_core cimport (
     SoapSpec, LambdaSpec, ContractionSpec, expand_centre, power_spectrum_from_coefficients,
-    contract_centre, lambda_features_from_coefficients, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
+    contract_centre, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
     MLNMR_ERR_MEMORY, MLNMR_ERR_ARGUMENT,
 )
 
@@ -182,8 +182,10 @@ cdef struct LambdaModel:
     const LambdaSpec* lam
     ContractionSpec weights
     int n_members               # committee members (0: none)
-    int64_t n_features          # λ-SOAP features (committee only)
-    const double* member_coef   # [n_members][n_features] raw member weights
+    const double* member_pair_weights  # per (l1, l2) pair [M][n_members][M]: member folded weights, rows
+                                #   the index contracted second (see lambda_member_std)
+    const int32_t* member_swap  # per pair: 1 when c_{l1} is contracted first (2 l1 + 1 < 2 l2 + 1)
+    const double* member_two_body  # [n_members][M] or NULL
     double calibration          # committee calibration factor α
 
 cdef struct KernelModel:
@@ -240,7 +242,7 @@ cdef struct EvaluatorData:
     int max_inducing
     int max_coeff
     int max_scratch
-    int64_t max_member_features  # (2λ+1) · λ-SOAP features of the largest committee model
+    int64_t max_member_scratch  # doubles of lambda_member_std's scratch for the largest committee model
 
 cdef struct Pair:
     double d2
@@ -476,18 +478,18 @@ cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double*
         values[r] = total * km.y_scale + km.y_mean
 
 
-cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* std) noexcept nogil:
-    """α · y_scale · std_k (ddof 1) of the member values k_xZ w_k: extra weight columns on K."""
-    cdef int r, j, k, m = km.m, n = km.n_members
-    cdef double values[64]
-    cdef double kr
+cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* member_values,
+                             double* std) noexcept nogil:
+    """α · y_scale · std_k (ddof 1) of the member values k_xZ w_k: the K member weight columns on
+    the kernel block in GEMMs of GEMM_COLUMNS centres (fixed shape, as kernel_block; the padded
+    rows of K are zero). ``member_values`` holds padded_rows(nb) × n_members doubles."""
+    cdef int r, c, m = km.m, n = km.n_members, width = GEMM_COLUMNS
+    cdef double one = 1.0, zero = 0.0
+    for c in range(padded_rows(nb) // width):
+        dgemm(&NOTRANS, &NOTRANS, &n, &width, &m, &one, <double*>km.member_weights, &n,
+              <double*>K + <int64_t>c * width * m, &m, &zero, member_values + <int64_t>c * width * n, &n)
     for r in range(nb):
-        memset(values, 0, n * sizeof(double))
-        for j in range(m):
-            kr = K[<int64_t>r * m + j]
-            for k in range(n):
-                values[k] += kr * km.member_weights[<int64_t>j * n + k]
-        std[r] = km.calibration * km.y_scale * sample_std(values, n)
+        std[r] = km.calibration * km.y_scale * sample_std(member_values + <int64_t>r * n, n)
 
 
 cdef inline double sample_std(const double* values, int n) noexcept nogil:
@@ -530,22 +532,63 @@ cdef void principal_axis(const double* t, double value, double* axis) noexcept n
         axis[2] /= norm
 
 
-cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* features,
+cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* scratch,
                             double* members, double* std) noexcept nogil:
     """Member components (members[n_members][n_mu]) and α · std_k (ddof 1) of each component.
 
-    The λ-SOAP features q[μ][f] of the centre are built once from the shared expansion and
-    every member is a dot product, y_k[μ] = Σ_f w_kf q[μ][f] (one feature pass instead of
-    K weight contractions)."""
-    cdef int k, mu, n = lm.n_members, n_mu = lm.n_mu
-    cdef int n_rows = n_mu
-    cdef int p = <int>lm.n_features
-    cdef double alpha = 1.0, beta = 0.0
+    All K members' folded weights W_k (M × M per (l1, l2) pair, as the mean's contraction) in
+    two GEMMs per pair, y_kμ = Σ_t C_t G_k[m1_t, m2_t] with G_k = c_{l1}ᵀ W_k c_{l2}:
+    T[r][k][x] = Σ_s V[r][k][s] X[s][x] (X the coefficient block of the smaller l, V the
+    members' weights stacked by row), then G[y][k][x] = Σ_r Y[r][y] T[r][k][x] (Y the other
+    block). Fixed shapes per pair: every centre's result is the same whatever the others."""
+    cdef int a, k, mu, p, n = lm.n_members, n_mu = lm.n_mu
+    cdef int m_rows = spec.n_channels * spec.n_max
+    cdef int w1, w2, wx, wy, mx, my, kx, kmr
+    cdef int64_t t
+    cdef double one = 1.0, zero = 0.0, value
     cdef double column[64]
-    lambda_features_from_coefficients(spec, lm.lam, coeff, features, lm.n_features)
-    # column-major view: q is p x n_mu, the member weights p x K; members (n_mu x K) = qᵀ W
-    dgemm(&TRANS, &NOTRANS, &n_rows, &n, &p, &alpha, features, &p, <double*>lm.member_coef, &p, &beta, members,
-          &n_rows)
+    cdef const double* block
+    cdef const double* x_block
+    cdef const double* y_block
+    cdef const double* weights = lm.member_pair_weights
+    cdef double* stage = scratch          # T: [M][K][wx]
+    cdef double* gram                     # G: [wy][K][wx]
+    memset(members, 0, n * n_mu * sizeof(double))
+    if lm.member_two_body != NULL:
+        block = coeff + m_rows * lm.lam.lam * lm.lam.lam
+        for k in range(n):
+            for mu in range(n_mu):
+                value = 0.0
+                for a in range(m_rows):
+                    value += lm.member_two_body[k * m_rows + a] * block[a * n_mu + mu]
+                members[k * n_mu + mu] = value
+    for p in range(lm.lam.n_pairs):
+        w1 = 2 * lm.lam.l1[p] + 1
+        w2 = 2 * lm.lam.l2[p] + 1
+        if lm.member_swap[p]:
+            x_block, wx = coeff + m_rows * lm.lam.l1[p] * lm.lam.l1[p], w1
+            y_block, wy = coeff + m_rows * lm.lam.l2[p] * lm.lam.l2[p], w2
+        else:
+            x_block, wx = coeff + m_rows * lm.lam.l2[p] * lm.lam.l2[p], w2
+            y_block, wy = coeff + m_rows * lm.lam.l1[p] * lm.lam.l1[p], w1
+        kx = n * wx
+        kmr = n * m_rows
+        gram = scratch + <int64_t>m_rows * kx
+        # column-major views: Tᵀ (wx × MK) = Xᵀ (wx × M) Vᵀ (M × MK),
+        # Gᵀ (K wx × wy) = Tᵀ (K wx × M) Y (M × wy)
+        dgemm(&NOTRANS, &NOTRANS, &wx, &kmr, &m_rows, &one, <double*>x_block, &wx, <double*>weights, &m_rows,
+              &zero, stage, &wx)
+        dgemm(&NOTRANS, &TRANS, &kx, &wy, &m_rows, &one, stage, &kx, <double*>y_block, &wy, &zero, gram, &kx)
+        weights += <int64_t>m_rows * kmr
+        for t in range(lm.lam.cg_offsets[p], lm.lam.cg_offsets[p + 1]):
+            if lm.member_swap[p]:
+                mx, my = lm.lam.cg_m1[t], lm.lam.cg_m2[t]
+            else:
+                mx, my = lm.lam.cg_m2[t], lm.lam.cg_m1[t]
+            mu = lm.lam.cg_mu[t]
+            value = lm.lam.cg_value[t]
+            for k in range(n):
+                members[k * n_mu + mu] += value * gram[my * kx + k * wx + mx]
     for mu in range(n_mu):
         for k in range(n):
             column[k] = members[k * n_mu + mu]
@@ -669,9 +712,11 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef double* K = <double*>malloc(rows * ev.max_inducing * sizeof(double) + 8)
     cdef double* small = <double*>malloc(<int64_t>B * 36 * sizeof(double))
     cdef double* member_buffer = <double*>malloc(MAX_MEMBERS * 5 * sizeof(double))
-    cdef double* member_features = <double*>malloc((ev.max_member_features + 1) * sizeof(double))
+    cdef double* iso_member_values = <double*>malloc(rows * MAX_MEMBERS * sizeof(double))
+    cdef double* member_scratch = <double*>malloc((ev.max_member_scratch + 1) * sizeof(double))
     cdef int* bare_ood = <int*>malloc(B * sizeof(int))
-    if (member_buffer == NULL or member_features == NULL or pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL
+    if (member_buffer == NULL or member_scratch == NULL or iso_member_values == NULL
+            or pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL
             or F_iso == NULL
             or F_ood == NULL or F32 == NULL or K == NULL or small == NULL or bare_ood == NULL):
         status = MLNMR_ERR_MEMORY
@@ -765,14 +810,14 @@ cdef int run_work(Work* w) noexcept nogil:
                 if want_ms and el.aniso.expansion == x:
                     contract_centre(xp.spec, el.aniso.lam, &el.aniso.weights, coeff, scratch, aniso + 5 * r)
                     if el.aniso.n_members:
-                        lambda_member_std(xp.spec, &el.aniso, coeff, member_features, member_buffer,
+                        lambda_member_std(xp.spec, &el.aniso, coeff, member_scratch, member_buffer,
                                           aniso_std + 5 * r)
                 if want_ms and el.antisym.expansion == x:
                     contract_centre(xp.spec, el.antisym.lam, &el.antisym.weights, coeff, scratch, antisym + 3 * r)
                 if want_efg and el.efg.expansion == x:
                     contract_centre(xp.spec, el.efg.lam, &el.efg.weights, coeff, scratch, efg + 5 * r)
                     if el.efg.n_members:
-                        lambda_member_std(xp.spec, &el.efg, coeff, member_features, member_buffer, efg_std + 5 * r)
+                        lambda_member_std(xp.spec, &el.efg, coeff, member_scratch, member_buffer, efg_std + 5 * r)
                         efg_member_stats(el, efg + 5 * r, member_buffer, efg_stats + 4 * r)
                 if do_iso and el.iso.expansion == x:
                     power_spectrum_from_coefficients(xp.spec, coeff, F_iso + <int64_t>r * el.iso.n_features)
@@ -794,7 +839,7 @@ cdef int run_work(Work* w) noexcept nogil:
                 kernel_block(&el.iso, nb, F_iso, F32, x2, K)
                 nystrom_values(&el.iso, nb, K, iso_values)
                 if el.iso.n_members:
-                    nystrom_member_std(&el.iso, nb, K, iso_std)
+                    nystrom_member_std(&el.iso, nb, K, iso_member_values, iso_std)
                 if do_ood and el.ood_shares_iso:
                     nystrom_residuals(&el.ood, nb, K, residual)
         if do_ood and not (el.ood_shares_iso and do_iso):
@@ -828,7 +873,7 @@ cdef int run_work(Work* w) noexcept nogil:
                     row[MLNMR_OUT_OOD] = ood_score(&el.ood, residual[r])
         block_start = block_stop
     free(pairs); free(vec); free(channel); free(entry); free(coeff); free(F_iso); free(F_ood); free(F32)
-    free(K); free(small); free(bare_ood); free(member_buffer); free(member_features)
+    free(K); free(small); free(bare_ood); free(member_buffer); free(member_scratch); free(iso_member_values)
     w.status = status
     return status
 
@@ -1215,11 +1260,23 @@ cdef class Evaluator:
         if lm.n_members == 0:
             return
         lm.calibration = component.regressor.calibration_
-        member_coef = np.ascontiguousarray(component.regressor.member_coef_, dtype=float)  # [K][p]
-        self._keep.append(member_coef)
-        lm.member_coef = _ptr(member_coef)
-        lm.n_features = member_coef.shape[1]
-        self.data.max_member_features = max(self.data.max_member_features, lm.n_mu * lm.n_features)
+        folded = [descriptor.fold_weights(coef) for coef in component.regressor.member_coef_]
+        pair_weights = np.stack([pairs for pairs, _ in folded], axis=1)   # [pair][K][a][b]
+        swap = np.array([2 * l1 + 1 < 2 * l2 + 1 for l1, l2 in descriptor.pairs], dtype=np.int32)
+        # rows of the index contracted second: [a][K][b], or [b][K][a] when c_{l1} goes first
+        stacked = np.concatenate([(w.transpose(2, 0, 1) if swapped else w.transpose(1, 0, 2)).ravel()
+                                  for w, swapped in zip(pair_weights, swap)])
+        self._keep.extend([stacked, swap])
+        lm.member_pair_weights = _ptr(stacked)
+        lm.member_swap = <const int32_t*>cnp.PyArray_DATA(swap)
+        lm.member_two_body = NULL
+        if folded[0][1] is not None:
+            two_body = np.ascontiguousarray([body for _, body in folded], dtype=float)   # [K][M]
+            self._keep.append(two_body)
+            lm.member_two_body = _ptr(two_body)
+        width = 2 * descriptor.l_max + 1
+        rows = pair_weights.shape[2]
+        self.data.max_member_scratch = max(self.data.max_member_scratch, lm.n_members * width * (rows + width))
 
     cdef _setup_kernel(self, KernelModel* km, int x, regressor, ood):
         from ..models.nystrom import NystromKernelRidge

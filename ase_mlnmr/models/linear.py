@@ -27,6 +27,8 @@ Committee (:meth:`EquivariantRidge.fit_members`, :mod:`ase_mlnmr.models.committe
 solves the same scaled problem (the full model's feature and target scales and alpha) on
 its rows only, then is re-centred on the full weights; each member is an equivariant
 model of its own (one weight per feature), so every member rotates with the structure.
+In the primal form the K member Gram matrices are built together at the cost of one Gram
+of all rows (:func:`member_normal_equations`), then each is factorised once.
 """
 from __future__ import annotations
 
@@ -39,7 +41,10 @@ from ..core.spherical_tensors import l2_to_symmetric_traceless, vector_to_antisy
 from .committee import calibration_factor, member_spread, recentred
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
-           "ridge_weights"]
+           "ridge_weights", "member_normal_equations"]
+
+#: Gram columns per block of :func:`member_normal_equations` (memory ~ cells · p · block · 8 bytes).
+MEMBER_GRAM_BLOCK = 256
 
 
 def solve_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
@@ -69,6 +74,39 @@ def ridge_weights(design: np.ndarray, targets: np.ndarray, alpha: float) -> np.n
     if p <= n or alpha <= 0:
         return solve_ridge(design.T @ design, design.T @ targets, alpha)
     return design.T @ solve_ridge(design @ design.T, targets, alpha)
+
+
+def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """(X_Sᵀ X_S, X_Sᵀ y_S) of every member S (rows where ``member_rows[k]``, (K, n) bool):
+    shapes (K, p, p) and (K, p), for ``design`` (n, p) and ``targets`` (n,).
+
+    The rows fall into cells of equal membership (columns of ``member_rows``); with A (K × C)
+    the membership of the C cells, G_k = Σ_c A_kc X_cᵀ X_c. Per block J of columns the cells'
+    blocks X_cᵀ X_c[:, J] (upper triangle: rows up to the end of J) are stacked and combined
+    for all members by one product with A: the cost of one Gram of all rows plus K·C·p²/2,
+    against K f times that Gram for separate member Grams (f the members' fraction of rows).
+    """
+    membership, row_cell = np.unique(np.asarray(member_rows, dtype=bool).T, axis=0, return_inverse=True)
+    order = np.argsort(row_cell, kind="stable")
+    bounds = np.searchsorted(row_cell[order], np.arange(len(membership) + 1))
+    design, targets = design[order], targets[order]
+    cells = [slice(bounds[c], bounds[c + 1]) for c in range(len(membership))]
+    n_members, p = membership.shape[1], design.shape[1]
+    combine = membership.T.astype(float)                                   # A, (K, C)
+    grams = np.empty((n_members, p, p))
+    for start in range(0, p, MEMBER_GRAM_BLOCK):
+        stop = min(start + MEMBER_GRAM_BLOCK, p)
+        blocks = np.empty((len(cells), stop, stop - start))
+        for rows, block in zip(cells, blocks):
+            np.matmul(design[rows, :stop].T, design[rows, start:stop], out=block)
+        grams[:, :stop, start:stop] = (combine @ blocks.reshape(len(cells), -1)).reshape(n_members, stop,
+                                                                                         stop - start)
+    lower = np.tril_indices(p, -1)
+    for gram in grams:                                                     # mirror the upper triangle
+        gram[lower] = gram.T[lower]
+    rhs = combine @ np.stack([design[rows].T @ targets[rows] for rows in cells])
+    return grams, rhs
 
 
 def _positive_scale(values: np.ndarray) -> np.ndarray:
@@ -288,8 +326,12 @@ class EquivariantRidge:
             raise ValueError(f"X has {X.shape[2]} features, the model was fitted on {self.feature_scale_.size}")
         return X
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "EquivariantRidge":
-        """X: (n, 2 lambda + 1, p) spherical features; y: (n, 2 lambda + 1) spherical targets."""
+    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None) -> "EquivariantRidge":
+        """X: (n, 2 lambda + 1, p) spherical features; y: (n, 2 lambda + 1) spherical targets.
+
+        ``member_rows`` (K, n) bool: also fit a committee, as :meth:`fit_members`, sharing
+        the Gram work with the full fit (in the primal form all K + 1 Grams are built together).
+        """
         self._fitted = False
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
@@ -300,9 +342,11 @@ class EquivariantRidge:
         flat = X.reshape(n * k, p)  # the mu components act as extra samples
         self.feature_scale_ = equivariant_feature_scale(flat, self.feature_scaling)
         self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
-        Xs = flat / self.feature_scale_
-        ys = y.reshape(n * k) / self.target_scale_
-        self.scaled_weights_ = ridge_weights(Xs, ys, self.alpha)
+        if member_rows is not None:
+            self._fit_committee(X, y, member_rows, with_full=True)
+        else:
+            self.scaled_weights_ = ridge_weights(flat / self.feature_scale_, y.reshape(n * k) / self.target_scale_,
+                                                 self.alpha)
         self._fitted = True
         return self
 
@@ -317,17 +361,30 @@ class EquivariantRidge:
         self._require_fit()
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
+        if y.shape != X.shape[:2]:
+            raise ValueError(f"targets must be {X.shape[:2]}, got {y.shape}")
+        return self._fit_committee(X, y, member_rows, with_full=False)
+
+    def _fit_committee(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray, with_full: bool
+                       ) -> "EquivariantRidge":
+        """Members (and with ``with_full`` the full model first) on the scaled problem."""
         member_rows = np.asarray(member_rows, dtype=bool)
         n, k, p = X.shape
-        if y.shape != (n, k):
-            raise ValueError(f"targets must be ({n}, {k}), got {y.shape}")
         if member_rows.ndim != 2 or member_rows.shape[1] != n:
             raise ValueError(f"member_rows must be (n_members, {n}), got {member_rows.shape}")
         Xs = X / self.feature_scale_
         ys = y / self.target_scale_
-        members = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
-                            for rows in member_rows])
-        predictions = np.einsum("nmp,kp->knm", Xs, members) * self.target_scale_
+        fits = np.vstack([np.ones((1, n), dtype=bool), member_rows]) if with_full else member_rows
+        if p <= k * member_rows.sum(axis=1).min():   # primal for every member: Grams built together
+            grams, rhs = member_normal_equations(Xs.reshape(n * k, p), ys.reshape(n * k), np.repeat(fits, k, axis=1))
+            weights = np.array([solve_ridge(gram, b, self.alpha) for gram, b in zip(grams, rhs)])
+        else:
+            weights = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
+                                for rows in fits])
+        if with_full:
+            self.scaled_weights_ = weights[0]
+        members = weights[1:] if with_full else weights
+        predictions = (Xs.reshape(n * k, p) @ members.T).T.reshape(-1, n, k) * self.target_scale_
         self.calibration_ = calibration_factor(predictions, y, member_rows)
         self.member_scaled_weights_ = recentred(members, self.scaled_weights_)
         return self

@@ -176,12 +176,12 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
                                           selection_settings["alpha_search"])
         regressor = fit_equivariant_ridge(grams, regressor.lam, chosen.feature_scaling, chosen.alpha,
                                           features, targets)
-    elif isinstance(regressor, NystromKernelRidge):
+        if member_rows is not None:
+            regressor.fit_members(features, targets, member_rows)
+    elif isinstance(regressor, (NystromKernelRidge, EquivariantRidge)):
         regressor.fit(features, targets, member_rows=member_rows)
     else:
         regressor.fit(features, targets)
-    if member_rows is not None and isinstance(regressor, EquivariantRidge):
-        regressor.fit_members(features, targets, member_rows)
     _check_fitted(regressor, f"{element} {prop}")
     return PropertyModel(element=element, prop=prop, descriptor=descriptor, regressor=regressor)
 

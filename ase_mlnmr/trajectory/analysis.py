@@ -32,6 +32,11 @@ STORE_CHANNELS = {"efg": 5, "shift": 1, "ms_iso": 1, "delta_iso": 1, "ms_l2": 5,
                   "ood": 1}
 #: Channels correlated: the EFG (G_EFG) and the shift (δiso where calibrated, else σiso).
 CORRELATED = ("efg", "shift")
+#: Committee values (docs/uncertainty.md) time-averaged per atom, NaN without a committee:
+#: frame value → (average name, time_averaged.csv column).
+COMMITTEE = {"ms_iso_std": ("ms_iso_std_mean", "sigma_iso_std_mean_ppm"),
+             "cq_std": ("cq_std_mean", "cq_std_mean_MHz"),
+             "vzz_axis_flag": ("vzz_axis_flag_fraction", "vzz_axis_flag_fraction")}
 
 
 @dataclass
@@ -108,7 +113,7 @@ class TrajectoryAccumulator:
         self.store = SeriesStore(store_dir, len(self.ids), STORE_CHANNELS)
         n = len(self.ids)
         self.totals = {"efg": np.zeros((n, 3, 3)), "ms": np.zeros((n, 3, 3)), "efg_sq": np.zeros(n),
-                       "ms_iso": np.zeros(n), "delta_iso": np.zeros(n)}
+                       "ms_iso": np.zeros(n), "delta_iso": np.zeros(n), **{name: np.zeros(n) for name in COMMITTEE}}
         self.max_ood = np.full(n, -np.inf)
         self.n_frames = 0
 
@@ -122,7 +127,7 @@ class TrajectoryAccumulator:
             missing = np.setdiff1d(self.ids, values.ids)[:5]
             raise ValueError(f"frame {values.index}: atoms {missing.tolist()} of the first frame are missing")
         fields = {name: getattr(values, name)[position] for name in
-                  ("efg", "ms", "ms_iso", "delta_iso", "ood", "cq", "eta", "vzz")}
+                  ("efg", "ms", "ms_iso", "delta_iso", "ood", "cq", "eta", "vzz", *COMMITTEE)}
         return FrameValues(index=values.index, ids=self.ids, symbols=self.symbols, **fields)
 
     def add_chunk(self, chunk: Sequence[FrameValues]) -> None:
@@ -135,6 +140,8 @@ class TrajectoryAccumulator:
             sums["efg_sq"] += np.einsum("nij,nij->n", values.efg, values.efg)
             sums["ms_iso"] += values.ms_iso
             sums["delta_iso"] += values.delta_iso
+            for name in COMMITTEE:
+                sums[name] += getattr(values, name)
             np.fmax(self.max_ood, values.ood, out=self.max_ood)
             self._correlate_and_store(values)
         for name, total in self.totals.items():
@@ -166,7 +173,8 @@ class TrajectoryAccumulator:
         return {"efg": efg, "ms": self.totals["ms"] / n_frames, "ms_iso": self.totals["ms_iso"] / n_frames,
                 "delta_iso": self.totals["delta_iso"] / n_frames, "cq": cq, "eta": eta, "vzz": vzz,
                 "efg_mean_square": self.totals["efg_sq"] / n_frames,
-                "ood_max": np.where(np.isfinite(self.max_ood), self.max_ood, np.nan)}
+                "ood_max": np.where(np.isfinite(self.max_ood), self.max_ood, np.nan),
+                **{average: self.totals[name] / n_frames for name, (average, _) in COMMITTEE.items()}}
 
     def rms_ratio(self, averages: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Per element √(Σ_i |V̄_i|² / Σ_i ⟨|V_i|²⟩): RMS magnitude of time-averaged over
@@ -231,10 +239,11 @@ def write_outputs(accumulator: TrajectoryAccumulator, last_atoms, output: Path, 
     with open(output / "time_averaged.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "element", "sigma_iso_ppm", "delta_iso_ppm", "cq_MHz", "eta_q", "vzz_au",
-                         "efg_rms_au", "ood_max"])
+                         "efg_rms_au", "ood_max"] + [column for _, column in COMMITTEE.values()])
         for k in range(len(ids)):
             row = [averages[name][k] for name in ("ms_iso", "delta_iso", "cq", "eta", "vzz")]
             row += [np.sqrt(averages["efg_mean_square"][k]), averages["ood_max"][k]]
+            row += [averages[average][k] for average, _ in COMMITTEE.values()]
             writer.writerow([int(ids[k]), symbols[k]] + ["" if not np.isfinite(v) else f"{v:.10g}" for v in row])
     files["csv"] = output / "time_averaged.csv"
     atoms = last_atoms.copy()

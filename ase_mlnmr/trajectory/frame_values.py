@@ -2,7 +2,9 @@
 columns a dump of the LAMMPS fix carries.
 
 Units: shielding σ, σiso, δiso in ppm; EFG V and its λ = 2 components in atomic units;
-CQ in MHz (for the element's quadrupolar isotope); η dimensionless.
+CQ in MHz (for the element's quadrupolar isotope); η dimensionless. Committee models
+(docs/uncertainty.md) add the calibrated spreads of σiso (ppm) and |CQ| (MHz) and the
+Vzz-axis flag; NaN where the element's model has no committee.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ class FrameValues:
     cq: np.ndarray         # (N,) MHz
     eta: np.ndarray        # (N,)
     vzz: np.ndarray        # (N,) a.u.
+    ms_iso_std: np.ndarray  # (N,) ppm, committee spread of σiso
+    cq_std: np.ndarray     # (N,) MHz, committee spread of |CQ|
+    vzz_axis_flag: np.ndarray  # (N,) 1.0 where the members disagree on the Vzz axis
 
     @property
     def efg_l2(self) -> np.ndarray:
@@ -64,18 +69,22 @@ def predict_frame(model, frame: Frame, unknown_species: str = "raise") -> FrameV
     symbols = frame.atoms.get_chemical_symbols()
     efg = np.where(prediction.efg_mask[:, None, None], prediction.efg, np.nan)
     cq, eta, vzz = quadrupolar_values(efg, symbols, model.isotopes)
+    nan = np.full(len(symbols), np.nan)
+    committee = {name: nan if getattr(prediction, name) is None else getattr(prediction, name)
+                 for name in ("ms_iso_std", "cq_std", "vzz_axis_flag")}
     return FrameValues(
         index=frame.index, ids=frame.ids, symbols=symbols, efg=efg,
         ms=np.where(prediction.ms_mask[:, None, None], prediction.ms, np.nan),
         ms_iso=np.where(prediction.ms_mask, prediction.ms_iso, np.nan),
         delta_iso=np.where(prediction.delta_mask, prediction.delta_iso, np.nan),
-        ood=np.where(prediction.ood_mask, prediction.ood, np.nan), cq=cq, eta=eta, vzz=vzz)
+        ood=np.where(prediction.ood_mask, prediction.ood, np.nan), cq=cq, eta=eta, vzz=vzz, **committee)
 
 
 def values_from_columns(frame: Frame, isotopes: Mapping[str, str] | None = None) -> FrameValues:
     """Values of one frame from the LAMMPS fix's per-atom columns (:data:`readers.NMR_COLUMNS`):
     V from its five λ = 2 components, σ as σiso·1 (the fix dumps no σ(2)); CQ and η are
-    recomputed from V (the same conventions as the fix's own columns)."""
+    recomputed from V (the same conventions as the fix's own columns); the committee columns
+    19–21 are taken as they are (NaN when the dump lacks them)."""
     if frame.nmr is None:
         raise ValueError(f"frame {frame.index} carries no NMR columns (read the dump with nmr_prefix)")
     n = len(frame.ids)
@@ -88,4 +97,5 @@ def values_from_columns(frame: Frame, isotopes: Mapping[str, str] | None = None)
     return FrameValues(index=frame.index, ids=frame.ids, symbols=symbols, efg=efg,
                        ms=ms_iso[:, None, None] * np.eye(3), ms_iso=ms_iso,
                        delta_iso=frame.nmr.get("delta_iso", nan), ood=frame.nmr.get("ood", nan),
-                       cq=cq, eta=eta, vzz=vzz)
+                       cq=cq, eta=eta, vzz=vzz, ms_iso_std=frame.nmr.get("ms_iso_std", nan),
+                       cq_std=frame.nmr.get("cq_std", nan), vzz_axis_flag=frame.nmr.get("vzz_axis_flag", nan))

@@ -40,6 +40,9 @@ NMR_COLUMNS = {
     9: ("efg_l2_m1", "au"),
     10: ("efg_l2_m2", "au"),
     11: ("ood", ""),
+    19: ("ms_iso_std", "ppm"),
+    20: ("cq_std", "MHz"),
+    21: ("vzz_axis_flag", ""),
 }
 
 

@@ -209,6 +209,10 @@ int CoreBridge::evaluate(const NeighbourCSR &csr, unsigned request, double *outp
     // CQ = (CQ per a.u. of the chosen isotope) Vzz[a.u.] for the isotope keyword, else the evaluator's
     const double cq_per_au = c.cq_per_au_by_z[std::min(csr.centre_numbers[i], 127)];
     row[COL_CQ] = std::isnan(cq_per_au) ? r[MLNMR_OUT_CQ] : cq_per_au * r[MLNMR_OUT_VZZ];
+    row[COL_SIGMA_ISO_STD] = r[MLNMR_OUT_MS_ISO_STD];
+    // |CQ_k| = |CQ per a.u.| |Vzz_k|: the spread scales with the isotope like CQ
+    row[COL_CQ_STD] = std::isnan(cq_per_au) ? r[MLNMR_OUT_CQ_STD] : std::fabs(cq_per_au) * r[MLNMR_OUT_VZZ_STD];
+    row[COL_VZZ_AXIS_FLAG] = r[MLNMR_OUT_VZZ_AXIS_FLAG];
   }
   message.clear();
   return MLNMR_OK;

@@ -34,8 +34,9 @@ class BridgeError : public std::runtime_error {
 enum OutputRequest : unsigned { REQUEST_EFG = 1u, REQUEST_SIGMA = 2u };
 
 /* Per-atom outputs of one evaluate() call, columns of a row-major (n_centres x N) block;
- * also the first columns of the fix's per-atom array (docs/lammps_fix.md; the order of
- * the per-atom columns in docs/trajectory.md). */
+ * up to COL_OOD_SCORE also the first columns of the fix's per-atom array (docs/lammps_fix.md;
+ * the order of the per-atom columns in docs/trajectory.md), the committee ones after the
+ * fix's own columns. */
 enum EvaluatedColumn {
   COL_SIGMA_ISO = 0,    // ppm
   COL_DELTA_ISO,        // ppm (NaN where the model has no calibration)
@@ -44,6 +45,10 @@ enum EvaluatedColumn {
   COL_VZZ,              // EFG units of the fix (a.u. or V/A^2)
   COL_V2M_FIRST,        // 5 spherical components V_2m, m = -2..2 (EFG units of the fix)
   COL_OOD_SCORE = COL_V2M_FIRST + 5,
+  // committee (docs/uncertainty.md; NaN where the element's model has no committee):
+  COL_SIGMA_ISO_STD,    // calibrated sigma_iso spread, ppm
+  COL_CQ_STD,           // calibrated |CQ| spread, MHz, isotope of the element
+  COL_VZZ_AXIS_FLAG,    // 1 when a member's Vzz axis is more than 45 degrees from the mean's
   N_EVALUATED_COLUMNS
 };
 

@@ -52,12 +52,15 @@ enum RunningSum {
   N_RUNNING_SUMS
 };
 
-// Columns of the per-atom array after the evaluated ones (core_bridge.h).
+// Columns of the per-atom array after the evaluated ones up to the OOD score (core_bridge.h).
 enum ExtraColumn {
-  COL_OOD_FLAG = MLNMR::N_EVALUATED_COLUMNS,    // 1 if OOD score > threshold
+  COL_OOD_FLAG = MLNMR::COL_OOD_SCORE + 1,      // 1 if OOD score > threshold
   COL_MEAN_SIGMA_ISO,                           // running time average, ppm
   COL_MEAN_V2M_FIRST,                           // running time average of V_2m, 5 columns
-  N_STANDARD_COLUMNS = COL_MEAN_V2M_FIRST + 5
+  COL_SIGMA_ISO_STD = COL_MEAN_V2M_FIRST + 5,   // committee: evaluated sigma_iso spread, ppm
+  COL_CQ_STD,                                   // committee: evaluated |CQ| spread, MHz
+  COL_VZZ_AXIS_FLAG,                            // committee: Vzz-axis flag
+  N_STANDARD_COLUMNS
 };
 
 // Test-only columns (keyword debug_csr K), after the standard ones.
@@ -447,7 +450,10 @@ void FixNMRML::sample()
     double *sums = state[i];
     // sigma columns keep the last sigma sample between sigma steps
     const int first = with_sigma ? 0 : MLNMR::COL_CQ;
-    for (int k = first; k < MLNMR::N_EVALUATED_COLUMNS; ++k) row[k] = values[k];
+    for (int k = first; k <= MLNMR::COL_OOD_SCORE; ++k) row[k] = values[k];
+    if (with_sigma) row[COL_SIGMA_ISO_STD] = values[MLNMR::COL_SIGMA_ISO_STD];
+    row[COL_CQ_STD] = values[MLNMR::COL_CQ_STD];
+    row[COL_VZZ_AXIS_FLAG] = values[MLNMR::COL_VZZ_AXIS_FLAG];
     const double score = values[MLNMR::COL_OOD_SCORE];
     row[COL_OOD_FLAG] = std::isnan(score) ? not_a_number : (score > threshold ? 1.0 : 0.0);
     if (with_sigma && std::isfinite(values[MLNMR::COL_SIGMA_ISO])) {
