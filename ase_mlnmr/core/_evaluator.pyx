@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport sqrt, exp, pow, fabs, isfinite, NAN
+from libc.math cimport sqrt, pow, fabs, isfinite, NAN
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int32_t, int64_t, uintptr_t
@@ -123,6 +123,36 @@ OUTPUT_FIELDS = {
 }
 
 cdef mlnmr_output_field[20] _FIELDS
+
+# NumPy's float64 inner loop of np.exp (SIMD where the CPU has it, element by element
+# independent of the position in the array): the Gaussian kernel's exponentials, a row
+# of the kernel block per call. Plain C, callable without the GIL.
+ctypedef void (*unary_loop)(char**, cnp.npy_intp*, cnp.npy_intp*, void*) noexcept nogil
+cdef unary_loop _EXP_LOOP
+cdef void* _EXP_DATA
+
+
+def _init_exp_loop():
+    global _EXP_LOOP, _EXP_DATA
+    cdef cnp.ufunc ufunc = np.exp
+    index = np.exp.types.index("d->d")
+    _EXP_LOOP = <unary_loop>ufunc.functions[index]
+    _EXP_DATA = ufunc.data[index]
+
+
+_init_exp_loop()
+
+
+cdef inline void exp_in_place(double* values, cnp.npy_intp n) noexcept nogil:
+    """values[k] = exp(values[k]) for k < n, by NumPy's loop."""
+    cdef char* args[2]
+    cdef cnp.npy_intp steps[2]
+    args[0] = <char*>values
+    args[1] = <char*>values
+    steps[0] = sizeof(double)
+    steps[1] = sizeof(double)
+    _EXP_LOOP(args, &n, steps, _EXP_DATA)
+
 cdef list _FIELD_NAMES = []  # keeps the bytes alive
 
 def _init_fields():
@@ -417,15 +447,18 @@ cdef inline int padded_rows(int nb) noexcept nogil:
 
 
 cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, const double* x2,
-                       double* K) noexcept nogil:
+                       double* K, double* values) noexcept nogil:
     """K[r][j] = k(x_r, z_j), row-major nb × m: GEMMs of exactly GEMM_COLUMNS centres each
     (X zero-padded to padded_rows(nb) rows; OpenBLAS picks its algorithm by shape, so a
-    fixed shape keeps every row's sums bitwise the same), then the kernel function."""
+    fixed shape keeps every row's sums bitwise the same), then the kernel function, row by
+    row, followed while the row is in cache by the Nyström values (``nystrom_values``)
+    unless ``values`` is NULL. Gaussian: k = exp(−(|x|² + |z|² − 2 x·z)₊ / (2l²))."""
     cdef int m = km.m, D = km.n_features, r, j, width = GEMM_COLUMNS, rows = padded_rows(nb), c
     cdef int64_t t, total = <int64_t>rows * m
     cdef double one = 1.0, zero = 0.0, d, factor
     cdef float one32 = 1.0, zero32 = 0.0
     cdef float* K32
+    cdef double* row
     memset(X + <int64_t>nb * D, 0, <int64_t>(rows - nb) * D * sizeof(double))
     if km.single:
         for t in range(<int64_t>rows * D):
@@ -455,14 +488,20 @@ cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, con
                 if x2[r] < 0.5 and km.inducing_sq[j] < 0.5:
                     d = 1.0
                 K[<int64_t>r * m + j] = d
+            if values != NULL:
+                nystrom_values(km, 1, K + <int64_t>r * m, values + r)
     else:
         factor = -km.inv_two_l2
         for r in range(nb):
+            row = K + <int64_t>r * m
             for j in range(m):
-                d = x2[r] + km.inducing_sq[j] - 2.0 * K[<int64_t>r * m + j]
+                d = x2[r] + km.inducing_sq[j] - 2.0 * row[j]
                 if d < 0.0:
                     d = 0.0
-                K[<int64_t>r * m + j] = exp(factor * d)
+                row[j] = factor * d
+            exp_in_place(row, m)
+            if values != NULL:
+                nystrom_values(km, 1, row, values + r)
 
 
 cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double* values) noexcept nogil:
@@ -791,15 +830,14 @@ cdef int run_work(Work* w) noexcept nogil:
                 linear_values(&el.iso, nb, F_iso, iso_values)
             else:
                 preprocess_rows(&el.iso, nb, F_iso, x2)
-                kernel_block(&el.iso, nb, F_iso, F32, x2, K)
-                nystrom_values(&el.iso, nb, K, iso_values)
+                kernel_block(&el.iso, nb, F_iso, F32, x2, K, iso_values)
                 if el.iso.n_members:
                     nystrom_member_std(&el.iso, nb, K, iso_std)
                 if do_ood and el.ood_shares_iso:
                     nystrom_residuals(&el.ood, nb, K, residual)
         if do_ood and not (el.ood_shares_iso and do_iso):
             preprocess_rows(&el.ood, nb, F_ood, x2)
-            kernel_block(&el.ood, nb, F_ood, F32, x2, K)
+            kernel_block(&el.ood, nb, F_ood, F32, x2, K, NULL)
             nystrom_residuals(&el.ood, nb, K, residual)
         # 5. assembly
         for r in range(nb):
