@@ -504,15 +504,26 @@ cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, con
                 nystrom_values(km, 1, row, values + r)
 
 
+cdef inline double fixed_order_dot(const double* a, const double* b, int n) noexcept nogil:
+    """Σ_j a_j b_j in an order fixed by n alone: four partial sums over j mod 4, then
+    (s0 + s1) + (s2 + s3) (four independent chains, not one add latency per term)."""
+    cdef int j, n4 = n - n % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for j in range(0, n4, 4):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+    for j in range(n4, n):
+        s0 += a[j] * b[j]
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double* values) noexcept nogil:
     """f(x) = (k_xZ w) y_std + y_mean, summed in a fixed order."""
-    cdef int r, j, m = km.m
-    cdef double total
+    cdef int r, m = km.m
     for r in range(nb):
-        total = 0.0
-        for j in range(m):
-            total += K[<int64_t>r * m + j] * km.weights[j]
-        values[r] = total * km.y_scale + km.y_mean
+        values[r] = fixed_order_dot(K + <int64_t>r * m, km.weights, m) * km.y_scale + km.y_mean
 
 
 cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* std) noexcept nogil:
@@ -640,8 +651,8 @@ cdef void linear_values(const KernelModel* km, int nb, const double* X, double* 
 
 cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* residual) noexcept nogil:
     """r = 1 − |L_p⁻¹ k_p|² over the leading p = ood_rank pivots (K overwritten)."""
-    cdef int m = km.m, p = km.ood_rank, r, j, c, width = GEMM_COLUMNS
-    cdef double one = 1.0, total
+    cdef int m = km.m, p = km.ood_rank, r, c, width = GEMM_COLUMNS
+    cdef double one = 1.0
     # K row-major nb × m is column-major m × nb with columns k_x; L (row-major lower) is
     # column-major upper U = Lᵀ: solve Uᵀ φ = k on the leading p × p block, GEMM_COLUMNS
     # columns at a time (fixed shape, as in kernel_block; the padded rows are zero).
@@ -649,10 +660,7 @@ cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* re
         dtrsm(&LEFT, &UPPER, &TRANS, &NOTRANS, &p, &width, &one, <double*>km.chol, &m, K + <int64_t>c * width * m,
               &m)
     for r in range(nb):
-        total = 0.0
-        for j in range(p):
-            total += K[<int64_t>r * m + j] * K[<int64_t>r * m + j]
-        residual[r] = clip01(1.0 - total)
+        residual[r] = clip01(1.0 - fixed_order_dot(K + <int64_t>r * m, K + <int64_t>r * m, p))
 
 
 cdef double ood_score(const KernelModel* km, double residual) noexcept nogil:
