@@ -20,6 +20,8 @@ Measured in one run, one BLAS thread, CPU time (``time.process_time``):
 * GEMM floor: the products X·Zᵀ of the Nyström step alone (NumPy, float64 and float32);
 * after: ``NMRModel.predict`` (neighbour list + evaluator), float64 and float32 kernel
   blocks; the σiso step alone, with the OOD score, the EFG alone; two threads;
+* paired: ``--pairs`` times (GEMM floor, whole prediction) back to back, per precision:
+  the ratio of each pair and their median;
 * load + evaluator creation (warm, hash check included);
 * peak memory (subprocesses) at 14 400 and 115 200 atoms (the box 2×2×2).
 
@@ -281,6 +283,22 @@ def float32_accuracy() -> dict:
     return result
 
 
+def paired_ratios(model, box, mats: dict, mats32: dict, pairs: int) -> dict:
+    """Whole prediction / GEMM floor, each pair measured back to back (floor, prediction),
+    ``pairs`` times per precision: on a loaded machine the load changes less within a pair
+    than between the separate best-of timings above."""
+    out = {}
+    for name, matrices, single in (("float64", mats, False), ("float32", mats32, True)):
+        floors, predictions = [], []
+        for _ in range(pairs):
+            floors.append(cpu(lambda: [X @ Z.T for X, Z in matrices.values()])[0])
+            predictions.append(cpu(lambda: model.predict(box, single_precision=single))[0])
+        ratios = np.array(predictions) / np.array(floors)
+        out[name] = {"floor_cpu_s": floors, "predict_cpu_s": predictions, "ratios": ratios.tolist(),
+                     "median_ratio": float(np.median(ratios))}
+    return out
+
+
 def thread_balance(model, box) -> dict:
     """CPU time of each of two Python threads that run the evaluator (nogil) on half of every
     element's centres, from the thread clocks: total / max is the speed-up two free cores
@@ -325,6 +343,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--worker-repeats", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the in-process timings")
+    parser.add_argument("--pairs", type=int, default=5, help="back-to-back (GEMM floor, prediction) pairs")
     parser.add_argument("--no-before", action="store_true", help="skip the 245de03 column")
     parser.add_argument("--auroc-only", action="store_true", help="only the OOD prefix AUROC experiment")
     parser.add_argument("--float32-accuracy", action="store_true",
@@ -410,6 +429,7 @@ def main() -> None:
                                                                             reference.ood_residual)))
                 timings[label]["efg_equal"] = bool(np.array_equal(prediction.efg, reference.efg))
         results["after"] = timings
+        results["paired"] = paired_ratios(model, box, mats, mats32, args.pairs)
         results["ood_ranks"] = {e: model.evaluator().ood_rank(e) for e in SIZES}
         results["two_threads_balance"] = thread_balance(model, box)
         results["memory"] = {str(n): run_worker(path, ROOT, repeat=n) for n in (1, 2)}
