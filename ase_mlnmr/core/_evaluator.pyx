@@ -123,36 +123,6 @@ OUTPUT_FIELDS = {
 }
 
 cdef mlnmr_output_field[20] _FIELDS
-
-# NumPy's float64 inner loop of np.exp (SIMD where the CPU has it, element by element
-# independent of the position in the array): the Gaussian kernel's exponentials, a row
-# of the kernel block per call. Plain C, callable without the GIL.
-ctypedef void (*unary_loop)(char**, cnp.npy_intp*, cnp.npy_intp*, void*) noexcept nogil
-cdef unary_loop _EXP_LOOP
-cdef void* _EXP_DATA
-
-
-def _init_exp_loop():
-    global _EXP_LOOP, _EXP_DATA
-    cdef cnp.ufunc ufunc = np.exp
-    index = np.exp.types.index("d->d")
-    _EXP_LOOP = <unary_loop>ufunc.functions[index]
-    _EXP_DATA = ufunc.data[index]
-
-
-_init_exp_loop()
-
-
-cdef inline void exp_in_place(double* values, cnp.npy_intp n) noexcept nogil:
-    """values[k] = exp(values[k]) for k < n, by NumPy's loop."""
-    cdef char* args[2]
-    cdef cnp.npy_intp steps[2]
-    args[0] = <char*>values
-    args[1] = <char*>values
-    steps[0] = sizeof(double)
-    steps[1] = sizeof(double)
-    _EXP_LOOP(args, &n, steps, _EXP_DATA)
-
 cdef list _FIELD_NAMES = []  # keeps the bytes alive
 
 def _init_fields():
@@ -405,6 +375,36 @@ cdef inline double clip01(double x) noexcept nogil:
 # --------------------------------------------------------------------------------------
 # Kernel step on a block of centres
 # --------------------------------------------------------------------------------------
+# NumPy's float64 inner loop of np.exp (SIMD where the CPU has it; each element's result
+# depends on its value only, not on its place in the array, as determinism needs): the
+# Gaussian kernel's exponentials, a row of the kernel block per call. Plain C, no GIL.
+ctypedef void (*unary_loop)(char**, cnp.npy_intp*, cnp.npy_intp*, void*) noexcept nogil
+cdef unary_loop _EXP_LOOP
+cdef void* _EXP_DATA
+
+
+def _init_exp_loop():
+    global _EXP_LOOP, _EXP_DATA
+    cdef cnp.ufunc ufunc = np.exp
+    index = np.exp.types.index("d->d")
+    _EXP_LOOP = <unary_loop>ufunc.functions[index]
+    _EXP_DATA = ufunc.data[index]
+
+
+_init_exp_loop()
+
+
+cdef inline void exp_in_place(double* values, cnp.npy_intp n) noexcept nogil:
+    """values[k] = exp(values[k]) for k < n, by NumPy's loop."""
+    cdef char* args[2]
+    cdef cnp.npy_intp steps[2]
+    args[0] = <char*>values
+    args[1] = <char*>values
+    steps[0] = sizeof(double)
+    steps[1] = sizeof(double)
+    _EXP_LOOP(args, &n, steps, _EXP_DATA)
+
+
 cdef void preprocess_rows(const KernelModel* km, int nb, double* X, double* x2) noexcept nogil:
     """NystromKernelRidge._preprocess row by row: Gaussian ((x/|x| if normalize) − μ)/s;
     dot product (x/s)/|x/s| (zero rows stay zero, x2 = 0)."""
