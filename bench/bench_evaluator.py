@@ -20,10 +20,22 @@ Measured in one run, one BLAS thread, CPU time (``time.process_time``):
 * GEMM floor: the products X·Zᵀ of the Nyström step alone (NumPy, float64 and float32);
 * after: ``NMRModel.predict`` (neighbour list + evaluator), float64 and float32 kernel
   blocks; the σiso step alone, with the OOD score, the EFG alone; two threads;
+* paired: ``--pairs`` times (GEMM floor, whole prediction) back to back, per precision:
+  the ratio of each pair and their median;
 * load + evaluator creation (warm, hash check included);
 * peak memory (subprocesses) at 14 400 and 115 200 atoms (the box 2×2×2).
 
-Output: a Markdown table on stdout, JSON in ``bench/results/bench_evaluator.json``.
+``--float32-accuracy``: held-out σiso MAE with float32 kernel blocks against float64, on
+real data, with settings fixed before this comparison (nothing tuned on it):
+
+* Venetos 29Si: the 5 outer folds of ``bench/accuracy_venetos_si.py``; on each, σiso only,
+  the settings its nested run chose for that fold (docs/accuracy_venetos.md, "Chosen
+  hyper-parameters"), trained once on the fold's training side;
+* ``mp_al27``, the 13 oxides: leave one crystal out, ``ase-mlnmr train``'s default σiso
+  settings for Al and O (Gaussian kernel, 2000 inducing points asked).
+
+Output: a Markdown table on stdout, JSON in ``bench/results/bench_evaluator.json``
+(``bench_evaluator_float32_accuracy.json`` for ``--float32-accuracy``).
 """
 from __future__ import annotations
 
@@ -195,6 +207,98 @@ def auroc_experiment(box, n_inducing: int = 2000) -> dict:
     return result
 
 
+#: σiso settings the nested run of bench/accuracy_venetos_si.py chose per outer fold
+#: (docs/accuracy_venetos.md, "Chosen hyper-parameters"): one descriptor for all folds.
+VENETOS_DESCRIPTOR = {"r_cut": 4.5, "n_max": 4, "l_max": 8, "sigma": 0.4, "mixing_channels": 8}
+VENETOS_ISO = [  # (ζ, n_inducing, ridge) of the dot-product kernel, folds 0-4
+    (1, 150, 0.01), (3, 2000, 0.03), (1, 300, 0.01), (1, 300, 0.01), (1, 150, 0.003)]
+
+
+def held_out_ms_iso(model, dataset, structures, element: str) -> tuple[np.ndarray, dict]:
+    """(reference σiso (ppm) of ``element``'s sites in ``structures``, {precision: predicted})."""
+    reference, predicted = [], {"float64": [], "float32": []}
+    selection = dataset.select("ms", element)
+    for s in structures:
+        atoms = selection.atom_index[selection.structure_index == s]
+        tensors = selection.tensors[selection.structure_index == s]
+        if len(atoms) == 0:
+            continue
+        reference.append(np.trace(tensors, axis1=1, axis2=2) / 3.0)
+        for name, single in (("float64", False), ("float32", True)):
+            prediction = model.predict(dataset.structures[s], unknown_species="skip", outputs=("shielding",),
+                                       single_precision=single)
+            predicted[name].append(prediction.ms_iso[atoms])
+    return np.concatenate(reference), {k: np.concatenate(v) for k, v in predicted.items()}
+
+
+def mae_change(reference: np.ndarray, predicted: dict) -> dict:
+    """Held-out MAE (ppm) in float64 and float32, relative change, largest |Δσiso| (ppm)."""
+    mae = {k: float(np.mean(np.abs(v - reference))) for k, v in predicted.items()}
+    return {"n_sites": int(len(reference)), "mae64_ppm": mae["float64"], "mae32_ppm": mae["float32"],
+            "relative_change": (mae["float32"] - mae["float64"]) / mae["float64"],
+            "max_abs_diff_ppm": float(np.max(np.abs(predicted["float32"] - predicted["float64"])))}
+
+
+def float32_accuracy() -> dict:
+    """Held-out σiso MAE, float32 against float64 kernel blocks (module doc)."""
+    from accuracy_venetos_si import N_OUTER, SEED, Data, our_config
+
+    from ase_mlnmr.examples import load_mp_al27
+    from ase_mlnmr.nmr_model import NMRModel
+
+    result = {"venetos_si": {"folds": []}, "mp_al27": {}}
+    data = Data(SEED)
+    pooled_reference, pooled = [], {"float64": [], "float32": []}
+    for fold in range(N_OUTER):
+        zeta, n_inducing, ridge = VENETOS_ISO[fold]
+        iso = {"regressor": "nystrom", "kernel": "dot_product", "zeta": zeta, "n_inducing": n_inducing, "ridge": ridge}
+        train, test = data.outer(fold)[:2]
+        c0 = time.process_time()
+        model = NMRModel.train(data.dataset, our_config(data.species, VENETOS_DESCRIPTOR, iso, 1.0, ("ms_iso",)),
+                               progress=False, structure_indices=train)
+        reference, predicted = held_out_ms_iso(model, data.dataset, test, "Si")
+        result["venetos_si"]["folds"].append({"fold": fold, **mae_change(reference, predicted),
+                                              "cpu_s": time.process_time() - c0})
+        pooled_reference.append(reference)
+        for k in pooled:
+            pooled[k].append(predicted[k])
+        print(json.dumps(result["venetos_si"]["folds"][-1]), flush=True)
+    result["venetos_si"]["pooled"] = mae_change(np.concatenate(pooled_reference),
+                                                {k: np.concatenate(v) for k, v in pooled.items()})
+    oxides = load_mp_al27()
+    species = sorted({s for atoms in oxides.structures for s in atoms.get_chemical_symbols()})
+    config = {"neighbour_species": species, "species": {e: {"properties": ["ms_iso"]} for e in ("Al", "O")}}
+    held_out = {e: ([], {"float64": [], "float32": []}) for e in ("Al", "O")}
+    for crystal in range(len(oxides)):
+        model = NMRModel.train(oxides, config, progress=False,
+                               structure_indices=np.delete(np.arange(len(oxides)), crystal))
+        for element, (references, predictions) in held_out.items():
+            reference, predicted = held_out_ms_iso(model, oxides, [crystal], element)
+            references.append(reference)
+            for k in predictions:
+                predictions[k].append(predicted[k])
+    for element, (references, predictions) in held_out.items():
+        result["mp_al27"][element] = mae_change(np.concatenate(references),
+                                                {k: np.concatenate(v) for k, v in predictions.items()})
+    return result
+
+
+def paired_ratios(model, box, mats: dict, mats32: dict, pairs: int) -> dict:
+    """Whole prediction / GEMM floor, each pair measured back to back (floor, prediction),
+    ``pairs`` times per precision: on a loaded machine the load changes less within a pair
+    than between the separate best-of timings above."""
+    out = {}
+    for name, matrices, single in (("float64", mats, False), ("float32", mats32, True)):
+        floors, predictions = [], []
+        for _ in range(pairs):
+            floors.append(cpu(lambda: [X @ Z.T for X, Z in matrices.values()])[0])
+            predictions.append(cpu(lambda: model.predict(box, single_precision=single))[0])
+        ratios = np.array(predictions) / np.array(floors)
+        out[name] = {"floor_cpu_s": floors, "predict_cpu_s": predictions, "ratios": ratios.tolist(),
+                     "median_ratio": float(np.median(ratios))}
+    return out
+
+
 def thread_balance(model, box) -> dict:
     """CPU time of each of two Python threads that run the evaluator (nogil) on half of every
     element's centres, from the thread clocks: total / max is the speed-up two free cores
@@ -239,8 +343,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--worker-repeats", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for the in-process timings")
+    parser.add_argument("--pairs", type=int, default=5, help="back-to-back (GEMM floor, prediction) pairs")
     parser.add_argument("--no-before", action="store_true", help="skip the 245de03 column")
     parser.add_argument("--auroc-only", action="store_true", help="only the OOD prefix AUROC experiment")
+    parser.add_argument("--float32-accuracy", action="store_true",
+                        help="only the held-out MAE of float32 against float64 kernel blocks on real data")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -256,6 +363,12 @@ def main() -> None:
     box = read(BOX)
     if args.auroc_only:
         print(json.dumps(auroc_experiment(box), indent=2))
+        return
+    if args.float32_accuracy:
+        results.update(float32_accuracy())
+        results["uptime_end"] = os.popen("uptime").read().strip()
+        (RESULTS / "bench_evaluator_float32_accuracy.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))
         return
     t0 = time.perf_counter()
     model = build_model(box)
@@ -316,6 +429,7 @@ def main() -> None:
                                                                             reference.ood_residual)))
                 timings[label]["efg_equal"] = bool(np.array_equal(prediction.efg, reference.efg))
         results["after"] = timings
+        results["paired"] = paired_ratios(model, box, mats, mats32, args.pairs)
         results["ood_ranks"] = {e: model.evaluator().ood_rank(e) for e in SIZES}
         results["two_threads_balance"] = thread_balance(model, box)
         results["memory"] = {str(n): run_worker(path, ROOT, repeat=n) for n in (1, 2)}

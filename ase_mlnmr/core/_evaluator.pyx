@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport sqrt, exp, pow, fabs, isfinite, NAN
+from libc.math cimport sqrt, pow, fabs, isfinite, NAN
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int32_t, int64_t, uintptr_t
@@ -377,6 +377,36 @@ cdef inline double clip01(double x) noexcept nogil:
 # --------------------------------------------------------------------------------------
 # Kernel step on a block of centres
 # --------------------------------------------------------------------------------------
+# NumPy's float64 inner loop of np.exp (SIMD where the CPU has it; each element's result
+# depends on its value only, not on its place in the array, as determinism needs): the
+# Gaussian kernel's exponentials, a row of the kernel block per call. Plain C, no GIL.
+ctypedef void (*unary_loop)(char**, cnp.npy_intp*, cnp.npy_intp*, void*) noexcept nogil
+cdef unary_loop _EXP_LOOP
+cdef void* _EXP_DATA
+
+
+def _init_exp_loop():
+    global _EXP_LOOP, _EXP_DATA
+    cdef cnp.ufunc ufunc = np.exp
+    index = np.exp.types.index("d->d")
+    _EXP_LOOP = <unary_loop>ufunc.functions[index]
+    _EXP_DATA = ufunc.data[index]
+
+
+_init_exp_loop()
+
+
+cdef inline void exp_in_place(double* values, cnp.npy_intp n) noexcept nogil:
+    """values[k] = exp(values[k]) for k < n, by NumPy's loop."""
+    cdef char* args[2]
+    cdef cnp.npy_intp steps[2]
+    args[0] = <char*>values
+    args[1] = <char*>values
+    steps[0] = sizeof(double)
+    steps[1] = sizeof(double)
+    _EXP_LOOP(args, &n, steps, _EXP_DATA)
+
+
 cdef void preprocess_rows(const KernelModel* km, int nb, double* X, double* x2) noexcept nogil:
     """NystromKernelRidge._preprocess row by row: Gaussian ((x/|x| if normalize) − μ)/s;
     dot product (x/s)/|x/s| (zero rows stay zero, x2 = 0)."""
@@ -419,15 +449,18 @@ cdef inline int padded_rows(int nb) noexcept nogil:
 
 
 cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, const double* x2,
-                       double* K) noexcept nogil:
+                       double* K, double* values) noexcept nogil:
     """K[r][j] = k(x_r, z_j), row-major nb × m: GEMMs of exactly GEMM_COLUMNS centres each
     (X zero-padded to padded_rows(nb) rows; OpenBLAS picks its algorithm by shape, so a
-    fixed shape keeps every row's sums bitwise the same), then the kernel function."""
+    fixed shape keeps every row's sums bitwise the same), then the kernel function, row by
+    row, followed while the row is in cache by the Nyström values (``nystrom_values``)
+    unless ``values`` is NULL. Gaussian: k = exp(−(|x|² + |z|² − 2 x·z)₊ / (2l²))."""
     cdef int m = km.m, D = km.n_features, r, j, width = GEMM_COLUMNS, rows = padded_rows(nb), c
     cdef int64_t t, total = <int64_t>rows * m
     cdef double one = 1.0, zero = 0.0, d, factor
     cdef float one32 = 1.0, zero32 = 0.0
     cdef float* K32
+    cdef double* row
     memset(X + <int64_t>nb * D, 0, <int64_t>(rows - nb) * D * sizeof(double))
     if km.single:
         for t in range(<int64_t>rows * D):
@@ -457,25 +490,42 @@ cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, con
                 if x2[r] < 0.5 and km.inducing_sq[j] < 0.5:
                     d = 1.0
                 K[<int64_t>r * m + j] = d
+            if values != NULL:
+                nystrom_values(km, 1, K + <int64_t>r * m, values + r)
     else:
         factor = -km.inv_two_l2
         for r in range(nb):
+            row = K + <int64_t>r * m
             for j in range(m):
-                d = x2[r] + km.inducing_sq[j] - 2.0 * K[<int64_t>r * m + j]
+                d = x2[r] + km.inducing_sq[j] - 2.0 * row[j]
                 if d < 0.0:
                     d = 0.0
-                K[<int64_t>r * m + j] = exp(factor * d)
+                row[j] = factor * d
+            exp_in_place(row, m)
+            if values != NULL:
+                nystrom_values(km, 1, row, values + r)
+
+
+cdef inline double fixed_order_dot(const double* a, const double* b, int n) noexcept nogil:
+    """Σ_j a_j b_j in an order fixed by n alone: four partial sums over j mod 4, then
+    (s0 + s1) + (s2 + s3) (four independent chains, not one add latency per term)."""
+    cdef int j, n4 = n - n % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for j in range(0, n4, 4):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+    for j in range(n4, n):
+        s0 += a[j] * b[j]
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double* values) noexcept nogil:
     """f(x) = (k_xZ w) y_std + y_mean, summed in a fixed order."""
-    cdef int r, j, m = km.m
-    cdef double total
+    cdef int r, m = km.m
     for r in range(nb):
-        total = 0.0
-        for j in range(m):
-            total += K[<int64_t>r * m + j] * km.weights[j]
-        values[r] = total * km.y_scale + km.y_mean
+        values[r] = fixed_order_dot(K + <int64_t>r * m, km.weights, m) * km.y_scale + km.y_mean
 
 
 cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* member_values,
@@ -644,8 +694,8 @@ cdef void linear_values(const KernelModel* km, int nb, const double* X, double* 
 
 cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* residual) noexcept nogil:
     """r = 1 − |L_p⁻¹ k_p|² over the leading p = ood_rank pivots (K overwritten)."""
-    cdef int m = km.m, p = km.ood_rank, r, j, c, width = GEMM_COLUMNS
-    cdef double one = 1.0, total
+    cdef int m = km.m, p = km.ood_rank, r, c, width = GEMM_COLUMNS
+    cdef double one = 1.0
     # K row-major nb × m is column-major m × nb with columns k_x; L (row-major lower) is
     # column-major upper U = Lᵀ: solve Uᵀ φ = k on the leading p × p block, GEMM_COLUMNS
     # columns at a time (fixed shape, as in kernel_block; the padded rows are zero).
@@ -653,10 +703,7 @@ cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* re
         dtrsm(&LEFT, &UPPER, &TRANS, &NOTRANS, &p, &width, &one, <double*>km.chol, &m, K + <int64_t>c * width * m,
               &m)
     for r in range(nb):
-        total = 0.0
-        for j in range(p):
-            total += K[<int64_t>r * m + j] * K[<int64_t>r * m + j]
-        residual[r] = clip01(1.0 - total)
+        residual[r] = clip01(1.0 - fixed_order_dot(K + <int64_t>r * m, K + <int64_t>r * m, p))
 
 
 cdef double ood_score(const KernelModel* km, double residual) noexcept nogil:
@@ -836,15 +883,14 @@ cdef int run_work(Work* w) noexcept nogil:
                 linear_values(&el.iso, nb, F_iso, iso_values)
             else:
                 preprocess_rows(&el.iso, nb, F_iso, x2)
-                kernel_block(&el.iso, nb, F_iso, F32, x2, K)
-                nystrom_values(&el.iso, nb, K, iso_values)
+                kernel_block(&el.iso, nb, F_iso, F32, x2, K, iso_values)
                 if el.iso.n_members:
                     nystrom_member_std(&el.iso, nb, K, iso_member_values, iso_std)
                 if do_ood and el.ood_shares_iso:
                     nystrom_residuals(&el.ood, nb, K, residual)
         if do_ood and not (el.ood_shares_iso and do_iso):
             preprocess_rows(&el.ood, nb, F_ood, x2)
-            kernel_block(&el.ood, nb, F_ood, F32, x2, K)
+            kernel_block(&el.ood, nb, F_ood, F32, x2, K, NULL)
             nystrom_residuals(&el.ood, nb, K, residual)
         # 5. assembly
         for r in range(nb):
