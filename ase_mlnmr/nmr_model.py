@@ -426,12 +426,12 @@ class NMRModel:
 
 
 def default_ood_rank(n_inducing: int, n_features: int) -> int:
-    """Leading pivots of the OOD residual: ⌊√(0.125 · Nx · D)⌋ (at most Nx), so that its
-    triangular solve (≈ n p² flops) costs ~1/16 of the flops of the kernel block (2 n Nx D;
-    TRSM runs at ~2/3 of GEMM's speed: ~10 % of the time). On the benchmark glass the first
-    Nx/8 to Nx/4 pivots separate held-out from compressed/rattled O atoms at least as well
-    as all of them (docs/benchmarks.md, "Compiled evaluator")."""
-    return int(max(1, min(n_inducing, np.sqrt(0.125 * n_inducing * n_features))))
+    """Leading pivots of the OOD residual: ⌊√(0.25 · Nx · D)⌋ (at most Nx), so that its
+    triangular solve (≈ n p² flops) costs ~1/8 of the flops of the kernel block (2 n Nx D;
+    TRSM runs slower than GEMM, ~20 % of the time). On the benchmark glass the first Nx/4
+    pivots separate held-out from compressed/rattled O atoms at least as well as all of
+    them (docs/benchmarks.md, "Compiled evaluator")."""
+    return int(max(1, min(n_inducing, np.sqrt(0.25 * n_inducing * n_features))))
 
 
 def _same_nystrom(iso: PropertyModel, descriptor: SOAP, nystrom: NystromKernelRidge) -> bool:
