@@ -33,7 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from ..models.linear import FEATURE_SCALINGS, EquivariantRidge, solve_ridge
-from .config import ALPHA_GRID, AUTO_FEATURE_SCALINGS
+from .config import ALPHA_GRID, AUTO_FEATURE_SCALINGS, DEFAULT_CONFIG
 from .validation import fold_assignment
 
 __all__ = ["FoldGrams", "RidgeSearchResult", "equivariant_folds", "search_equivariant_ridge", "fit_equivariant_ridge",
@@ -354,7 +354,8 @@ def fit_equivariant_ridge(grams: FoldGrams, lam: int, feature_scaling: str, alph
 
 
 def select_equivariant_alpha(features: np.ndarray, targets: np.ndarray, groups: np.ndarray,
-                             grid: Sequence[float] = ALPHA_GRID, n_splits: int = 5,
+                             grid: Sequence[float] = ALPHA_GRID,
+                             n_splits: int = DEFAULT_CONFIG["selection"]["n_splits"],
                              feature_scaling: str = "per_feature") -> tuple[float, np.ndarray]:
     """α of one feature scaling by grouped k-fold CV over the whole grid: (best α, CV
     component MAE of every α)."""
@@ -365,7 +366,8 @@ def select_equivariant_alpha(features: np.ndarray, targets: np.ndarray, groups: 
 
 def select_equivariant_ridge(features: np.ndarray, targets: np.ndarray, groups: np.ndarray,
                              feature_scalings: Sequence[str] = AUTO_FEATURE_SCALINGS,
-                             grid: Sequence[float] = ALPHA_GRID, n_splits: int = 5,
+                             grid: Sequence[float] = ALPHA_GRID,
+                             n_splits: int = DEFAULT_CONFIG["selection"]["n_splits"],
                              alpha_search: str = "grid") -> tuple[str, float, dict[str, np.ndarray]]:
     """Feature scaling and α by grouped k-fold CV: (scaling, α, {scaling: CV MAE over the
     grid}); the folds' Gram blocks are shared by every scaling and α."""
