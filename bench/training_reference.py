@@ -105,7 +105,7 @@ def compare_with_exact(grams, feature_scaling: str, alpha: float,
                        walk_solutions: dict[int, np.ndarray]) -> dict:
     """CV MAE at (scaling, α) of the exact reference, of the engine's walk (its recorded
     solutions per held-out fold) and of the engine's eigendecomposition path (``alpha_search:
-    "grid"``, as 7e462e0 computed it), with the per-fold summed absolute errors."""
+    "grid"``), with the per-fold summed absolute errors."""
     per_fold = []
     totals = {"exact": np.longdouble(0), "walk": np.longdouble(0), "eigh": np.longdouble(0)}
     for test in grams.fold_ids:

@@ -2,7 +2,7 @@
 exact CV MAE computed in 40-digit arithmetic (mpmath) from the same float64 features.
 
 The issue-8 criterion is a CV MAE equal to 1e-8 relative; this holds the engine to it
-where the Gram matrix is badly conditioned (κ(A + αI) ~ 1e9, where a float64 solve can
+(with a margin) where the Gram matrix is badly conditioned (κ(A + αI) ~ 1e9, where a float64 solve can
 lose up to κ·ε ~ 1e-7 of the solution)."""
 from __future__ import annotations
 
@@ -52,10 +52,12 @@ def test_the_problem_is_ill_conditioned():
 
 
 @pytest.mark.parametrize("alpha_search", ["walk", "grid"])
-def test_cv_mae_equals_the_exact_one_to_1e_8_relative(alpha_search):
+def test_cv_mae_equals_the_exact_one_within_the_1e_8_criterion(alpha_search):
     grams = _ill_conditioned_problem()
     result = search_equivariant_ridge(grams, ["global"], ALPHAS, alpha_search)
     assert set(result.curves["global"]) == set(ALPHAS)  # both α scored (the walk from the upper end)
     for alpha, mae in result.curves["global"].items():
         exact = _exact_cv_mae(grams, "global", alpha)
-        assert abs(mae - exact) / exact <= 1e-8, (alpha, mae, float(exact))
+        # 1e-8 is the criterion; 2e-9 keeps a margin and catches the eigendecomposition
+        # without its refinement step (4e-9 here; walk and refined grid: ≤ 6e-10)
+        assert abs(mae - exact) / exact <= 2e-9, (alpha, mae, float(exact))

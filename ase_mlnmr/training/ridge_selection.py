@@ -279,13 +279,23 @@ def _shifted_solve(lower: np.ndarray, delta: float, c: np.ndarray, tol: float = 
 
 
 def _eigen_errors(fold: _HeldOutFold, grid: Sequence[float]) -> np.ndarray:
-    """Σ |error| on the held-out rows for every α, from one eigendecomposition."""
+    """Σ |error| on the held-out rows for every α, from one eigendecomposition A = VΛVᵀ:
+    x = V(Λ + αI)⁻¹Vᵀr, then one step of iterative refinement x += V(Λ + αI)⁻¹Vᵀ(r − (A + αI)x).
+    The eigenvectors of an ill-conditioned A are accurate only to ε‖A‖/gap (on gehlenite O,
+    κ ≈ 4e11: weights 3e-5 off, CV MAE 6.5e-8); the step costs three p² products per α."""
     A, r = fold.system()
     evals, vectors = np.linalg.eigh(A)
-    del A
     evals = np.maximum(evals, 0.0)
-    projected = vectors.T @ r
-    return np.array([fold.error(vectors @ (projected / (evals + alpha))) for alpha in grid])
+
+    def solve(v: np.ndarray, alpha: float) -> np.ndarray:
+        return vectors @ ((vectors.T @ v) / (evals + alpha))
+
+    errors = []
+    for alpha in grid:
+        x = solve(r, alpha)
+        x += solve(r - A @ x - alpha * x, alpha)
+        errors.append(fold.error(x))
+    return np.array(errors)
 
 
 def search_equivariant_ridge(
