@@ -38,10 +38,11 @@ def _parse_species(text: str) -> list[str]:
 def _add_descriptor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--species", type=_parse_species, default=None,
                         help="neighbour elements, comma separated (default: all elements found)")
-    parser.add_argument("--r-cut", type=float, default=5.0, help="cut-off radius in Å (default 5)")
-    parser.add_argument("--n-max", type=int, default=6, help="radial functions per l (default 6)")
-    parser.add_argument("--l-max", type=int, default=4, help="highest l (default 4)")
-    parser.add_argument("--sigma", type=float, default=0.4, help="Gaussian width σ in Å (default 0.4)")
+    # defaults (None here): the training config's descriptor section, their one home
+    parser.add_argument("--r-cut", type=float, help="cut-off radius in Å (default: descriptor.r_cut, 5)")
+    parser.add_argument("--n-max", type=int, help="radial functions per l (default: descriptor.n_max, 6)")
+    parser.add_argument("--l-max", type=int, help="highest l (default: descriptor.l_max, 4)")
+    parser.add_argument("--sigma", type=float, help="Gaussian width σ in Å (default: descriptor.sigma, 0.4)")
     parser.add_argument("--mixing-channels", type=int, default=None, metavar="K",
                         help="compress the neighbour species into K random orthonormal channels")
 
@@ -64,14 +65,17 @@ def command_features(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .descriptors import LambdaSOAP, SOAP, random_species_mixing
+    from .training.config import DEFAULT_CONFIG
 
     structures = _read_structures(args.structures)
     species = args.species or sorted({s for atoms in structures for s in atoms.get_chemical_symbols()})
-    options = dict(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max, sigma=args.sigma)
+    default = DEFAULT_CONFIG["descriptor"]
+    options = {key: default[key] if getattr(args, key) is None else getattr(args, key)
+               for key in ("r_cut", "n_max", "l_max", "sigma")}
     if args.mixing_channels is not None:
         if not 0 < args.mixing_channels:
             raise CommandError(f"--mixing-channels must be a positive integer, got {args.mixing_channels}")
-        options["species_mixing"] = random_species_mixing(len(species), args.mixing_channels)
+        options["species_mixing"] = random_species_mixing(len(species), args.mixing_channels, default["mixing_seed"])
     try:
         descriptor = SOAP(species, **options) if args.kind == "soap" else LambdaSOAP(species, lam=args.lam, **options)
     except ValueError as error:

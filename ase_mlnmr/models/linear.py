@@ -140,7 +140,8 @@ class RidgeRegression:
     Parameters
     ----------
     alpha:
-        Ridge parameter on the scaled problem (dimensionless).
+        Ridge parameter on the scaled problem (dimensionless; no default here: the training
+        config's ``ms_iso.alpha`` is its one home).
     fit_intercept:
         Centre features and targets on their training means (adds an intercept).
     scale_features:
@@ -151,7 +152,7 @@ class RidgeRegression:
 
     def __init__(
         self,
-        alpha: float = 1e-6,
+        alpha: float,
         *,
         fit_intercept: bool = True,
         scale_features: bool = True,
@@ -253,7 +254,7 @@ class RidgeRegression:
     def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> "RidgeRegression":
         if params.get("class", "RidgeRegression") != "RidgeRegression":
             raise ValueError(f"parameters describe a {params.get('class')!r}, not a RidgeRegression")
-        model = cls(**{k: params[k] for k in cls().get_params() if k in params})
+        model = cls(**{k: params[k] for k in cls(params["alpha"]).get_params() if k in params})
         w = np.asarray(arrays["scaled_weights"], dtype=float)
         model.scaled_weights_ = w.reshape(w.shape[0], -1)
         model.x_mean_ = np.asarray(arrays["x_mean"], dtype=float)

@@ -82,8 +82,8 @@ def _kernel_block(
     a2: np.ndarray,
     b2: np.ndarray,
     length_scale: float,
-    kernel: str = "gaussian",
-    zeta: int = 1,
+    kernel: str,
+    zeta: int,
 ) -> np.ndarray:
     """Kernel matrix of all rows a of A and b of B, shape (len(A), len(B)).
 
@@ -106,6 +106,16 @@ def _kernel_block(
     D *= -0.5 / length_scale**2
     np.exp(D, out=D)
     return D
+
+
+def _default(key: str, value: Any) -> Any:
+    """``value``, or if None the default of ``ms_iso.<key>`` in the training config, the one
+    home of the defaults (imported here: the config module imports the models)."""
+    if value is not None:
+        return value
+    from ..training.config import DEFAULT_CONFIG
+
+    return DEFAULT_CONFIG["ms_iso"][key]
 
 
 def _check_kernel(kernel: str, zeta: Any) -> tuple[str, int]:
@@ -146,14 +156,15 @@ def pivoted_cholesky(
     *,
     block_size: int = 128,
     pool_factor: int = 4,
-    kernel: str = "gaussian",
-    zeta: int = 1,
+    kernel: str | None = None,
+    zeta: int | None = None,
 ) -> PivotedCholesky:
     """Greedy pivoted (incomplete) Cholesky of the kernel matrix K_XX, never forming K_XX.
 
     ``kernel``: ``"gaussian"`` (``length_scale`` l) or ``"dot_product"`` ((x . y)^zeta; the
     rows of X must then have unit length or be all zero, see the module docstring;
-    ``length_scale`` is not used). Both have k(x, x) = 1.
+    ``length_scale`` is not used); not given: the ``ms_iso`` defaults of the training
+    config. Both have k(x, x) = 1.
 
     Classic algorithm: residual diagonal d = 1; repeat: pivot p = argmax d, new column
     l = (k(X, x_p) - L L[p]^T) / sqrt(d_p), d -= l^2; stop after ``max_rank`` pivots or
@@ -176,7 +187,7 @@ def pivoted_cholesky(
     Memory: L, N x m float64 (1.2 GB for N = 1e5, m = 1500), plus O(p^2 b^2 + 4096 b).
     Units: X is dimensionless here (preprocessed features), ``length_scale`` in the same.
     """
-    kernel, zeta = _check_kernel(kernel, zeta)
+    kernel, zeta = _check_kernel(_default("kernel", kernel), _default("zeta", zeta))
     X = np.ascontiguousarray(X, dtype=float)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
@@ -298,11 +309,16 @@ class NystromKernelRidge:
 
     Parameters
     ----------
+    The settings the training config also has (``n_inducing``, ``ridge``,
+    ``normalize_features``, ``kernel``, ``zeta``) default to its ``ms_iso`` defaults
+    (:data:`ase_mlnmr.training.config.SCHEMA`, their one home) when not given.
+
     n_inducing:
         Maximum number of inducing points Nx (clipped to the number of samples).
     length_scale:
-        l of k(x, y) = exp(-|x - y|^2 / (2 l^2)), in preprocessed-feature units (Gaussian
-        kernel only; must still be > 0 for the dot-product kernel, which ignores it).
+        l of k(x, y) = exp(-|x - y|^2 / (2 l^2)), in preprocessed-feature units: required
+        by the Gaussian kernel (the training config derives it from the data); ignored by
+        the dot-product kernel (stored as 1 when not given).
     ridge:
         eps in w = (K_ZX K_XZ + eps K_ZZ)^-1 K_ZX y_s (y_s standardised, dimensionless).
     tol:
@@ -316,7 +332,7 @@ class NystromKernelRidge:
         Scale each raw feature vector to unit Euclidean length (Gaussian kernel: before
         standardising). Always on for the dot-product kernel.
     kernel:
-        ``"gaussian"`` (default) or ``"dot_product"``: k(x, y) = (x̂ . ŷ)^zeta on the
+        ``"gaussian"`` or ``"dot_product"``: k(x, y) = (x̂ . ŷ)^zeta on the
         unit-normalised (optionally standardised) features.
     zeta:
         Integer exponent >= 1 of the dot-product kernel (ignored by the Gaussian kernel).
@@ -330,28 +346,35 @@ class NystromKernelRidge:
 
     def __init__(
         self,
-        n_inducing: int = 1000,
-        length_scale: float = 1.0,
-        ridge: float = 1e-6,
+        n_inducing: int | None = None,
+        length_scale: float | None = None,
+        ridge: float | None = None,
         tol: float = 1e-8,
         *,
         standardize_features: bool | None = None,
-        normalize_features: bool = False,
+        normalize_features: bool | None = None,
         standardize_targets: bool = True,
         block_size: int = 128,
         pool_factor: int = 4,
         chunk_size: int = 4096,
-        kernel: str = "gaussian",
-        zeta: int = 2,
+        kernel: str | None = None,
+        zeta: int | None = None,
     ) -> None:
+        n_inducing, ridge = _default("n_inducing", n_inducing), _default("ridge", ridge)
+        normalize_features = _default("normalize_features", normalize_features)
+        self.kernel, self.zeta = _check_kernel(_default("kernel", kernel), _default("zeta", zeta))
+        dot = self.kernel == "dot_product"
+        if length_scale is None:
+            if not dot:
+                raise ValueError("the Gaussian kernel needs a length_scale (the training config takes "
+                                 "ms_iso.length_scale_factor × the median feature distance)")
+            length_scale = 1.0
         if n_inducing < 1:
             raise ValueError("n_inducing must be >= 1")
         if length_scale <= 0:
             raise ValueError("length_scale must be > 0")
         if ridge < 0:
             raise ValueError("ridge must be >= 0")
-        self.kernel, self.zeta = _check_kernel(kernel, zeta)
-        dot = self.kernel == "dot_product"
         self.n_inducing = int(n_inducing)
         self.length_scale = float(length_scale)
         self.ridge = float(ridge)
@@ -614,7 +637,7 @@ class NystromKernelRidge:
         """Rebuild a fitted model from :meth:`to_arrays` output."""
         if params.get("class", "NystromKernelRidge") != "NystromKernelRidge":
             raise ValueError(f"parameters describe a {params.get('class')!r}, not a NystromKernelRidge")
-        ctor = {k: params[k] for k in cls(1).get_params() if k in params}
+        ctor = {k: params[k] for k in cls(1, 1.0).get_params() if k in params}
         model = cls(**ctor)
         model.inducing_points_ = np.asarray(arrays["inducing_points"], dtype=float)
         model.inducing_indices_ = np.asarray(arrays["inducing_indices"], dtype=np.int64)
@@ -653,7 +676,7 @@ class NystromKernelRidge:
 
 
 def held_out_residuals(model: NystromKernelRidge, X: np.ndarray, groups: np.ndarray, rank: int,
-                       n_splits: int = 5) -> np.ndarray:
+                       n_splits: int) -> np.ndarray:
     """Nyström residuals of training rows as if their group had not been seen, shape (N,).
 
     Rows X (raw features, the ones ``model`` was fitted on) are split into ``n_splits``

@@ -88,7 +88,8 @@ def build_regressor(prop: str, config: Mapping[str, Any], features: np.ndarray):
     width ``length_scale``, or ``length_scale_factor`` × :func:`median_distance` of the
     feature rows preprocessed as the model does), or ``regressor: "linear"`` ridge with
     ``alpha``. Equivariant properties: an :class:`EquivariantRidge` with the configured
-    α and scaling (``"auto"`` placeholders: 1e-6 and per-feature, replaced by the search).
+    α and scaling (``"auto"``: the class default α and per-feature scaling until the search
+    replaces them; ``feature_scaling: "auto"`` with a fixed α means per-feature).
     """
     settings = section_settings(prop, config)
     if prop == "ms_iso":
@@ -99,7 +100,7 @@ def build_regressor(prop: str, config: Mapping[str, Any], features: np.ndarray):
         common = dict(n_inducing=settings["n_inducing"], ridge=settings["ridge"], standardize_features=standardise,
                       kernel=kernel, zeta=settings["zeta"])
         if kernel == "dot_product":  # no length scale: k = (x̂·ŷ)^ζ
-            return NystromKernelRidge(length_scale=1.0, **common)
+            return NystromKernelRidge(**common)
         length = settings["length_scale"]
         if length is None:
             standardised = standardise is None or standardise
@@ -108,8 +109,9 @@ def build_regressor(prop: str, config: Mapping[str, Any], features: np.ndarray):
         return NystromKernelRidge(length_scale=float(length), normalize_features=settings["normalize_features"],
                                   **common)
     alpha, scaling = settings["alpha"], settings["feature_scaling"]
-    return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, alpha=1e-6 if alpha == "auto" else alpha,
-                            feature_scaling="per_feature" if scaling == "auto" else scaling)
+    fixed_alpha = {} if alpha == "auto" else {"alpha": alpha}
+    return EquivariantRidge(lam=1 if prop == "ms_antisym" else 2, feature_scaling="per_feature" if scaling == "auto"
+                            else scaling, **fixed_alpha)
 
 
 def _where(data: TensorDataset, structure: int, atom: int | None = None) -> str:
