@@ -184,7 +184,9 @@ cdef struct LambdaModel:
     int n_members               # committee members (0: none)
     int64_t n_features          # λ-SOAP features (committee only)
     const double* member_coef   # [n_members][n_features] raw member weights
-    double calibration          # committee calibration factor α
+    double calibration          # committee calibration: scale a (α), power b, floor c
+    double cal_power
+    double cal_floor
 
 cdef struct KernelModel:
     int expansion               # -1: absent
@@ -210,7 +212,9 @@ cdef struct KernelModel:
     int64_t n_reference
     int n_members               # committee members (0: none)
     const double* member_weights  # [m][n_members] (Nyström weights of every member)
-    double calibration          # committee calibration factor α
+    double calibration          # committee calibration: scale a (α), power b, floor c
+    double cal_power
+    double cal_floor
 
 cdef struct Element:
     int atomic_number
@@ -477,17 +481,18 @@ cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double*
 
 
 cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* std) noexcept nogil:
-    """α · y_scale · std_k (ddof 1) of the member values k_xZ w_k: extra weight columns on K."""
+    """Calibrated y_scale · std_k (ddof 1) of the member values k_xZ w_k (extra weight columns on K)."""
     cdef int r, j, k, m = km.m, n = km.n_members
     cdef double values[64]
-    cdef double kr
+    cdef double kr, spread
     for r in range(nb):
         memset(values, 0, n * sizeof(double))
         for j in range(m):
             kr = K[<int64_t>r * m + j]
             for k in range(n):
                 values[k] += kr * km.member_weights[<int64_t>j * n + k]
-        std[r] = km.calibration * km.y_scale * sample_std(values, n)
+        spread = km.y_scale * sample_std(values, n)
+        std[r] = calibrated_std(spread, spread, km.calibration, km.cal_power, km.cal_floor)
 
 
 cdef inline double sample_std(const double* values, int n) noexcept nogil:
@@ -500,6 +505,30 @@ cdef inline double sample_std(const double* values, int n) noexcept nogil:
     for k in range(n):
         total += (values[k] - mean) * (values[k] - mean)
     return sqrt(total / (n - 1))
+
+
+cdef inline double calibrated_std(double std, double spread, double a, double b, double c) noexcept nogil:
+    """sqrt((a s^(b−1) std)² + c²) for one value's member std and the atom's isotropic
+    spread s (``committee.member_spread``): a · std when b = 1 and c = 0."""
+    cdef double scaled
+    if b == 1.0 and c == 0.0:
+        return a * std
+    scaled = a * pow(spread, b - 1.0) * std if spread > 0.0 else 0.0
+    return sqrt(scaled * scaled + c * c)
+
+
+cdef double isotropic_spread(const double* members, int n_mu, int n) noexcept nogil:
+    """sqrt(mean over μ of the ddof-1 member variance) of members[k][μ] (k < n, μ < n_mu)."""
+    cdef int k, mu
+    cdef double mean, total = 0.0
+    for mu in range(n_mu):
+        mean = 0.0
+        for k in range(n):
+            mean += members[k * n_mu + mu]
+        mean /= n
+        for k in range(n):
+            total += (members[k * n_mu + mu] - mean) * (members[k * n_mu + mu] - mean)
+    return sqrt(total / (n_mu * (n - 1)))
 
 
 cdef void principal_axis(const double* t, double value, double* axis) noexcept nogil:
@@ -532,7 +561,7 @@ cdef void principal_axis(const double* t, double value, double* axis) noexcept n
 
 cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* features,
                             double* members, double* std) noexcept nogil:
-    """Member components (members[n_members][n_mu]) and α · std_k (ddof 1) of each component.
+    """Member components (members[n_members][n_mu]) and the calibrated std_k (ddof 1) of each component.
 
     The λ-SOAP features q[μ][f] of the centre are built once from the shared expansion and
     every member is a dot product, y_k[μ] = Σ_f w_kf q[μ][f] (one feature pass instead of
@@ -540,21 +569,23 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
     cdef int k, mu, n = lm.n_members, n_mu = lm.n_mu
     cdef int n_rows = n_mu
     cdef int p = <int>lm.n_features
-    cdef double alpha = 1.0, beta = 0.0
+    cdef double alpha = 1.0, beta = 0.0, spread
     cdef double column[64]
     lambda_features_from_coefficients(spec, lm.lam, coeff, features, lm.n_features)
     # column-major view: q is p x n_mu, the member weights p x K; members (n_mu x K) = qᵀ W
     dgemm(&TRANS, &NOTRANS, &n_rows, &n, &p, &alpha, features, &p, <double*>lm.member_coef, &p, &beta, members,
           &n_rows)
+    spread = isotropic_spread(members, n_mu, n)
     for mu in range(n_mu):
         for k in range(n):
             column[k] = members[k * n_mu + mu]
-        std[mu] = lm.calibration * sample_std(column, n)
+        std[mu] = calibrated_std(sample_std(column, n), spread, lm.calibration, lm.cal_power, lm.cal_floor)
 
 
 cdef void efg_member_stats(const Element* el, const double* mean, const double* members, double* stats) noexcept nogil:
-    """stats[0:4]: α · std over the members of |Vzz| (a.u.), |CQ| and PQ (MHz), and the
-    Vzz-axis flag (1 when a member's Vzz axis is more than 45° from the mean tensor's)."""
+    """stats[0:4]: calibrated std over the members of |Vzz| (a.u.), |CQ| and PQ (MHz) (floor
+    c in a.u., times |CQ per a.u.| for |CQ| and PQ), and the Vzz-axis flag (1 when a
+    member's Vzz axis is more than 45° from the mean tensor's)."""
     cdef int k, n = el.efg.n_members
     cdef double v[9]
     cdef double values[3]
@@ -564,7 +595,7 @@ cdef void efg_member_stats(const Element* el, const double* mean, const double* 
     cdef double vzz[64]
     cdef double cq[64]
     cdef double pq[64]
-    cdef double eta, cosine
+    cdef double eta, cosine, spread, a, b, c
     cdef int flag = 0
     l2_to_cartesian(mean, v)
     symmetric_eigenvalues(v, values)
@@ -582,9 +613,11 @@ cdef void efg_member_stats(const Element* el, const double* mean, const double* 
         cosine = fabs(axis[0] * mean_axis[0] + axis[1] * mean_axis[1] + axis[2] * mean_axis[2])
         if not cosine > INV_SQRT2:
             flag = 1
-    stats[0] = el.efg.calibration * sample_std(vzz, n)
-    stats[1] = el.efg.calibration * sample_std(cq, n)
-    stats[2] = el.efg.calibration * sample_std(pq, n)
+    spread = isotropic_spread(members, 5, n)
+    a, b, c = el.efg.calibration, el.efg.cal_power, el.efg.cal_floor
+    stats[0] = calibrated_std(sample_std(vzz, n), spread, a, b, c)
+    stats[1] = calibrated_std(sample_std(cq, n), spread, a, b, c * fabs(el.cq_per_au))
+    stats[2] = calibrated_std(sample_std(pq, n), spread, a, b, c * fabs(el.cq_per_au))
     stats[3] = flag
 
 
@@ -1215,6 +1248,8 @@ cdef class Evaluator:
         if lm.n_members == 0:
             return
         lm.calibration = component.regressor.calibration_
+        lm.cal_power = component.regressor.calibration_power_
+        lm.cal_floor = component.regressor.calibration_floor_
         member_coef = np.ascontiguousarray(component.regressor.member_coef_, dtype=float)  # [K][p]
         self._keep.append(member_coef)
         lm.member_coef = _ptr(member_coef)
@@ -1271,6 +1306,8 @@ cdef class Evaluator:
             keep(members)
             km.member_weights = _ptr(members)
             km.calibration = regressor.calibration_
+            km.cal_power = regressor.calibration_power_
+            km.cal_floor = regressor.calibration_floor_
         km.ood_rank = km.m
         km.n_reference = 0
         if ood is not None:

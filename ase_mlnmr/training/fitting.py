@@ -177,11 +177,11 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
         regressor = fit_equivariant_ridge(grams, regressor.lam, chosen.feature_scaling, chosen.alpha,
                                           features, targets)
     elif isinstance(regressor, NystromKernelRidge):
-        regressor.fit(features, targets, member_rows=member_rows)
+        regressor.fit(features, targets, member_rows=member_rows, calibration=committee.calibration)
     else:
         regressor.fit(features, targets)
     if member_rows is not None and isinstance(regressor, EquivariantRidge):
-        regressor.fit_members(features, targets, member_rows)
+        regressor.fit_members(features, targets, member_rows, committee.calibration)
     _check_fitted(regressor, f"{element} {prop}")
     return PropertyModel(element=element, prop=prop, descriptor=descriptor, regressor=regressor)
 
