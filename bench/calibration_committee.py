@@ -70,7 +70,8 @@ def scores(errors: np.ndarray, u: np.ndarray, constant: np.ndarray) -> dict:
         return float(np.mean(0.5 * np.log(2 * np.pi * scale**2) + 0.5 * (errors / scale) ** 2))
 
     out = {"n": int(errors.size), "coverage_1sigma": float(np.mean(z <= 1)), "coverage_2sigma": float(np.mean(z <= 2)),
-           "nll": nll(u), "nll_constant_sigma": nll(constant), "constant_sigma_rms": float(np.sqrt(np.mean(constant**2))),
+           "nll": nll(u), "nll_constant_sigma": nll(constant),
+           "constant_sigma_rms": float(np.sqrt(np.mean(constant**2))),
            "nll_oracle_constant_sigma": nll(oracle), "oracle_constant_sigma": oracle,
            "mean_u": float(np.mean(u)), "mae": float(np.mean(np.abs(errors)))}
     out["passes"] = bool(BAND_1SIGMA[0] <= out["coverage_1sigma"] <= BAND_1SIGMA[1]
