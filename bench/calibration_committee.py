@@ -8,6 +8,7 @@ Run from the repository root (package built in place)::
     PYTHONPATH=. python bench/calibration_committee.py gehlenite
     PYTHONPATH=. python bench/calibration_committee.py venetos --dev        # training side only
     PYTHONPATH=. python bench/calibration_committee.py --plot               # figure from the JSONs
+    PYTHONPATH=. python bench/calibration_committee.py --cost               # training CPU time
 
 Outer folds: Venetos, the 5 grouped outer folds of ``bench/accuracy_venetos_si.py`` (same
 seed and ``venetos_dev_groups.csv`` groups), with the hyper-parameters that
@@ -179,6 +180,34 @@ def run(name: str, dev: bool) -> None:
     (RESULTS / f"calibration_committee_{name}{'_dev' if dev else ''}.json").write_text(json.dumps(result, indent=1))
 
 
+def cost(repeats: int = 2) -> None:
+    """CPU time of training (Venetos outer fold 0 training side, σiso + σ(2)) without a
+    committee, with "scale" and with "power", interleaved in one process."""
+    from accuracy_venetos_si import SEED, Data, our_config
+
+    data = Data(SEED)
+    zeta, n_inducing, ridge = VENETOS_CHOSEN[0]
+    base = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
+                                                        "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+    train_s = data.outer(0)[0]
+    variants = {"no committee": None, "scale": "scale", "power": "power"}
+    times: dict = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, method in variants.items():
+            config = dict(base)
+            if method:
+                config["committee"] = {**COMMITTEE, "calibration": method}
+            start = time.process_time()
+            NMRModel.train(data.dataset, config, progress=False, structure_indices=train_s,
+                           structure_groups=data.structure_groups)
+            times[name].append(time.process_time() - start)
+    result = {name: min(values) for name, values in times.items()}
+    result["loadavg"] = os.getloadavg()
+    print(json.dumps({"train_cpu_s_min": result, "all": times}), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "calibration_committee_cost.json").write_text(json.dumps({"min": result, "all": times}, indent=1))
+
+
 def plot() -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -213,7 +242,10 @@ def main() -> None:
     parser.add_argument("set", nargs="?", choices=("venetos", "gehlenite"))
     parser.add_argument("--dev", action="store_true", help="training side only (inner split of outer fold 0)")
     parser.add_argument("--plot", action="store_true", help="reliability plot from the outer-fold JSONs")
+    parser.add_argument("--cost", action="store_true", help="training CPU time: no committee, scale, power")
     args = parser.parse_args()
+    if args.cost:
+        cost()
     if args.set:
         run(args.set, args.dev)
     if args.plot:
