@@ -58,6 +58,13 @@ def point(errors: np.ndarray, u: np.ndarray, n_train: int, cpu: float) -> dict:
             "coverage_1sigma": float(np.mean(np.abs(errors) <= u)), "train_cpu_s": cpu}
 
 
+def save(name: str, curve: dict) -> None:
+    """Write the curve so far (after every point: an interrupted run keeps what it measured)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"learning_curve_committee_{name}.json").write_text(json.dumps(
+        {"set": name, "committee": COMMITTEE, "curve": curve, "loadavg": os.getloadavg()}, indent=1))
+
+
 def venetos() -> dict:
     from accuracy_venetos_si import SEED, Data, our_config
 
@@ -86,6 +93,7 @@ def venetos() -> dict:
         curve["Si ms_iso"].append(point(np.concatenate(errors), np.concatenate(spreads),
                                         int(data.sites(structures).size), cpu))
         print(json.dumps(curve["Si ms_iso"][-1]), flush=True)
+        save("venetos", curve)
     return curve
 
 
@@ -123,6 +131,7 @@ def gehlenite() -> dict:
                                                                  == el)) for c in cells))
             curve[f"{el} efg"].append(point(np.concatenate(errors), np.concatenate(spreads), n_train, cpu))
             print(el, json.dumps(curve[f"{el} efg"][-1]), flush=True)
+        save("gehlenite", curve)
     return curve
 
 
@@ -135,9 +144,11 @@ def plot() -> None:
     for name, unit in (("venetos", "ppm"), ("gehlenite", "a.u.")):
         path = RESULTS / f"learning_curve_committee_{name}.json"
         if path.is_file():
-            panels.append((name, unit, json.loads(path.read_text())["curve"]))
+            saved = json.loads(path.read_text())
+            panels.append((name + (" (partial run)" if "note" in saved else ""), unit, saved["curve"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
     for ax, (name, unit, curve) in zip(axes[0], panels):
+        ax.tick_params(axis="x", which="minor", labelsize=6)
         for index, (key, points) in enumerate(curve.items()):
             n = [p["n_train_sites"] for p in points]
             colour = f"C{index}"
@@ -158,10 +169,7 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true")
     args = parser.parse_args()
     if args.set:
-        curve = venetos() if args.set == "venetos" else gehlenite()
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"learning_curve_committee_{args.set}.json").write_text(json.dumps(
-            {"set": args.set, "committee": COMMITTEE, "curve": curve, "loadavg": os.getloadavg()}, indent=1))
+        venetos() if args.set == "venetos" else gehlenite()
     if args.plot:
         plot()
 
