@@ -155,6 +155,8 @@ def gehlenite_runs(dev: bool):
 
 
 def run(name: str, dev: bool) -> None:
+    """Every fold, then the pooled scores; the JSON is rewritten after every fold (with the
+    folds done so far), so an interrupted run keeps what it measured."""
     runs = venetos_runs(dev) if name == "venetos" else gehlenite_runs(dev)
     pooled: dict = {}
     folds = []
@@ -168,16 +170,17 @@ def run(name: str, dev: bool) -> None:
             entry["u"].append(np.concatenate(spreads))
             entry["constant"].append(np.full(e.size, calibration[f"{key[0]} {key[1]}"]["constant_sigma"]))
         print(f"{name} fold {fold}: train {cpu:.0f} s CPU, {json.dumps(calibration)}", flush=True)
-    result = {"set": name, "dev": dev, "committee": COMMITTEE, "folds": folds, "pooled": {}}
-    for (el, prop), entry in pooled.items():
-        e, u = np.concatenate(entry["errors"]), np.concatenate(entry["u"])
-        score = scores(e, u, np.concatenate(entry["constant"]))
-        score["z"] = (np.abs(e) / u).tolist()
-        result["pooled"][f"{el} {prop}"] = score
-        print(f"{el} {prop}: " + json.dumps({k: v for k, v in score.items() if k != "z"}), flush=True)
-    result["loadavg"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"calibration_committee_{name}{'_dev' if dev else ''}.json").write_text(json.dumps(result, indent=1))
+        result = {"set": name, "dev": dev, "committee": COMMITTEE, "folds": folds, "pooled": {}}
+        for (el, prop), entry in pooled.items():
+            e, u = np.concatenate(entry["errors"]), np.concatenate(entry["u"])
+            score = scores(e, u, np.concatenate(entry["constant"]))
+            score["z"] = (np.abs(e) / u).tolist()
+            result["pooled"][f"{el} {prop}"] = score
+        result["loadavg"] = os.getloadavg()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"calibration_committee_{name}{'_dev' if dev else ''}.json").write_text(json.dumps(result, indent=1))
+    for key, score in result["pooled"].items():
+        print(f"{key}: " + json.dumps({k: v for k, v in score.items() if k != "z"}), flush=True)
 
 
 def cost(repeats: int = 2) -> None:
