@@ -24,8 +24,9 @@ name            shape        meaning
                              (> 45°: η and the sign of CQ unstable), else 0.0
 ==============  ===========  ===============================================
 
-The ``*_std`` entries (α × the committee members' standard deviation, α the calibration
-factor fitted at training) exist only for models trained with a committee.
+The ``*_std`` entries (the committee members' standard deviation through the calibration
+fitted at training: α × std, or sqrt((a s^(b−1) std)² + c²) for ``"power"``) exist only for
+models trained with a committee.
 
 A model with σ(2) but no σiso gives ``ms_zeta`` and ``ms_eta`` without ``ms``.
 

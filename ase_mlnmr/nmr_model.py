@@ -146,8 +146,8 @@ class NMRPrediction:
     also for a model without σiso. The ``*_mask`` arrays say which atoms carry each
     quantity.
 
-    Committee uncertainty (NaN for atoms whose model has no committee; α × the members'
-    standard deviation, docs/uncertainty.md): ``ms_iso_std`` (N,) ppm, ``ms_aniso_std``
+    Committee uncertainty (NaN for atoms whose model has no committee; the calibrated
+    standard deviation of the members, α × std or sqrt((a s^(b−1) std)² + c²), docs/uncertainty.md): ``ms_iso_std`` (N,) ppm, ``ms_aniso_std``
     (N, 5) ppm and ``efg_std`` (N, 5) a.u. per spherical component, ``vzz_std`` (N,) a.u.,
     ``cq_std`` (N,) MHz and ``pq_std`` (N,) MHz of |CQ| and PQ over the members, and
     ``vzz_axis_flag`` (N,) 1.0 where a member's Vzz axis is more than 45° from the mean

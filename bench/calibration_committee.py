@@ -1,22 +1,30 @@
 #!/usr/bin/env python
-"""Calibration check of the committee uncertainty on the Venetos 29Si shielding set.
+"""Calibration check of the committee uncertainty on the Venetos 29Si and gehlenite EFG sets.
 
+Protocol (fixed before the outer folds were run): ``docs/protocols/committee_calibration.md``.
 Run from the repository root (package built in place)::
 
-    PYTHONPATH=. python bench/calibration_committee.py
+    PYTHONPATH=. python bench/calibration_committee.py venetos              # outer folds
+    PYTHONPATH=. python bench/calibration_committee.py gehlenite
+    PYTHONPATH=. python bench/calibration_committee.py venetos --dev        # training side only
+    PYTHONPATH=. python bench/calibration_committee.py --plot               # figure from the JSONs
+    PYTHONPATH=. python bench/calibration_committee.py --cost               # training CPU time
 
-Outer folds only: the 5 grouped outer folds of ``bench/accuracy_venetos_si.py`` (same
-seed, same ``venetos_dev_groups.csv`` groups). On each outer training side the model is
-trained with the hyper-parameters that document chose for that fold (docs/accuracy_venetos.md,
-"Chosen hyper-parameters"; nothing is tuned here) plus ``committee: {size: 8, fraction:
-0.5}`` whose groups are the dataset's groups (``structure_groups``); the outer test fold is
-predicted with its uncertainty u. Pooled over the folds, per property (σiso; the five σ(2)
-spherical components pooled): coverage of |y − ŷ| ≤ u and ≤ 2u (targets 68 ± 7 % and
-95 ± 4 %), Gaussian NLL = mean(½ log 2πu² + (y − ŷ)²/2u²) against the NLL of one
-constant σ, the RMS of the pooled test errors (the best constant σ, chosen with the
-test errors themselves). Writes JSON to ``bench/results/calibration_committee.json`` and
-the reliability plot ``docs/figures/committee_reliability.png`` (observed coverage of the
-central interval ±k·u against its nominal Gaussian probability).
+Outer folds: Venetos, the 5 grouped outer folds of ``bench/accuracy_venetos_si.py`` (same
+seed and ``venetos_dev_groups.csv`` groups), with the hyper-parameters that
+docs/accuracy_venetos.md chose per fold; gehlenite, the cell folds of
+``bench/accuracy_gehlenite_efg.py`` (cell i in fold i % 5) with one fixed configuration.
+``--dev`` never touches an outer test fold (how the method was developed): Venetos, the
+four inner folds of outer fold 0's training side, each in turn the test fold; gehlenite,
+outer fold 0's training side with outer fold 1 as the test fold.
+
+Per element and property, pooled over the folds (σiso; the 5 spherical components of
+σ(2) and of the EFG pooled): coverage of |e| ≤ u and ≤ 2u (targets 68 ± 7 % and 95 ± 4 %),
+Gaussian NLL = mean(½ log 2πu² + e²/2u²) against the NLL of a constant σ: primary, the
+RMS of the model's own out-of-sample training residuals (fitted without test data, as u
+is); secondary, the RMS of the pooled test errors (an oracle). JSON in
+``bench/results/calibration_committee_<set>[_dev].json``; ``--plot`` draws the reliability
+plot ``docs/figures/committee_reliability.png`` from the outer-fold JSONs.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import os
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -35,87 +44,215 @@ from scipy.special import erf  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from accuracy_venetos_si import N_OUTER, SEED, Data, our_config  # noqa: E402
 
+from ase_mlnmr.core.spherical_tensors import symmetric_traceless_to_l2  # noqa: E402
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 
 #: docs/accuracy_venetos.md, "Chosen hyper-parameters" (per outer fold): ζ, n_inducing, ridge; σ(2) α = 1000.
-CHOSEN = {0: (1, 150, 0.01), 1: (3, 2000, 0.03), 2: (1, 300, 0.01), 3: (1, 300, 0.01), 4: (1, 150, 0.003)}
-DESCRIPTOR = {"r_cut": 4.5, "n_max": 4, "l_max": 8, "sigma": 0.4, "mixing_channels": 8}
-COMMITTEE = {"size": 8, "fraction": 0.5, "seed": 0}
+VENETOS_CHOSEN = {0: (1, 150, 0.01), 1: (3, 2000, 0.03), 2: (1, 300, 0.01), 3: (1, 300, 0.01), 4: (1, 150, 0.003)}
+VENETOS_DESCRIPTOR = {"r_cut": 4.5, "n_max": 4, "l_max": 8, "sigma": 0.4, "mixing_channels": 8}
+#: gehlenite: one fixed configuration for every fold and element (the protocol's).
+GEHLENITE_DESCRIPTOR = {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.4}
+GEHLENITE_SPECIES = ("Al", "O", "Ca", "Si")
+COMMITTEE = {"size": 8, "fraction": 0.5, "seed": 0, "calibration": "power"}
+RESULTS = HERE / "results"
 FIGURE = HERE.parent / "docs" / "figures" / "committee_reliability.png"
+#: pass bands of the protocol
+BAND_1SIGMA, BAND_2SIGMA = (0.61, 0.75), (0.91, 0.99)
 
 
-def scores(errors: np.ndarray, u: np.ndarray) -> dict:
+def scores(errors: np.ndarray, u: np.ndarray, constant: np.ndarray) -> dict:
+    """Coverage and NLL of u; NLL of the constant σ ``constant`` (per scalar: the training-side
+    σ of the fold model that predicted it) and of the oracle σ = RMS of the test errors."""
     z = np.abs(errors) / u
-    constant = float(np.sqrt(np.mean(errors**2)))
-    nll = float(np.mean(0.5 * np.log(2 * np.pi * u**2) + 0.5 * z**2))
-    nll_constant = float(np.mean(0.5 * np.log(2 * np.pi * constant**2) + 0.5 * (errors / constant) ** 2))
-    return {"n": int(errors.size), "coverage_1sigma": float(np.mean(z <= 1)), "coverage_2sigma": float(np.mean(z <= 2)),
-            "nll": nll, "nll_constant_sigma": nll_constant, "constant_sigma": constant,
-            "mean_u": float(np.mean(u)), "mae": float(np.mean(np.abs(errors)))}
+    oracle = float(np.sqrt(np.mean(errors**2)))
+
+    def nll(scale):
+        return float(np.mean(0.5 * np.log(2 * np.pi * scale**2) + 0.5 * (errors / scale) ** 2))
+
+    out = {"n": int(errors.size), "coverage_1sigma": float(np.mean(z <= 1)), "coverage_2sigma": float(np.mean(z <= 2)),
+           "nll": nll(u), "nll_constant_sigma": nll(constant),
+           "constant_sigma_rms": float(np.sqrt(np.mean(constant**2))),
+           "nll_oracle_constant_sigma": nll(oracle), "oracle_constant_sigma": oracle,
+           "mean_u": float(np.mean(u)), "mae": float(np.mean(np.abs(errors)))}
+    out["passes"] = bool(BAND_1SIGMA[0] <= out["coverage_1sigma"] <= BAND_1SIGMA[1]
+                         and BAND_2SIGMA[0] <= out["coverage_2sigma"] <= BAND_2SIGMA[1]
+                         and out["nll"] < out["nll_constant_sigma"])
+    return out
 
 
-def main() -> None:
+def calibration_of(regressor) -> dict:
+    return {"scale": regressor.calibration_, "power": regressor.calibration_power_,
+            "floor": regressor.calibration_floor_, "constant_sigma": regressor.calibration_constant_sigma_}
+
+
+def venetos_runs(dev: bool):
+    """(label, model, test structures, per-structure (errors, u) collector) per fold."""
+    from accuracy_venetos_si import N_INNER, N_OUTER, SEED, Data, our_config
+
     data = Data(SEED)
-    errors = {"ms_iso": [], "ms_aniso": []}
-    spreads = {"ms_iso": [], "ms_aniso": []}
-    folds = []
-    for fold in range(N_OUTER):
-        zeta, n_inducing, ridge = CHOSEN[fold]
-        config = our_config(data.species, DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
-                                                       "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+    for fold, inner in ([(0, k) for k in range(N_INNER)] if dev else [(f, None) for f in range(N_OUTER)]):
+        zeta, n_inducing, ridge = VENETOS_CHOSEN[fold]
+        config = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
+                                                              "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
         config["committee"] = dict(COMMITTEE)
-        train_s, test_s, _, test_rows = data.outer(fold)
+        train_s, test_s, train_rows, _ = data.outer(fold)
+        if dev:  # an inner fold of outer fold 0's training side plays the test fold
+            train_pos, test_pos = data.inner_splits(train_rows, fold, SEED)[inner]
+            train_s = np.unique(data.sel.structure_index[train_rows[train_pos]])
+            test_s = np.unique(data.sel.structure_index[train_rows[test_pos]])
         start = time.process_time()
         model = NMRModel.train(data.dataset, config, progress=False, structure_indices=train_s,
                                structure_groups=data.structure_groups)
-        train_cpu = time.process_time() - start
-        alpha = {p: model.models[("Si", p)].regressor.calibration_ for p in ("ms_iso", "ms_aniso")}
-        fold_errors = {"ms_iso": []}
+        cpu = time.process_time() - start
+        out = {("Si", "ms_iso"): ([], []), ("Si", "ms_aniso"): ([], [])}
         for s in test_s:
-            atoms = data.dataset.structures[s]
-            prediction = model.predict(atoms, unknown_species="skip", outputs=("shielding",))
-            for row in data.sites([s]):
-                i = int(data.sel.atom_index[row])
-                e_iso = data.y[row] - prediction.ms_iso[i]
-                e_l2 = data.l2[row] - prediction.ms_aniso[i]
-                errors["ms_iso"].append([e_iso])
-                spreads["ms_iso"].append([prediction.ms_iso_std[i]])
-                errors["ms_aniso"].append(e_l2)
-                spreads["ms_aniso"].append(prediction.ms_aniso_std[i])
-                fold_errors["ms_iso"].append(abs(e_iso))
-        folds.append({"fold": fold, "train_cpu_s": train_cpu, "calibration_factor": alpha,
-                      "test_sites": int(len(test_rows)), "ms_iso_mae": float(np.mean(fold_errors["ms_iso"]))})
-        print(f"fold {fold}: α = {alpha}, σiso MAE {folds[-1]['ms_iso_mae']:.3f} ppm, train {train_cpu:.0f} s CPU",
-              flush=True)
-    result = {"committee": COMMITTEE, "folds": folds, "pooled": {}}
-    for prop in errors:
-        e, u = np.concatenate(errors[prop]), np.concatenate(spreads[prop])
-        result["pooled"][prop] = scores(e, u)
-        print(prop, json.dumps(result["pooled"][prop]), flush=True)
-    result["loadavg"] = os.getloadavg()
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "calibration_committee.json").write_text(json.dumps(result, indent=2))
+            prediction = model.predict(data.dataset.structures[s], unknown_species="skip", outputs=("shielding",))
+            rows = data.sites([s])
+            atoms = data.sel.atom_index[rows]
+            out["Si", "ms_iso"][0].append(data.y[rows] - prediction.ms_iso[atoms])
+            out["Si", "ms_iso"][1].append(prediction.ms_iso_std[atoms])
+            out["Si", "ms_aniso"][0].append((data.l2[rows] - prediction.ms_aniso[atoms]).ravel())
+            out["Si", "ms_aniso"][1].append(prediction.ms_aniso_std[atoms].ravel())
+        yield fold if inner is None else f"0/inner {inner}", model, cpu, out
 
+
+def gehlenite_runs(dev: bool):
+    from accuracy_gehlenite_efg import data_files, outer_fold_of_cells
+    from ase_mlnmr.training.dataset import read_tensor_dataset
+
+    files = data_files()
+    if not files:
+        sys.exit("gehlenite data not found (set ASE_MLNMR_SHARED to the shared folder)")
+    dataset = read_tensor_dataset([str(f) for f in files], properties=["efg"])
+    fold_of_cell = outer_fold_of_cells(len(dataset))
+    config = {"species": {el: {"properties": ["efg"]} for el in GEHLENITE_SPECIES},
+              "descriptor": dict(GEHLENITE_DESCRIPTOR),
+              "efg": {"alpha": "auto", "feature_scaling": "global", "two_body": True},
+              "committee": dict(COMMITTEE)}
+    for fold in ([0] if dev else range(int(fold_of_cell.max()) + 1)):
+        train = np.flatnonzero(fold_of_cell != fold)
+        test = np.flatnonzero(fold_of_cell == fold)
+        if dev:  # one of the other outer folds (the inner folds of the accuracy benchmark) plays the test fold
+            inner = 1
+            test = train[fold_of_cell[train] == inner]
+            train = train[fold_of_cell[train] != inner]
+        start = time.process_time()
+        model = NMRModel.train(dataset, config, progress=False, structure_indices=train)
+        cpu = time.process_time() - start
+        out = {(el, "efg"): ([], []) for el in GEHLENITE_SPECIES}
+        for cell in test:
+            atoms = dataset.structures[cell]
+            prediction = model.predict(atoms, outputs=("efg",))
+            symbols = np.array(atoms.get_chemical_symbols())
+            for el in GEHLENITE_SPECIES:
+                rows = np.flatnonzero(dataset.masks["efg"][cell] & (symbols == el))
+                reference = symmetric_traceless_to_l2(dataset.tensors["efg"][cell][rows])
+                predicted = symmetric_traceless_to_l2(prediction.efg[rows])
+                out[el, "efg"][0].append((reference - predicted).ravel())
+                out[el, "efg"][1].append(prediction.efg_std[rows].ravel())
+        yield fold, model, cpu, out
+
+
+def run(name: str, dev: bool) -> None:
+    """Every fold, then the pooled scores; the JSON is rewritten after every fold (with the
+    folds done so far), so an interrupted run keeps what it measured."""
+    runs = venetos_runs(dev) if name == "venetos" else gehlenite_runs(dev)
+    pooled: dict = {}
+    folds = []
+    for fold, model, cpu, out in runs:
+        calibration = {f"{el} {prop}": calibration_of(model.models[el, prop].regressor) for el, prop in out}
+        folds.append({"fold": fold, "train_cpu_s": cpu, "calibration": calibration})
+        for key, (errors, spreads) in out.items():
+            entry = pooled.setdefault(key, {"errors": [], "u": [], "constant": []})
+            e = np.concatenate(errors)
+            entry["errors"].append(e)
+            entry["u"].append(np.concatenate(spreads))
+            entry["constant"].append(np.full(e.size, calibration[f"{key[0]} {key[1]}"]["constant_sigma"]))
+        print(f"{name} fold {fold}: train {cpu:.0f} s CPU, {json.dumps(calibration)}", flush=True)
+        result = {"set": name, "dev": dev, "committee": COMMITTEE, "folds": folds, "pooled": {}}
+        for (el, prop), entry in pooled.items():
+            e, u = np.concatenate(entry["errors"]), np.concatenate(entry["u"])
+            score = scores(e, u, np.concatenate(entry["constant"]))
+            score["z"] = (np.abs(e) / u).tolist()
+            result["pooled"][f"{el} {prop}"] = score
+        result["loadavg"] = os.getloadavg()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"calibration_committee_{name}{'_dev' if dev else ''}.json").write_text(json.dumps(result, indent=1))
+    for key, score in result["pooled"].items():
+        print(f"{key}: " + json.dumps({k: v for k, v in score.items() if k != "z"}), flush=True)
+
+
+def cost(repeats: int = 2) -> None:
+    """CPU time of training (Venetos outer fold 0 training side, σiso + σ(2)) without a
+    committee, with "scale" and with "power", interleaved in one process."""
+    from accuracy_venetos_si import SEED, Data, our_config
+
+    data = Data(SEED)
+    zeta, n_inducing, ridge = VENETOS_CHOSEN[0]
+    base = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
+                                                        "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+    train_s = data.outer(0)[0]
+    variants = {"no committee": None, "scale": "scale", "power": "power"}
+    times: dict = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, method in variants.items():
+            config = dict(base)
+            if method:
+                config["committee"] = {**COMMITTEE, "calibration": method}
+            start = time.process_time()
+            NMRModel.train(data.dataset, config, progress=False, structure_indices=train_s,
+                           structure_groups=data.structure_groups)
+            times[name].append(time.process_time() - start)
+    result = {name: min(values) for name, values in times.items()}
+    result["loadavg"] = os.getloadavg()
+    print(json.dumps({"train_cpu_s_min": result, "all": times}), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "calibration_committee_cost.json").write_text(json.dumps({"min": result, "all": times}, indent=1))
+
+
+def plot() -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = np.linspace(0.05, 3.0, 60)
     nominal = erf(k / np.sqrt(2))
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    for prop, label in (("ms_iso", "σiso"), ("ms_aniso", "σ(2) components")):
-        z = np.abs(np.concatenate(errors[prop])) / np.concatenate(spreads[prop])
-        ax.plot(nominal, [np.mean(z <= kk) for kk in k], label=f"29Si {label}")
+    fig, ax = plt.subplots(figsize=(5.0, 4.6))
+    labels = {"Si ms_iso": "Venetos 29Si σiso", "Si ms_aniso": "Venetos 29Si σ(2)"}
+    for name in ("venetos", "gehlenite"):
+        path = RESULTS / f"calibration_committee_{name}.json"
+        if not path.is_file():
+            continue
+        for key, score in json.loads(path.read_text())["pooled"].items():
+            z = np.asarray(score["z"])
+            label = labels[key] if name == "venetos" else f"gehlenite {key.split()[0]} EFG"
+            ax.plot(nominal, [np.mean(z <= kk) for kk in k], label=label)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="ideal")
+    for level, band in ((erf(1 / np.sqrt(2)), BAND_1SIGMA), (erf(2 / np.sqrt(2)), BAND_2SIGMA)):
+        ax.plot([level, level], band, "k-", lw=3, alpha=0.3)
     ax.set_xlabel("nominal coverage of ±k·u (Gaussian)")
     ax.set_ylabel("observed coverage, outer test folds")
-    ax.set_title("Venetos, committee K = 8, f = 0.5", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title('committee K = 8, f = 0.5, calibration "power"\n(grey bars: pass bands at ±1u, ±2u)', fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(FIGURE, dpi=120)
     print(f"plot: {FIGURE}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("set", nargs="?", choices=("venetos", "gehlenite"))
+    parser.add_argument("--dev", action="store_true", help="training side only (inner split of outer fold 0)")
+    parser.add_argument("--plot", action="store_true", help="reliability plot from the outer-fold JSONs")
+    parser.add_argument("--cost", action="store_true", help="training CPU time: no committee, scale, power")
+    args = parser.parse_args()
+    if args.cost:
+        cost()
+    if args.set:
+        run(args.set, args.dev)
+    if args.plot:
+        plot()
 
 
 if __name__ == "__main__":

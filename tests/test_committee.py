@@ -163,7 +163,7 @@ def test_equivariant_members_match_a_numpy_reference():
 
 
 def test_config_section_is_validated():
-    assert validate_config({})["committee"] == {"size": 0, "fraction": 0.5, "seed": 0}
+    assert validate_config({})["committee"] == {"size": 0, "fraction": 0.5, "seed": 0, "calibration": "scale"}
     with pytest.raises(ConfigError, match="committee.size"):
         validate_config({"committee": {"size": 2}})
     with pytest.raises(ConfigError, match="committee.fraction"):

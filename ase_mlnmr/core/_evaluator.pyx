@@ -186,7 +186,9 @@ cdef struct LambdaModel:
                                 #   the index contracted second (see lambda_member_std)
     const int32_t* member_swap  # per pair: 1 when c_{l1} is contracted first (2 l1 + 1 < 2 l2 + 1)
     const double* member_two_body  # [n_members][M] or NULL
-    double calibration          # committee calibration factor α
+    double calibration          # committee calibration: scale a (α), power b, floor c
+    double cal_power
+    double cal_floor
 
 cdef struct KernelModel:
     int expansion               # -1: absent
@@ -212,7 +214,9 @@ cdef struct KernelModel:
     int64_t n_reference
     int n_members               # committee members (0: none)
     const double* member_weights  # [m][n_members] (Nyström weights of every member)
-    double calibration          # committee calibration factor α
+    double calibration          # committee calibration: scale a (α), power b, floor c
+    double cal_power
+    double cal_floor
 
 cdef struct Element:
     int atomic_number
@@ -530,7 +534,7 @@ cdef void nystrom_values(const KernelModel* km, int nb, const double* K, double*
 
 cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, double* member_values,
                              double* std) noexcept nogil:
-    """α · y_scale · std_k (ddof 1) of the member values k_xZ w_k: the K member weight columns on
+    """Calibrated y_scale · std_k (ddof 1) of the member values k_xZ w_k: the K member weight columns on
     the kernel block in GEMMs of GEMM_COLUMNS centres (fixed shape, as kernel_block; the padded
     rows of K are zero). ``member_values`` holds padded_rows(nb) × n_members doubles."""
     cdef int r, c, m = km.m, n = km.n_members, width = GEMM_COLUMNS
@@ -538,8 +542,10 @@ cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, dou
     for c in range(padded_rows(nb) // width):
         dgemm(&NOTRANS, &NOTRANS, &n, &width, &m, &one, <double*>km.member_weights, &n,
               <double*>K + <int64_t>c * width * m, &m, &zero, member_values + <int64_t>c * width * n, &n)
+    cdef double spread
     for r in range(nb):
-        std[r] = km.calibration * km.y_scale * sample_std(member_values + <int64_t>r * n, n)
+        spread = km.y_scale * sample_std(member_values + <int64_t>r * n, n)
+        std[r] = calibrated_std(spread, spread, km.calibration, km.cal_power, km.cal_floor)
 
 
 cdef inline double sample_std(const double* values, int n) noexcept nogil:
@@ -552,6 +558,30 @@ cdef inline double sample_std(const double* values, int n) noexcept nogil:
     for k in range(n):
         total += (values[k] - mean) * (values[k] - mean)
     return sqrt(total / (n - 1))
+
+
+cdef inline double calibrated_std(double std, double spread, double a, double b, double c) noexcept nogil:
+    """sqrt((a s^(b−1) std)² + c²) for one value's member std and the atom's isotropic
+    spread s (``committee.member_spread``): a · std when b = 1 and c = 0."""
+    cdef double scaled
+    if b == 1.0 and c == 0.0:
+        return a * std
+    scaled = a * pow(spread, b - 1.0) * std if spread > 0.0 else 0.0
+    return sqrt(scaled * scaled + c * c)
+
+
+cdef double isotropic_spread(const double* members, int n_mu, int n) noexcept nogil:
+    """sqrt(mean over μ of the ddof-1 member variance) of members[k][μ] (k < n, μ < n_mu)."""
+    cdef int k, mu
+    cdef double mean, total = 0.0
+    for mu in range(n_mu):
+        mean = 0.0
+        for k in range(n):
+            mean += members[k * n_mu + mu]
+        mean /= n
+        for k in range(n):
+            total += (members[k * n_mu + mu] - mean) * (members[k * n_mu + mu] - mean)
+    return sqrt(total / (n_mu * (n - 1)))
 
 
 cdef void principal_axis(const double* t, double value, double* axis) noexcept nogil:
@@ -584,7 +614,7 @@ cdef void principal_axis(const double* t, double value, double* axis) noexcept n
 
 cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const double* coeff, double* scratch,
                             double* members, double* std) noexcept nogil:
-    """Member components (members[n_members][n_mu]) and α · std_k (ddof 1) of each component.
+    """Member components (members[n_members][n_mu]) and the calibrated std_k (ddof 1) of each component.
 
     All K members' folded weights W_k (M × M per (l1, l2) pair, as the mean's contraction) in
     two GEMMs per pair, y_kμ = Σ_t C_t G_k[m1_t, m2_t] with G_k = c_{l1}ᵀ W_k c_{l2}:
@@ -595,7 +625,7 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
     cdef int m_rows = spec.n_channels * spec.n_max
     cdef int w1, w2, wx, wy, mx, my, kx, kmr
     cdef int64_t t
-    cdef double one = 1.0, zero = 0.0, value
+    cdef double one = 1.0, zero = 0.0, value, spread
     cdef double column[64]
     cdef const double* block
     cdef const double* x_block
@@ -639,15 +669,17 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
             value = lm.lam.cg_value[t]
             for k in range(n):
                 members[k * n_mu + mu] += value * gram[my * kx + k * wx + mx]
+    spread = isotropic_spread(members, n_mu, n)
     for mu in range(n_mu):
         for k in range(n):
             column[k] = members[k * n_mu + mu]
-        std[mu] = lm.calibration * sample_std(column, n)
+        std[mu] = calibrated_std(sample_std(column, n), spread, lm.calibration, lm.cal_power, lm.cal_floor)
 
 
 cdef void efg_member_stats(const Element* el, const double* mean, const double* members, double* stats) noexcept nogil:
-    """stats[0:4]: α · std over the members of |Vzz| (a.u.), |CQ| and PQ (MHz), and the
-    Vzz-axis flag (1 when a member's Vzz axis is more than 45° from the mean tensor's)."""
+    """stats[0:4]: calibrated std over the members of |Vzz| (a.u.), |CQ| and PQ (MHz) (floor
+    c in a.u., times |CQ per a.u.| for |CQ| and PQ), and the Vzz-axis flag (1 when a
+    member's Vzz axis is more than 45° from the mean tensor's)."""
     cdef int k, n = el.efg.n_members
     cdef double v[9]
     cdef double values[3]
@@ -657,7 +689,7 @@ cdef void efg_member_stats(const Element* el, const double* mean, const double* 
     cdef double vzz[64]
     cdef double cq[64]
     cdef double pq[64]
-    cdef double eta, cosine
+    cdef double eta, cosine, spread, a, b, c
     cdef int flag = 0
     l2_to_cartesian(mean, v)
     symmetric_eigenvalues(v, values)
@@ -675,9 +707,11 @@ cdef void efg_member_stats(const Element* el, const double* mean, const double* 
         cosine = fabs(axis[0] * mean_axis[0] + axis[1] * mean_axis[1] + axis[2] * mean_axis[2])
         if not cosine > INV_SQRT2:
             flag = 1
-    stats[0] = el.efg.calibration * sample_std(vzz, n)
-    stats[1] = el.efg.calibration * sample_std(cq, n)
-    stats[2] = el.efg.calibration * sample_std(pq, n)
+    spread = isotropic_spread(members, 5, n)
+    a, b, c = el.efg.calibration, el.efg.cal_power, el.efg.cal_floor
+    stats[0] = calibrated_std(sample_std(vzz, n), spread, a, b, c)
+    stats[1] = calibrated_std(sample_std(cq, n), spread, a, b, c * fabs(el.cq_per_au))
+    stats[2] = calibrated_std(sample_std(pq, n), spread, a, b, c * fabs(el.cq_per_au))
     stats[3] = flag
 
 
@@ -1306,6 +1340,8 @@ cdef class Evaluator:
         if lm.n_members == 0:
             return
         lm.calibration = component.regressor.calibration_
+        lm.cal_power = component.regressor.calibration_power_
+        lm.cal_floor = component.regressor.calibration_floor_
         folded = [descriptor.fold_weights(coef) for coef in component.regressor.member_coef_]
         pair_weights = np.stack([pairs for pairs, _ in folded], axis=1)   # [pair][K][a][b]
         swap = np.array([2 * l1 + 1 < 2 * l2 + 1 for l1, l2 in descriptor.pairs], dtype=np.int32)
@@ -1374,6 +1410,8 @@ cdef class Evaluator:
             keep(members)
             km.member_weights = _ptr(members)
             km.calibration = regressor.calibration_
+            km.cal_power = regressor.calibration_power_
+            km.cal_floor = regressor.calibration_floor_
         km.ood_rank = km.m
         km.n_reference = 0
         if ood is not None:

@@ -98,8 +98,10 @@ enum mlnmr_output_offset {
     MLNMR_OUT_OOD = 35,          /* OOD score in [0, 1]: percentile of the Nyström residual
                                     among held-out training residuals; 1 = bare atom */
     MLNMR_OUT_OOD_RESIDUAL = 36, /* Nyström residual 1 − k K⁻¹ k in [0, 1] */
-    /* Committee uncertainty (API 2; NaN for components without a committee): α × the
-     * standard deviation (ddof 1) over the K members, α the model's calibration factor. */
+    /* Committee uncertainty (API 2; NaN for components without a committee): the calibrated
+     * standard deviation (ddof 1) over the K members, sqrt((a s^(b-1) std)^2 + c^2) with the
+     * model's calibration (a, b, c) and s the atom's isotropic member spread; α × std when
+     * the calibration is a single factor α (docs/uncertainty.md). */
     MLNMR_OUT_MS_ISO_STD = 37,   /* σiso, ppm */
     MLNMR_OUT_MS_L2_STD = 38,    /* 5: σ(2) spherical components, ppm */
     MLNMR_OUT_EFG_L2_STD = 43,   /* 5: V spherical components, a.u. */

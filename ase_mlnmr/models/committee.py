@@ -23,16 +23,45 @@ is rotation invariant). Assuming y_i − ȳ_i ~ N(0, (α² + 1/n_i) s²) with s�
 
 (Musil et al. for d = 1: −1/n + (n − 3)/(n − 1) · mean (y − ȳ)²/s²). Atoms with ν_i ≤ 2 do
 not enter. The calibrated per-atom uncertainty of a prediction is α times the standard
-deviation (ddof = 1) of the K members.
+deviation (ddof = 1) of the K members (calibration ``"scale"``).
+
+Power-law calibration (``"power"``; docs/protocols/committee_calibration.md). α above
+calibrates the half-data members' errors, which are larger than those of the full model
+that is used. Instead, pair for every training atom the out-of-sample member spread s_i
+(above) with the residual r_i of the *full* model refitted, same hyper-parameters, without
+the atom's calibration fold (:func:`calibration_folds`), and fit
+
+    u(s) = sqrt(a² s^(2b) + c²),   a > 0, 0 ≤ b ≤ 2, c ≥ 1e-6 RMS(r)
+
+by maximum likelihood, minimising Σ_i [d log u(s_i) + |r_i|² / (2 u(s_i)²)] (the
+non-linear scaling of Musil et al. with a floor c for atoms whose members all agree; b = 0
+is a constant σ). At prediction, with s the isotropic spread of all K members, each
+scalar or spherical component μ gets u_μ = sqrt((a s^(b−1) std_μ)² + c²), whose mean
+square over μ is u(s)²; ``"scale"`` is the case a = α, b = 1, c = 0.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+from scipy.optimize import minimize
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
-           "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
+           "calibration_folds", "out_of_sample_spread", "power_calibration", "fit_calibration", "calibration_params",
+           "calibration_from_params", "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
+
+#: Calibration methods: one scale factor α, or the power law with a floor.
+CALIBRATIONS = ("scale", "power")
+
+#: Folds of the training groups for the full model's out-of-sample residuals ("power").
+N_CALIBRATION_FOLDS = 5
+
+#: Bounds of the power b of u = a s^b.
+POWER_BOUNDS = (0.0, 2.0)
+
+#: Smallest floor c, relative to the RMS residual (keeps the likelihood finite).
+FLOOR_MIN = 1e-6
 
 #: Smallest committee (each group must still be left out by MIN_LEFT_OUT members).
 MIN_COMMITTEE_SIZE = 4
@@ -52,6 +81,7 @@ class CommitteeSettings:
     size: int = 0
     fraction: float = 0.5
     seed: int = 0
+    calibration: str = "scale"
 
 
 def committee_design(groups: np.ndarray, settings: CommitteeSettings) -> np.ndarray:
@@ -127,6 +157,138 @@ def calibration_factor(member_predictions: np.ndarray, targets: np.ndarray, seen
     return float(np.sqrt(max(alpha2, ALPHA2_FLOOR)))
 
 
-def member_spread(member_predictions: np.ndarray, calibration: float) -> np.ndarray:
-    """Calibrated uncertainty α · std_k (ddof = 1) over the members (axis 0), same units."""
-    return calibration * np.std(np.asarray(member_predictions, dtype=float), axis=0, ddof=1)
+def member_spread(member_predictions: np.ndarray, calibration: float, power: float = 1.0,
+                  floor: float = 0.0) -> np.ndarray:
+    """Calibrated uncertainty over the members (axis 0), same units and shape as one member.
+
+    u_μ = sqrt((a s^(b−1) std_μ)² + c²) with a = ``calibration``, b = ``power``, c =
+    ``floor``, std_μ the ddof-1 standard deviation of each value and s² the mean of std_μ²
+    over the last axis of (K, n, d) predictions (s = std for (K, n)); a · std_μ when b = 1
+    and c = 0.
+    """
+    predictions = np.asarray(member_predictions, dtype=float)
+    std = np.std(predictions, axis=0, ddof=1)
+    if power == 1.0 and floor == 0.0:
+        return calibration * std
+    spread = np.sqrt(np.mean(std**2, axis=-1, keepdims=True)) if predictions.ndim == 3 else std
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(spread > 0.0, calibration * spread ** (power - 1.0), 0.0)
+    return np.sqrt((factor * std) ** 2 + floor**2)
+
+
+def calibration_folds(member_rows: np.ndarray, n_folds: int = N_CALIBRATION_FOLDS, seed: int = 0) -> np.ndarray:
+    """Calibration fold of every row, (n,) int, from the committee design (K, n) bool.
+
+    Rows with the same member pattern (the same members saw them) form one unit: every
+    group has one pattern, so a group is never split. Units are dealt to ``n_folds`` folds
+    in random order (``seed``), round robin; fewer folds when there are fewer units.
+    """
+    _, unit = np.unique(np.asarray(member_rows, dtype=bool).T, axis=0, return_inverse=True)
+    unit = unit.ravel()
+    n_units = int(unit.max()) + 1
+    if n_units < 2:
+        raise ValueError("committee calibration needs at least 2 groups with different member patterns")
+    order = np.random.default_rng(seed).permutation(n_units)
+    fold_of_unit = np.empty(n_units, dtype=int)
+    fold_of_unit[order] = np.arange(n_units) % min(n_folds, n_units)
+    return fold_of_unit[unit]
+
+
+def out_of_sample_spread(member_predictions: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Isotropic spread s_i (ddof 1) of the members that did not see row i, (n,).
+
+    s_i² = Σ_k∉seen |y_ik − ȳ_i|² / (d (n_i − 1)); NaN where fewer than 2 members left i out.
+    """
+    predictions = np.asarray(member_predictions, dtype=float)
+    K, n = predictions.shape[:2]
+    predictions = predictions.reshape(K, n, -1)
+    unseen = ~np.asarray(seen, dtype=bool)
+    count = unseen.sum(axis=0)
+    weights = unseen[..., None].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (weights * predictions).sum(axis=0) / count[:, None]
+        spread2 = (weights * (predictions - mean) ** 2).sum(axis=(0, 2)) / (predictions.shape[2] * (count - 1))
+    return np.where(count >= 2, np.sqrt(spread2), np.nan)
+
+
+def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float, float, float]:
+    """Maximum-likelihood (a, b, c) of u(s) = sqrt(a² s^(2b) + c²) (module docstring).
+
+    ``residuals`` (n,) or (n, d): out-of-sample errors of the full model; ``spreads`` (n,)
+    the isotropic member spreads s_i ≥ 0 (same units); rows with a non-finite spread are
+    left out. Minimises Σ_i [d log u_i + |r_i|² / (2 u_i²)] over log a, b ∈ [0, 2] and
+    log c ≥ log(1e-6 RMS(r)) with L-BFGS-B from a few starting points.
+    """
+    spreads = np.asarray(spreads, dtype=float)
+    residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
+    usable = np.isfinite(spreads) & np.all(np.isfinite(residuals), axis=1)
+    if usable.sum() < 3:
+        raise ValueError("committee calibration: fewer than 3 training rows with an out-of-sample spread")
+    s, r2 = spreads[usable], np.sum(residuals[usable] ** 2, axis=1)
+    d = residuals.shape[1]
+    rms = float(np.sqrt(np.mean(r2) / d))
+    if rms == 0.0:
+        raise ValueError("committee calibration: the out-of-sample residuals are all zero")
+    log_s = np.log(np.where(s > 0.0, s, np.finfo(float).tiny)) - np.log(rms)  # s in units of the RMS residual
+    r2 = r2 / rms**2
+    log_floor_min = np.log(FLOOR_MIN)
+
+    def nll(theta: np.ndarray) -> float:
+        log_a, b, log_c = theta
+        power = np.where(s > 0.0, np.exp(np.minimum(2.0 * (log_a + b * log_s), 700.0)), 0.0)
+        u2 = power + np.exp(2.0 * log_c)
+        return float(np.sum(0.5 * d * np.log(u2) + 0.5 * r2 / u2))
+
+    bounds = [(None, None), POWER_BOUNDS, (log_floor_min, None)]
+    starts = [(-float(np.mean(log_s[s > 0.0])) if np.any(s > 0.0) else 0.0, 1.0, np.log(0.1)),
+              (0.0, 0.5, np.log(0.3)), (-5.0, 0.0, 0.0)]
+    best = min((minimize(nll, np.array(x0, dtype=float), method="L-BFGS-B", bounds=bounds) for x0 in starts),
+               key=lambda result: result.fun)
+    log_a, b, log_c = best.x
+    return float(np.exp(log_a) * rms ** (1.0 - b)), float(b), float(np.exp(log_c) * rms)
+
+
+def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.ndarray, seen: np.ndarray,
+                    refit_predict: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float, float, float | None]:
+    """(a, b, c, σ_const) of the calibration ``method`` (:data:`CALIBRATIONS`) from training rows.
+
+    ``member_predictions`` (K, n[, d]), ``targets`` (n[, d]), ``seen`` (K, n) bool as for
+    :func:`calibration_factor`; ``refit_predict(rows)`` fits the full model, same
+    hyper-parameters, on the rows where ``rows`` ((n,) bool) and returns its predictions
+    on all n rows (``"power"`` calls it once per calibration fold). ``"scale"``: (α, 1, 0,
+    None). σ_const ("power") is the RMS per scalar of the full model's out-of-sample
+    residuals: the best constant σ on the training side, the reference a calibration must beat.
+    """
+    if method == "scale":
+        return calibration_factor(member_predictions, targets, seen), 1.0, 0.0, None
+    if method != "power":
+        raise ValueError(f"committee calibration must be one of {list(CALIBRATIONS)}, got {method!r}")
+    targets = np.asarray(targets, dtype=float)
+    residuals = np.empty_like(targets)
+    folds = calibration_folds(seen)
+    for fold in np.unique(folds):
+        held_out = folds == fold
+        residuals[held_out] = targets[held_out] - np.asarray(refit_predict(~held_out))[held_out]
+    law = power_calibration(residuals, out_of_sample_spread(member_predictions, seen))
+    return (*law, float(np.sqrt(np.mean(residuals**2))))
+
+
+def calibration_params(scale: float, power: float, floor: float) -> dict:
+    """Model-file parameters of a calibration: ``committee_calibration`` = α for the scale
+    method; ``committee_calibration_power_law`` = {scale a, power b, floor c} otherwise (a
+    key older readers do not know, so they refuse the file instead of misapplying it)."""
+    if power == 1.0 and floor == 0.0:
+        return {"committee_calibration": float(scale)}
+    return {"committee_calibration_power_law": {"scale": float(scale), "power": float(power), "floor": float(floor)}}
+
+
+def calibration_from_params(params: dict) -> tuple[float, float, float]:
+    """(a, b, c) from the parameters :func:`calibration_params` wrote (either form)."""
+    if "committee_calibration_power_law" in params:
+        law = params["committee_calibration_power_law"]
+        values = tuple(float(law[k]) for k in ("scale", "power", "floor"))
+        if not (np.all(np.isfinite(values)) and values[0] > 0 and POWER_BOUNDS[0] <= values[1] <= POWER_BOUNDS[1]
+                and values[2] >= 0):
+            raise ValueError(f"invalid committee calibration {law!r}")
+        return values
+    return float(params["committee_calibration"]), 1.0, 0.0

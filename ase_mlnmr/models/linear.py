@@ -38,7 +38,7 @@ import numpy as np
 import scipy.linalg
 
 from ..core.spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
-from .committee import calibration_factor, member_spread, recentred
+from .committee import calibration_from_params, calibration_params, fit_calibration, member_spread, recentred
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
            "ridge_weights", "member_normal_equations"]
@@ -304,6 +304,8 @@ class EquivariantRidge:
         self._fitted = False
         self.member_scaled_weights_: np.ndarray | None = None
         self.calibration_: float | None = None
+        self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
+        self.calibration_constant_sigma_: float | None = None  # "power": RMS out-of-sample residual
 
     @property
     def n_components(self) -> int:
@@ -327,11 +329,13 @@ class EquivariantRidge:
             raise ValueError(f"X has {X.shape[2]} features, the model was fitted on {self.feature_scale_.size}")
         return X
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None) -> "EquivariantRidge":
+    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None,
+            calibration: str = "scale") -> "EquivariantRidge":
         """X: (n, 2 lambda + 1, p) spherical features; y: (n, 2 lambda + 1) spherical targets.
 
-        ``member_rows`` (K, n) bool: also fit a committee, as :meth:`fit_members`, sharing
-        the Gram work with the full fit (in the primal form all K + 1 Grams are built together).
+        ``member_rows`` (K, n) bool: also fit a committee and its ``calibration``, as
+        :meth:`fit_members`, sharing the Gram work with the full fit (in the primal form all
+        K + 1 Grams are built together).
         """
         self._fitted = False
         X = self._check_X(X)
@@ -340,11 +344,12 @@ class EquivariantRidge:
             raise ValueError(f"targets must be (n_samples, {self.n_components}), got {y.shape}")
         n, k, p = X.shape
         self.member_scaled_weights_ = self.calibration_ = None
+        self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
         flat = X.reshape(n * k, p)  # the mu components act as extra samples
         self.feature_scale_ = equivariant_feature_scale(flat, self.feature_scaling)
         self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
         if member_rows is not None:
-            self._fit_committee(X, y, member_rows, with_full=True)
+            self._fit_committee(X, y, member_rows, with_full=True, calibration=calibration)
         else:
             self.scaled_weights_ = ridge_weights(flat / self.feature_scale_, y.reshape(n * k) / self.target_scale_,
                                                  self.alpha)
@@ -355,19 +360,21 @@ class EquivariantRidge:
         if not self._fitted:
             raise RuntimeError("model is not fitted")
 
-    def fit_members(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray) -> "EquivariantRidge":
+    def fit_members(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray,
+                    calibration: str = "scale") -> "EquivariantRidge":
         """Fit a committee on the fitted model's features X (n, 2λ+1, p) and targets y (n, 2λ+1):
         member k on the atoms where ``member_rows[k]`` ((K, n) bool), and the calibration
-        factor from the atoms each member did not see."""
+        (``calibration``: "scale" or "power", see :func:`~ase_mlnmr.models.committee.fit_calibration`)
+        from the atoms each member did not see."""
         self._require_fit()
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
         if y.shape != X.shape[:2]:
             raise ValueError(f"targets must be {X.shape[:2]}, got {y.shape}")
-        return self._fit_committee(X, y, member_rows, with_full=False)
+        return self._fit_committee(X, y, member_rows, with_full=False, calibration=calibration)
 
-    def _fit_committee(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray, with_full: bool
-                       ) -> "EquivariantRidge":
+    def _fit_committee(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray, with_full: bool,
+                       calibration: str = "scale") -> "EquivariantRidge":
         """Members (and with ``with_full`` the full model first) on the scaled problem."""
         member_rows = np.asarray(member_rows, dtype=bool)
         n, k, p = X.shape
@@ -386,7 +393,13 @@ class EquivariantRidge:
             self.scaled_weights_ = weights[0]
         members = weights[1:] if with_full else weights
         predictions = (Xs.reshape(n * k, p) @ members.T).T.reshape(-1, n, k) * self.target_scale_
-        self.calibration_ = calibration_factor(predictions, y, member_rows)
+
+        def refit_predict(rows: np.ndarray) -> np.ndarray:  # the full model's ridge on the rows
+            return Xs @ ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha) * self.target_scale_
+
+        (self.calibration_, self.calibration_power_, self.calibration_floor_,
+         self.calibration_constant_sigma_) = fit_calibration(
+            calibration, predictions, y, member_rows, refit_predict)
         self.member_scaled_weights_ = recentred(members, self.scaled_weights_)
         return self
 
@@ -409,7 +422,8 @@ class EquivariantRidge:
 
     def predict_std(self, X: np.ndarray) -> np.ndarray:
         """Calibrated uncertainty alpha * std over the members of each spherical component, (n, 2λ+1)."""
-        return member_spread(self.predict_members(X), self.calibration_)
+        return member_spread(self.predict_members(X), self.calibration_, self.calibration_power_,
+                             self.calibration_floor_)
 
     @property
     def coef_(self) -> np.ndarray:
@@ -449,7 +463,7 @@ class EquivariantRidge:
         params = {"class": "EquivariantRidge", **self.get_params(), "n_features": int(self.feature_scale_.size)}
         if self.committee_size:
             arrays["member_scaled_weights"] = self.member_scaled_weights_
-            params["committee_calibration"] = float(self.calibration_)
+            params.update(calibration_params(self.calibration_, self.calibration_power_, self.calibration_floor_))
         return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
 
     @classmethod
@@ -470,6 +484,6 @@ class EquivariantRidge:
             if members.ndim != 2 or members.shape[1:] != model.scaled_weights_.shape:
                 raise ValueError("inconsistent EquivariantRidge arrays (committee member weights)")
             model.member_scaled_weights_ = members
-            model.calibration_ = float(params["committee_calibration"])
+            model.calibration_, model.calibration_power_, model.calibration_floor_ = calibration_from_params(params)
         model._fitted = True
         return model

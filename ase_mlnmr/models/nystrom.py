@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas, cho_factor, cho_solve, eigh, solve_triangular
 
-from .committee import calibration_factor, member_spread, recentred
+from .committee import calibration_from_params, calibration_params, fit_calibration, member_spread, recentred
 
 __all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "held_out_residuals", "KERNELS"]
 
@@ -389,6 +389,8 @@ class NystromKernelRidge:
         self._solver: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.member_weights_: np.ndarray | None = None
         self.calibration_: float | None = None
+        self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
+        self.calibration_constant_sigma_: float | None = None  # "power": RMS out-of-sample residual
 
     # ------------------------------------------------------------------ preprocessing
     def _check_X(self, X: np.ndarray) -> np.ndarray:
@@ -419,16 +421,19 @@ class NystromKernelRidge:
         return self._preprocess(self._check_X(X))
 
     # ------------------------------------------------------------------------- fit
-    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None) -> "NystromKernelRidge":
+    def fit(self, X: np.ndarray, y: np.ndarray, *, member_rows: np.ndarray | None = None,
+            calibration: str = "scale") -> "NystromKernelRidge":
         """Select inducing points by pivoted Cholesky and solve for the weights.
 
         X: (N, D) features; y: (N,) or (N, T) targets (any units; predictions same units).
         ``member_rows`` (K, N) bool: also fit a committee, member k on the rows where
         ``member_rows[k]`` (see :func:`~ase_mlnmr.models.committee.committee_design`), and
-        its calibration factor from the rows each member did not see.
+        its calibration (``calibration``: "scale" or "power", see
+        :func:`~ase_mlnmr.models.committee.fit_calibration`) from the rows each member did not see.
         """
         self._fitted = False
         self.member_weights_ = self.calibration_ = None
+        self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
@@ -485,24 +490,31 @@ class NystromKernelRidge:
         self._fitted = True
         self._solve()
         if member_rows is not None:
-            self._fit_members(L, Ys, np.asarray(member_rows, dtype=bool))
+            self._fit_members(L, Ys, np.asarray(member_rows, dtype=bool), calibration)
         return self
 
-    def _fit_members(self, L: np.ndarray, Ys: np.ndarray, member_rows: np.ndarray) -> None:
-        """Member weights on the shared factor L (N x m) and the calibration factor."""
+    def _fit_members(self, L: np.ndarray, Ys: np.ndarray, member_rows: np.ndarray, calibration: str) -> None:
+        """Member weights on the shared factor L (N x m) and the calibration."""
         if member_rows.ndim != 2 or member_rows.shape[1] != L.shape[0]:
             raise ValueError(f"member_rows must be (n_members, {L.shape[0]}), got {member_rows.shape}")
-        members, predictions = [], []
-        for rows in member_rows:
+
+        def solve(rows: np.ndarray) -> np.ndarray:  # β on the rows, scaled targets
             Ls = L[rows]
             gram = blas.dsyrk(1.0, Ls, trans=1, lower=1)
             gram[np.diag_indices_from(gram)] += max(self.ridge, PIVOT_FLOOR)
-            beta = cho_solve(cho_factor(gram, lower=True, overwrite_a=True, check_finite=False), Ls.T @ Ys[rows],
+            return cho_solve(cho_factor(gram, lower=True, overwrite_a=True, check_finite=False), Ls.T @ Ys[rows],
                              check_finite=False)
-            predictions.append(L @ beta * self.y_std_ + self.y_mean_)
-            members.append(solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False))
+
+        def predict(beta: np.ndarray) -> np.ndarray:
+            return L @ beta * self.y_std_ + self.y_mean_
+
+        betas = [solve(rows) for rows in member_rows]
         targets = Ys * self.y_std_ + self.y_mean_
-        self.calibration_ = calibration_factor(np.array(predictions), targets, member_rows)
+        (self.calibration_, self.calibration_power_, self.calibration_floor_,
+         self.calibration_constant_sigma_) = fit_calibration(
+            calibration, np.array([predict(beta) for beta in betas]), targets, member_rows,
+            lambda rows: predict(solve(rows)))
+        members = [solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False) for beta in betas]
         self.member_weights_ = recentred(np.array(members), self.weights_)
 
     def _solve(self) -> None:
@@ -573,7 +585,8 @@ class NystromKernelRidge:
 
     def predict_std(self, X: np.ndarray) -> np.ndarray:
         """Calibrated uncertainty alpha * std over the members, shape as :meth:`predict`."""
-        return member_spread(self.predict_members(X), self.calibration_)
+        return member_spread(self.predict_members(X), self.calibration_, self.calibration_power_,
+                             self.calibration_floor_)
 
     def out_of_domain(self, X: np.ndarray, rank: int | None = None) -> np.ndarray:
         """Nyström residual r(x) = 1 - k_xZ K_ZZ^-1 k_Zx in [0, 1] (0 on the data, -> 1 far),
@@ -629,7 +642,7 @@ class NystromKernelRidge:
         }
         if self.committee_size:
             arrays["member_weights"] = self.member_weights_
-            params["committee_calibration"] = float(self.calibration_)
+            params.update(calibration_params(self.calibration_, self.calibration_power_, self.calibration_floor_))
         return {k: np.array(v, copy=True) for k, v in arrays.items()}, params
 
     @classmethod
@@ -670,7 +683,7 @@ class NystromKernelRidge:
             if members.ndim != 3 or members.shape[1:] != model.weights_.shape:
                 raise ValueError("inconsistent Nyström arrays (committee member weights)")
             model.member_weights_ = members
-            model.calibration_ = float(params["committee_calibration"])
+            model.calibration_, model.calibration_power_, model.calibration_floor_ = calibration_from_params(params)
         model._fitted = True
         return model
 

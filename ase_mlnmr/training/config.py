@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ..descriptors import LambdaSOAP, SOAP, atomic_number_of, random_species_mixing
-from ..models.committee import MIN_COMMITTEE_SIZE
+from ..models.committee import CALIBRATIONS, MIN_COMMITTEE_SIZE
 from ..nmr_model import PROPERTIES
 
 __all__ = ["ConfigError", "Option", "SCHEMA", "SECTIONS", "DEFAULT_CONFIG", "ALPHA_GRID",
@@ -181,6 +181,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "fraction": Option(0.5, "fraction of the groups (structures) each member is fitted on, in (0, 1)",
                            _fraction),
         "seed": Option(0, "an integer (the draw of the members' groups)", _number(None, integer=True)),
+        "calibration": Option("scale", '"scale" (u = α·std) or "power" (u = sqrt(a² s^2b + c²), fitted on the '
+                              "full model's out-of-sample residuals)", _choice(*CALIBRATIONS)),
     },
 }
 

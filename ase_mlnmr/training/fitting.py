@@ -179,9 +179,9 @@ def fit_property_model(element: str, prop: str, data: TensorDataset, selection, 
         regressor = fit_equivariant_ridge(grams, regressor.lam, chosen.feature_scaling, chosen.alpha,
                                           features, targets)
         if member_rows is not None:
-            regressor.fit_members(features, targets, member_rows)
+            regressor.fit_members(features, targets, member_rows, committee.calibration)
     elif isinstance(regressor, (NystromKernelRidge, EquivariantRidge)):
-        regressor.fit(features, targets, member_rows=member_rows)
+        regressor.fit(features, targets, member_rows=member_rows, calibration=committee.calibration)
     else:
         regressor.fit(features, targets)
     _check_fitted(regressor, f"{element} {prop}")
