@@ -14,7 +14,7 @@ from ase_mlnmr.cli import build_parser, main
 from ase_mlnmr.descriptors import SOAP
 from ase_mlnmr.models.linear import RidgeRegression
 from ase_mlnmr.models.nystrom import NystromKernelRidge, pivoted_cholesky
-from ase_mlnmr.training import ridge_selection
+from ase_mlnmr.training import model_selection, ridge_selection
 from ase_mlnmr.training.config import DEFAULT_CONFIG
 from ase_mlnmr.training.fitting import build_regressor
 
@@ -70,6 +70,16 @@ def test_ridge_selection_folds_default_to_the_config(function):
     signature = inspect.signature(getattr(ridge_selection, function))
     assert signature.parameters["n_splits"].default == DEFAULT_CONFIG["selection"]["n_splits"]
     assert list(signature.parameters["grid"].default) == DEFAULT_CONFIG["selection"]["alpha_grid"]
+
+
+def test_cross_validation_folds_default_to_the_config():
+    functions = [getattr(model_selection, name) for name in model_selection.__all__
+                 if callable(getattr(model_selection, name))]
+    with_folds = [f for f in functions if "n_splits" in inspect.signature(f).parameters]
+    assert len(with_folds) >= 4
+    for function in with_folds:
+        assert inspect.signature(function).parameters["n_splits"].default == DEFAULT_CONFIG["selection"]["n_splits"], \
+            function.__name__
 
 
 def test_features_command_defaults_are_the_config_descriptor(tmp_path):

@@ -43,10 +43,14 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 import numpy as np
 
 from ..nmr_model import NMRModel
-from .config import merge_config, validate_config
+from .config import DEFAULT_CONFIG, merge_config, validate_config
 from .dataset import TensorDataset
 from .evaluation import evaluate
 from .search_budget import Budget, ResultCache, canonical_json, short_hash
+
+#: Folds of every cross-validation here unless told otherwise: the training config's
+#: ``selection.n_splits`` (one home of the default).
+DEFAULT_N_SPLITS: int = DEFAULT_CONFIG["selection"]["n_splits"]
 
 __all__ = [
     "fold_assignment",
@@ -79,7 +83,7 @@ MetricFn = Callable[[np.ndarray, np.ndarray], Mapping[str, Any]]
 # --------------------------------------------------------------------------- folds
 def fold_assignment(
     n_samples: int,
-    n_splits: int = 5,
+    n_splits: int = DEFAULT_N_SPLITS,
     *,
     groups: Sequence[Any] | np.ndarray | None = None,
     shuffle: bool = True,
@@ -125,7 +129,7 @@ def fold_assignment(
 
 def kfold_splits(
     n_samples: int,
-    n_splits: int = 5,
+    n_splits: int = DEFAULT_N_SPLITS,
     *,
     groups: Sequence[Any] | np.ndarray | None = None,
     folds: Sequence[int] | np.ndarray | None = None,
@@ -340,7 +344,7 @@ def cross_validate(
     fit_predict: FitPredict,
     y: np.ndarray,
     *,
-    n_splits: int = 5,
+    n_splits: int = DEFAULT_N_SPLITS,
     n_repeats: int = 1,
     seed: int | Sequence[int] | None = 0,
     groups: Sequence[Any] | np.ndarray | None = None,
@@ -441,7 +445,7 @@ def nested_cross_validate(
     y: np.ndarray,
     param_grid: Mapping[str, Sequence[Any]],
     *,
-    n_splits: int = 5,
+    n_splits: int = DEFAULT_N_SPLITS,
     inner_splits: int | None = None,
     n_repeats: int = 1,
     seed: int | Sequence[int] | None = 0,
@@ -530,7 +534,7 @@ def learning_curve(
     y: np.ndarray,
     train_fractions: Sequence[float] = (0.1, 0.2, 0.4, 0.7, 1.0),
     *,
-    n_splits: int = 5,
+    n_splits: int = DEFAULT_N_SPLITS,
     n_repeats: int = 1,
     seed: int | Sequence[int] | None = 0,
     groups: Sequence[Any] | np.ndarray | None = None,
@@ -583,7 +587,7 @@ def learning_curve(
 def cross_validate_model(
     dataset: TensorDataset,
     config: Mapping[str, Any],
-    n_splits: int = 5,
+    n_splits: int = DEFAULT_N_SPLITS,
     n_repeats: int = 1,
     seed: int = 0,
     structure_groups: Sequence[Any] | None = None,
