@@ -117,7 +117,8 @@ def venetos_runs(dev: bool):
         yield fold if inner is None else f"0/inner {inner}", model, cpu, out
 
 
-def gehlenite_runs(dev: bool):
+def gehlenite_setup():
+    """(dataset, outer fold of each cell, training config) of the protocol's gehlenite model."""
     from accuracy_gehlenite_efg import data_files, outer_fold_of_cells
     from ase_mlnmr.training.dataset import read_tensor_dataset
 
@@ -125,11 +126,30 @@ def gehlenite_runs(dev: bool):
     if not files:
         sys.exit("gehlenite data not found (set ASE_MLNMR_SHARED to the shared folder)")
     dataset = read_tensor_dataset([str(f) for f in files], properties=["efg"])
-    fold_of_cell = outer_fold_of_cells(len(dataset))
     config = {"species": {el: {"properties": ["efg"]} for el in GEHLENITE_SPECIES},
               "descriptor": dict(GEHLENITE_DESCRIPTOR),
               "efg": {"alpha": "auto", "feature_scaling": "global", "two_body": True},
               "committee": dict(COMMITTEE)}
+    return dataset, outer_fold_of_cells(len(dataset)), config
+
+
+def gehlenite_test_errors(model, dataset, test) -> dict:
+    """Per element: (EFG λ = 2 component errors, their predicted u) over the test cells (a.u.)."""
+    out = {el: ([], []) for el in GEHLENITE_SPECIES}
+    for cell in test:
+        atoms = dataset.structures[cell]
+        prediction = model.predict(atoms, outputs=("efg",))
+        symbols = np.array(atoms.get_chemical_symbols())
+        for el in GEHLENITE_SPECIES:
+            rows = np.flatnonzero(dataset.masks["efg"][cell] & (symbols == el))
+            reference = symmetric_traceless_to_l2(dataset.tensors["efg"][cell][rows])
+            out[el][0].append((reference - symmetric_traceless_to_l2(prediction.efg[rows])).ravel())
+            out[el][1].append(prediction.efg_std[rows].ravel())
+    return out
+
+
+def gehlenite_runs(dev: bool):
+    dataset, fold_of_cell, config = gehlenite_setup()
     for fold in ([0] if dev else range(int(fold_of_cell.max()) + 1)):
         train = np.flatnonzero(fold_of_cell != fold)
         test = np.flatnonzero(fold_of_cell == fold)
@@ -140,17 +160,7 @@ def gehlenite_runs(dev: bool):
         start = time.process_time()
         model = NMRModel.train(dataset, config, progress=False, structure_indices=train)
         cpu = time.process_time() - start
-        out = {(el, "efg"): ([], []) for el in GEHLENITE_SPECIES}
-        for cell in test:
-            atoms = dataset.structures[cell]
-            prediction = model.predict(atoms, outputs=("efg",))
-            symbols = np.array(atoms.get_chemical_symbols())
-            for el in GEHLENITE_SPECIES:
-                rows = np.flatnonzero(dataset.masks["efg"][cell] & (symbols == el))
-                reference = symmetric_traceless_to_l2(dataset.tensors["efg"][cell][rows])
-                predicted = symmetric_traceless_to_l2(prediction.efg[rows])
-                out[el, "efg"][0].append((reference - predicted).ravel())
-                out[el, "efg"][1].append(prediction.efg_std[rows].ravel())
+        out = {(el, "efg"): pair for el, pair in gehlenite_test_errors(model, dataset, test).items()}
         yield fold, model, cpu, out
 
 

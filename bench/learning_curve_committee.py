@@ -37,9 +37,8 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from calibration_committee import (COMMITTEE, GEHLENITE_DESCRIPTOR, GEHLENITE_SPECIES, RESULTS,  # noqa: E402
-                                   VENETOS_CHOSEN, VENETOS_DESCRIPTOR)
-from ase_mlnmr.core.spherical_tensors import symmetric_traceless_to_l2  # noqa: E402
+from calibration_committee import (COMMITTEE, GEHLENITE_SPECIES, RESULTS, VENETOS_CHOSEN,  # noqa: E402
+                                   VENETOS_DESCRIPTOR, gehlenite_setup, gehlenite_test_errors)
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 
 VENETOS_FRACTIONS = (0.2, 0.4, 0.7, 1.0)
@@ -98,34 +97,14 @@ def venetos() -> dict:
 
 
 def gehlenite() -> dict:
-    from accuracy_gehlenite_efg import data_files, outer_fold_of_cells
-    from ase_mlnmr.training.dataset import read_tensor_dataset
-
-    files = data_files()
-    if not files:
-        sys.exit("gehlenite data not found (set ASE_MLNMR_SHARED to the shared folder)")
-    dataset = read_tensor_dataset([str(f) for f in files], properties=["efg"])
-    fold_of_cell = outer_fold_of_cells(len(dataset))
+    dataset, fold_of_cell, config = gehlenite_setup()
     train, test = np.flatnonzero(fold_of_cell != 0), np.flatnonzero(fold_of_cell == 0)
-    config = {"species": {el: {"properties": ["efg"]} for el in GEHLENITE_SPECIES},
-              "descriptor": dict(GEHLENITE_DESCRIPTOR),
-              "efg": {"alpha": "auto", "feature_scaling": "global", "two_body": True},
-              "committee": dict(COMMITTEE)}
     curve: dict = {f"{el} efg": [] for el in GEHLENITE_SPECIES}
     for cells in nested_groups(train, GEHLENITE_CELLS):
         start = time.process_time()
         model = NMRModel.train(dataset, config, progress=False, structure_indices=np.sort(cells))
         cpu = time.process_time() - start
-        collected = {el: ([], []) for el in GEHLENITE_SPECIES}
-        for cell in test:
-            atoms = dataset.structures[cell]
-            prediction = model.predict(atoms, outputs=("efg",))
-            symbols = np.array(atoms.get_chemical_symbols())
-            for el in GEHLENITE_SPECIES:
-                rows = np.flatnonzero(dataset.masks["efg"][cell] & (symbols == el))
-                reference = symmetric_traceless_to_l2(dataset.tensors["efg"][cell][rows])
-                collected[el][0].append((reference - symmetric_traceless_to_l2(prediction.efg[rows])).ravel())
-                collected[el][1].append(prediction.efg_std[rows].ravel())
+        collected = gehlenite_test_errors(model, dataset, test)
         for el, (errors, spreads) in collected.items():
             n_train = int(sum(np.sum(dataset.masks["efg"][c] & (np.array(dataset.structures[c].get_chemical_symbols())
                                                                  == el)) for c in cells))
