@@ -26,7 +26,7 @@ from .csa import csa_mas_spectrum, csa_static_spectrum, isotropic_spectrum
 from .grid import LineshapeGrid, NormalisedCTTable, site_node_weights
 from .kde import bandwidth_matrix, kde_node_weights, sample_matrix
 from .mqmas import mqmas_2d_grid, mqmas_2d_per_site, mqmas_projection_grid, mqmas_projection_per_site
-from .sites import SiteError, SiteLike, as_sites
+from .sites import SiteError, SiteLike, Sites, as_sites
 
 __all__ = ["Spectrum", "GridSettings", "KDE_GRID", "SITE_GRID", "simulate_spectrum", "simulate_mqmas_2d",
            "lineshape_grid",
@@ -132,6 +132,19 @@ def _node_weights(sites, spectrometer: Spectrometer, axis: PPMAxis, route: str, 
     return site_node_weights(sites, grid, axis, align_centres=align_centres), 0.0, grid, None
 
 
+def _checked_sites(sites, spectrometer, route: str, cq_scale: float) -> Sites:
+    """``sites`` as :class:`Sites`, checked against the route and the spectrometer's
+    isotope, with |CQ| multiplied by ``cq_scale``."""
+    sites = as_sites(sites)
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    if sites.isotope.name != spectrometer.isotope.name:
+        raise SiteError(f"sites are {sites.isotope.name} but the spectrometer is set for {spectrometer.isotope.name}")
+    if cq_scale != 1.0:
+        sites = sites.with_cq_scale(cq_scale)
+    return sites
+
+
 def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis, experiment: str = "mas",
                       route: str = "kde", bandwidth="scott", grid_settings: GridSettings | None = None,
                       grid: LineshapeGrid | None = None, broadening: tuple[float, str, str] | None = None,
@@ -148,15 +161,9 @@ def simulate_spectrum(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
     on |CQ| (η unchanged); spinning_rate_Hz: MAS rate (default infinite; finite rates give
     spinning sidebands, spin-½ CSA only). Returns an area-normalised :class:`Spectrum`.
     """
-    sites = as_sites(sites)
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
-    if route not in ROUTES:
-        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
-    if sites.isotope.name != spectrometer.isotope.name:
-        raise SiteError(f"sites are {sites.isotope.name} but the spectrometer is set for {spectrometer.isotope.name}")
-    if cq_scale != 1.0:
-        sites = sites.with_cq_scale(cq_scale)
+    sites = _checked_sites(sites, spectrometer, route, cq_scale)
     info = {"isotope": sites.isotope.name, "b0_tesla": spectrometer.b0_tesla, "experiment": experiment,
             "n_sites": len(sites), "cq_scale": cq_scale, "nu_ref_Hz": spectrometer.nu_ref_Hz,
             "nu0_Hz": spectrometer.nu0_Hz}
@@ -220,13 +227,7 @@ def simulate_mqmas_2d(sites: SiteLike, spectrometer: Spectrometer, axis: PPMAxis
     transition, :mod:`.mqmas`), ideal excitation. Routes and ``bandwidth`` as in
     :func:`simulate_spectrum`; ``cq_scale`` multiplies |CQ|. With ``normalise`` the volume
     ΣΣ I·ΔF1·ΔF2 is 1 (per ppm²)."""
-    sites = as_sites(sites)
-    if route not in ROUTES:
-        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
-    if sites.isotope.name != spectrometer.isotope.name:
-        raise SiteError(f"sites are {sites.isotope.name} but the spectrometer is set for {spectrometer.isotope.name}")
-    if cq_scale != 1.0:
-        sites = sites.with_cq_scale(cq_scale)
+    sites = _checked_sites(sites, spectrometer, route, cq_scale)
     sites.require_quadrupolar()
     if route == "sites":
         z = mqmas_2d_per_site(sites, spectrometer, axis, axis, progress=progress)
