@@ -5,7 +5,9 @@ search and α walk of the benchmarks. Searches are resumable: a
 :class:`~ase_mlnmr.training.search_budget.ResultCache` keeps every finished result, a
 :class:`~ase_mlnmr.training.search_budget.Budget` stops cleanly. The ridge α and feature
 scaling inside each training run come from :mod:`ase_mlnmr.training.ridge_selection`
-(which takes its folds from :func:`fold_assignment` here).
+(which takes its folds from :func:`fold_assignment` here); the nested inner-CV scorer of
+equivariant ridges over fixed outer folds, which drives :func:`staged_search` and
+:func:`grid_walk` for the benchmarks, is :mod:`ase_mlnmr.training.nested_ridge`.
 
 Any model: a user-supplied ``fit_predict(train_idx, test_idx, **params)`` trains on the
 samples ``train_idx`` and returns predictions for ``test_idx`` with the shape of
