@@ -292,17 +292,20 @@ class NMRModel:
         return prediction_from_outputs(out)
 
     def fit_ood_reference(self, dataset: TensorDataset, rank: Mapping[str, int] | None = None,
-                          n_splits: int = 5) -> None:
+                          n_splits: Mapping[str, int] | None = None) -> None:
         """Held-out training residuals per element, the reference of the OOD percentile.
 
         For each element with an OOD model: the Nyström residual of every training atom of
         that element over the leading ``rank`` pivots (default :func:`default_ood_rank`),
-        with the pivots of its own fold of structures removed (``n_splits`` folds grouped by
-        structure, :func:`~ase_mlnmr.models.nystrom.held_out_residuals`). An atom's OOD score
+        with the pivots of its own fold of structures removed (``n_splits[element]`` folds
+        grouped by structure, default the training config's ``selection.n_splits``;
+        :func:`~ase_mlnmr.models.nystrom.held_out_residuals`). An atom's OOD score
         is then the fraction of these residuals at or below its own: ≈ uniform on new
         structures like the training ones, > ``ood_threshold`` for 1 % of them.
         Elements in a single structure keep no reference (their score is the residual).
         """
+        from .training.config import DEFAULT_CONFIG  # the config imports this module
+
         for element, (descriptor, nystrom) in self.ood_models.items():
             source = "ms" if len(dataset.select("ms", element)) else "efg"
             selection = dataset.select(source, element)
@@ -317,7 +320,8 @@ class NMRModel:
             if len(np.unique(groups)) < 2:
                 self.ood_reference.pop(element, None)
                 continue
-            residuals = held_out_residuals(nystrom, features, groups, self.ood_rank[element], n_splits)
+            folds = (n_splits or {}).get(element) or DEFAULT_CONFIG["selection"]["n_splits"]
+            residuals = held_out_residuals(nystrom, features, groups, self.ood_rank[element], int(folds))
             self.ood_reference[element] = np.sort(residuals)
         self._evaluators.clear()
 

@@ -323,5 +323,7 @@ def train_model(
     if skipped:
         metadata["skipped"] = skipped
     model = NMRModel(models, ood, config["calibration"], config["isotopes"], metadata)
-    model.fit_ood_reference(data)  # held-out residuals: the reference of the OOD percentile
+    # held-out residuals, the reference of the OOD percentile, over each element's selection.n_splits folds
+    model.fit_ood_reference(data, n_splits={element: species_config(config, element)["selection"]["n_splits"]
+                                            for element in ood})
     return model
