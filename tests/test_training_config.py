@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ase_mlnmr.cli import main
+from ase_mlnmr.models.nystrom import held_out_residuals
 from ase_mlnmr.nmr_model import NMRModel
 from ase_mlnmr.training.config import DEFAULT_CONFIG, SCHEMA, ConfigError, validate_config
 from ase_mlnmr.training.fitting import build_regressor
@@ -132,3 +133,31 @@ def test_descriptor_settings_a_default_property_cannot_use_fail_before_any_fit(d
     with pytest.raises(ConfigError, match="(ms_aniso|efg) of .*l_max"):
         NMRModel.train(data, {**SMALL, "species": None, "descriptor": {**SMALL["descriptor"], "l_max": 1},
                               "rules": {"min_sites": 1, "min_structures": 1}}, progress=False)
+
+
+def _residuals_by_hand(model: NMRModel, data, element: str, n_splits: int) -> np.ndarray:
+    """Held-out residuals of the element's training atoms with ``n_splits`` structure folds."""
+    descriptor, nystrom = model.ood_models[element]
+    selection = data.select("ms", element)
+    features, groups = [], []
+    for structure in np.unique(selection.structure_index):
+        centres = selection.atom_index[selection.structure_index == structure]
+        features.append(descriptor.create(data.structures[structure], centres=centres))
+        groups.append(np.full(len(centres), structure))
+    return np.sort(held_out_residuals(nystrom, np.concatenate(features), np.concatenate(groups),
+                                      model.ood_rank[element], n_splits))
+
+
+def test_ood_reference_folds_follow_selection_n_splits(data):
+    """The OOD reference (held-out residuals) uses ``selection.n_splits`` folds: the one
+    default, or a species' own value."""
+    default_splits = DEFAULT_CONFIG["selection"]["n_splits"]
+    assert default_splits != 2
+    default = NMRModel.train(data, SMALL, progress=False)
+    np.testing.assert_array_equal(default.ood_reference["Si"], _residuals_by_hand(default, data, "Si", default_splits))
+    two = NMRModel.train(data, {**SMALL, "species": {"Si": {"properties": ["ms_iso"], "selection": {"n_splits": 2}}}},
+                         progress=False)
+    np.testing.assert_array_equal(two.ood_reference["Si"], _residuals_by_hand(two, data, "Si", 2))
+    assert not np.array_equal(two.ood_reference["Si"], _residuals_by_hand(two, data, "Si", default_splits))
+    two.fit_ood_reference(data)  # without n_splits: the config's default again
+    np.testing.assert_array_equal(two.ood_reference["Si"], _residuals_by_hand(two, data, "Si", default_splits))
