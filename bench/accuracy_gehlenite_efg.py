@@ -104,10 +104,9 @@ BASELINE_BRIEF = [("scale", ["none", "rms"]), ("cutoff", [4.0, 5.0, 6.0]), ("smo
                   ("max_radial", [3, 5, 7]), ("max_angular", [2, 3, 4]), ("width", [0.3, 0.4, 0.6])]
 OURS_SCALE = [("scale", ["rms", "none"])]
 CUTOFF_TO_7 = [4.0, 5.0, 6.0, 7.0]
-# neighbour weight 1 / (1 + (d/r0)^m) (Willatt 2018; ours: radial_scaling, featomic: Willatt2018, rate 1)
+# neighbour weight 1 / (1 + (d/r0)^m) (Willatt et al. 2018, doi:10.1039/C8CP05921G; ours: radial_scaling,
+# featomic: Willatt2018, rate 1)
 RADIAL_SI = [("radial_scaling", [None, {"r0": 2.0, "exponent": 4}, {"r0": 3.0, "exponent": 4}], ["Si"])]
-
-
 OURS_TO_7, BASELINE_TO_7 = OURS_BRIEF + [("r_cut", CUTOFF_TO_7)], BASELINE_BRIEF + [("cutoff", CUTOFF_TO_7)]
 
 
