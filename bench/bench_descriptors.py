@@ -33,7 +33,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", 
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -328,46 +327,12 @@ def _shape(result):
 
 # --------------------------------------------------------------------------- reporting
 def machine_info() -> dict:
-    info = {"python": platform.python_version(), "platform": platform.platform(), "numpy": np.__version__}
-    try:
-        with open("/proc/cpuinfo") as handle:
-            lines = [line.split(":", 1) for line in handle if ":" in line]
-        fields = [(key.strip(), value.strip()) for key, value in lines]
-        models = [value for key, value in fields if key == "model name"]
-        first = {}
-        for key, value in fields:
-            first.setdefault(key, value)
-        info["cpu_model"] = models[0] if models else platform.processor()
-        info["cpu_family_model_stepping"] = [first.get("cpu family"), first.get("model"), first.get("stepping")]
-        info["cpu_mhz"] = first.get("cpu MHz")
-        info["cpu_virtualised"] = "hypervisor" in first.get("flags", "").split()
-        info["logical_cpus"] = len(models) or os.cpu_count()
-    except OSError:
-        info["cpu_model"], info["logical_cpus"] = platform.processor(), os.cpu_count()
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        info["cpus_usable"] = os.cpu_count()
-    try:
-        with open("/proc/meminfo") as handle:
-            info["memory_total_gb"] = float(handle.readline().split()[1]) / 1024**2
-    except OSError:
-        pass
-    try:
-        info["load_average"] = list(os.getloadavg())
-    except OSError:
-        pass
-    from importlib import metadata
+    """:func:`machine_report.machine_report` plus the load average and the build of the compiled core."""
+    from machine_report import machine_report
 
-    for distribution in ("ase", "scipy", "featomic", "metatensor-core", "dscribe", "psutil"):
-        try:
-            info[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            info[distribution] = None
-    info["compiler_of_core"] = _core_compiler()
-    info["core_build"] = _core_build()
-    info["git_head"] = _git("rev-parse", "--short", "HEAD")
-    return info
+    return machine_report(("numpy", "ase", "scipy", "featomic", "metatensor-core", "dscribe", "psutil"),
+                          load_average=list(os.getloadavg()), compiler_of_core=_core_compiler(),
+                          core_build=_core_build())
 
 
 def _core_compiler() -> str | None:
@@ -397,14 +362,6 @@ def _core_build() -> dict | None:
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12],
         }
     return build
-
-
-def _git(*args) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return done.stdout.strip() or None
-    except OSError:
-        return None
 
 
 def markdown(timings: dict, memory: dict) -> str:
@@ -468,7 +425,7 @@ def main(argv=None) -> int:
     atoms = make_structure(structure)
     info = machine_info()
     print(f"# {len(atoms)} atoms ({structure}); reps {reps}, featomic reps {peer_reps}; "
-          f"{info['cpu_model']}, load {info.get('load_average')}", file=sys.stderr)
+          f"{info['cpu']}, load {info.get('load_average')}", file=sys.stderr)
 
     selected = [name for group in GROUPS for name in group if not args.only or name in args.only]
     memory = {}
