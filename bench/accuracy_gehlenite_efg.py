@@ -62,6 +62,7 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -282,7 +283,7 @@ def cached_fit(cache: ResultCache, budget: Budget, label: str, method: str, cont
 
 
 # ------------------------------------------------------------------------- main
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny grids, outer fold 0 only, 2-point learning curve")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="scale-first",
@@ -300,7 +301,62 @@ def main(argv=None) -> int:
     parser.add_argument("--probe-folds", default="0", help="outer folds for --probe (comma separated)")
     parser.add_argument("--probe-species", default=",".join(SPECIES), help="species for --probe")
     args = parser.parse_args(argv)
+    if args.probe:
+        method, setting = args.probe[0], json.loads(args.probe[1])
+        start = set(GRIDS["brief"].get(method, {}).get("start", {None}))
+        if not start <= set(setting) <= start | {stage[0] for stage in GRIDS["scale-first"][method]["stages"]}:
+            parser.error("--probe needs the method 'ours' or 'baseline' and the keys of its grid start")
+        args.probe = (method, setting)
+    return args
 
+
+def probe(method: str, setting: dict, folds: list[int], species: list[str], context: Context, cache: ResultCache,
+          budget: Budget, log=print) -> dict:
+    """Inner-CV score (α walked) of one setting beyond the grid: {species: {fold: {inner_mae, alpha, alpha_curve}}}."""
+    inner, result = inner_cv(method, context, cache, budget, log), {}
+    try:
+        for sp, k in [(sp, k) for sp in species for k in folds]:
+            info = result.setdefault(sp, {})[str(k)] = inner((sp, k), setting, ALPHA_START_INDEX)[2]
+            log(f"  probe {method} {sp} fold {k}: inner MAE {1e3 * info['inner_mae']:.4f}e-3 a.u. "
+                f"at alpha {info['alpha']:.3g}")
+    finally:
+        inner.close()
+    return result
+
+
+def search_and_fit(grid: dict, folds: list[int], sizes: Sequence[int], context: Context, cache: ResultCache,
+                   budget: Budget, log=print) -> tuple[dict, dict, dict, dict, dict]:
+    """The protocol: per method, the staged search per species and outer fold; the final fit
+    of every outer fold; the learning curve (nested random subsets of the training cells of
+    :data:`LEARNING_CURVE_FOLD`). Returns (inner-CV scorers, chosen, history, final, curve)."""
+    inner = {m: inner_cv(m, context, cache, budget, log) for m in METHODS}
+    chosen, history = {}, {}
+    for method in METHODS:
+        log(f"hyper-parameter search: {method}")
+        chosen[method], history[method] = inner[method].search(SPECIES, folds, grid[method]["start"],
+                                                               grid[method]["stages"], ALPHA_START_INDEX)
+
+    def fit(method: str, k: int, train_cells: list[int], label: str) -> dict:
+        picked = {sp: chosen[method][sp][str(k)] for sp in SPECIES}
+        return cached_fit(cache, budget, label, method, context, picked, train_cells, context.cells_of_folds([k]), log)
+
+    final: dict = {m: {} for m in METHODS}
+    for k in folds:
+        for method in METHODS:
+            train = [c for c in range(context.n_cells) if c not in context.cells_of_folds([k])]
+            final[method][k] = fit(method, k, train, f"final {method} fold {k}")
+    curve: dict = {m: {} for m in METHODS}
+    pool = [c for c in range(context.n_cells) if c not in context.cells_of_folds([LEARNING_CURVE_FOLD])]
+    order = list(np.random.default_rng(0).permutation(pool))
+    for n in sizes:
+        for method in METHODS:
+            curve[method][str(n)] = fit(method, LEARNING_CURVE_FOLD, sorted(int(c) for c in order[:n]),
+                                        f"curve {method} fold {LEARNING_CURVE_FOLD}, {n} cells")
+    return inner, chosen, history, final, curve
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     files = data_files()
     if len(files) == 0:
         print(f"gehlenite data not found under {shared_dir() / 'data' / 'gehlenite_efg' / 'orig'} "
@@ -310,82 +366,40 @@ def main(argv=None) -> int:
     mode, grid_name = ("quick", "quick") if args.quick else ("full", args.grid)
     grid = QUICK_GRID if args.quick else GRIDS[args.grid]
     folds = [0] if args.quick else list(range(N_OUTER))
-    sizes = QUICK_LEARNING_CURVE_SIZES if args.quick else LEARNING_CURVE_SIZES
+    sizes = () if args.no_learning_curve else QUICK_LEARNING_CURVE_SIZES if args.quick else LEARNING_CURVE_SIZES
     results_dir = REPO / "bench" / "results"
     cache_dir = results_dir / "gehlenite_cache"
     if args.fresh and cache_dir.exists():
         shutil.rmtree(cache_dir)
     cache = ResultCache(cache_dir, version=CACHE_VERSION)
-    load_start, t_start = os.getloadavg(), time.time()
+    load_start, t_start, stamp = os.getloadavg(), time.time(), time.strftime("%Y%m%d-%H%M%S")
 
     def log(message: str) -> None:
         print(f"[{time.time() - t_start:7.1f} s] {message}", flush=True)
 
-    def machine() -> dict:
-        return machine_report(("numpy", "scipy", "ase", "featomic", "metatensor-core", "scikit-learn"),
-                              threads={"final_fits_and_predictions": 1, "search_blas": int(SEARCH_BLAS_THREADS)})
-
+    machine = machine_report(("numpy", "scipy", "ase", "featomic", "metatensor-core", "scikit-learn"),
+                             threads={"final_fits_and_predictions": 1, "search_blas": int(SEARCH_BLAS_THREADS)})
     context = Context(files)
     log(f"read {context.n_cells} cells ({', '.join(f.name for f in files[:3])}, ...); mode {mode}, grid {grid_name}")
     if len(files) != 24:
         log(f"warning: expected 24 cells, found {len(files)}")
-    if args.probe:
-        method, setting = args.probe[0], json.loads(args.probe[1])
-        if method not in METHODS or not set(GRIDS["brief"][method]["start"]) <= set(setting) <= (
-                set(GRIDS["brief"][method]["start"]) | {stage[0] for stage in GRIDS["scale-first"][method]["stages"]}):
-            parser.error("--probe needs the method 'ours' or 'baseline' and the keys of its grid start")
-        inner = inner_cv(method, context, cache, budget, log)
-        result, probe_folds = {}, [int(k) for k in args.probe_folds.split(",")]
-        try:
-            for sp, k in [(sp, k) for sp in args.probe_species.split(",") for k in probe_folds]:
-                info = result.setdefault(sp, {})[str(k)] = inner((sp, k), setting, ALPHA_START_INDEX)[2]
-                log(f"  probe {method} {sp} fold {k}: inner MAE {1e3 * info['inner_mae']:.4f}e-3 a.u. "
-                    f"at alpha {info['alpha']:.3g}")
-        except BudgetExceeded as stop:
-            print(f"stopped: {stop}; rerun to continue")
-            return 3
-        finally:
-            inner.close()
-        results_dir.mkdir(parents=True, exist_ok=True)
-        path = results_dir / f"gehlenite_probe_{method}_{short_hash(setting)}_{time.strftime('%Y%m%d-%H%M%S')}.json"
-        path.write_text(json.dumps({"method": method, "setting": setting, "folds": probe_folds, "result": result,
-                                    "machine": machine()}, indent=1))
-        log(f"probe results: {path}")
-        return 0
-    checks = {}
-    if not args.skip_checks:
-        checks = self_checks(sys.modules[__name__], context, grid)
+    try:
+        if args.probe:
+            method, setting = args.probe
+            probe_folds = [int(k) for k in args.probe_folds.split(",")]
+            result = probe(method, setting, probe_folds, args.probe_species.split(","), context, cache, budget, log)
+            path = results_dir / f"gehlenite_probe_{method}_{short_hash(setting)}_{stamp}.json"
+            path.write_text(json.dumps({"method": method, "setting": setting, "folds": probe_folds, "result": result,
+                                        "machine": machine}, indent=1))
+            log(f"probe results: {path}")
+            return 0
+        checks = {} if args.skip_checks else self_checks(sys.modules[__name__], context, grid)
         for name, value in checks.items():
             log(f"check {name}: {value:.3g}")
-        bad = {k: v for k, v in checks.items() if not v < 1e-6}
-        if bad:
-            print(f"self-checks failed: {bad}")
+        if any(not v < 1e-6 for v in checks.values()):
+            print(f"self-checks failed: { {k: v for k, v in checks.items() if not v < 1e-6} }")
             return 2
-
-    inner = {m: inner_cv(m, context, cache, budget, log) for m in METHODS}
-    chosen, history = {}, {}
-    final: dict = {m: {} for m in METHODS}
-    curve: dict = {m: {} for m in METHODS}
-    try:
-        for method in METHODS:
-            log(f"hyper-parameter search: {method}")
-            chosen[method], history[method] = inner[method].search(SPECIES, folds, grid[method]["start"],
-                                                                   grid[method]["stages"], ALPHA_START_INDEX)
-
-        def fit(method: str, k: int, train_cells: list[int], label: str) -> dict:
-            picked = {sp: chosen[method][sp][str(k)] for sp in SPECIES}
-            return cached_fit(cache, budget, label, method, context, picked, train_cells, context.cells_of_folds([k]), log)
-
-        for k in folds:
-            for method in METHODS:
-                train = [c for c in range(context.n_cells) if c not in context.cells_of_folds([k])]
-                final[method][k] = fit(method, k, train, f"final {method} fold {k}")
-        pool = [c for c in range(context.n_cells) if c not in context.cells_of_folds([LEARNING_CURVE_FOLD])]
-        order = list(np.random.default_rng(0).permutation(pool))  # nested random subsets of the training cells
-        for n in () if args.no_learning_curve else sizes:
-            for method in METHODS:
-                curve[method][str(n)] = fit(method, LEARNING_CURVE_FOLD, sorted(int(c) for c in order[:n]),
-                                            f"curve {method} fold {LEARNING_CURVE_FOLD}, {n} cells")
+        inner, chosen, history, final, curve = search_and_fit(grid, folds, sizes, context, cache, budget, log)
     except BudgetExceeded as stop:
         cache.flush()
         print(f"stopped: {stop}; the work done so far is cached in {cache_dir}: rerun the same command to continue")
@@ -410,13 +424,13 @@ def main(argv=None) -> int:
         "self_checks": checks, "chosen": chosen, "search_history": history,
         "tuning_seconds": {m: scores.tuning_seconds() for m, scores in inner.items()},
         "learning_curve": curve, "figure": None if figure is None else str(figure.relative_to(REPO)),
-        "machine": machine(), "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+        "machine": machine, "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
         "wall_seconds_this_run": time.time() - t_start,
     }
-    path = write_results(final, SPECIES, record, results_dir / f"accuracy_gehlenite_efg_{mode}_{grid_name}_"
-                                                               f"{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path = write_results(final, SPECIES, record, results_dir / f"accuracy_gehlenite_efg_{mode}_{grid_name}_{stamp}.json")
     log(f"results: {path}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
