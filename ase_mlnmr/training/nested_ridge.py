@@ -166,7 +166,7 @@ class NestedRidgeCV:
         """Log the solves of the current feature setting and free its problem."""
         if self._group is not None and self.n_solves > self._group[2]:
             self.log(f"  [{self.name}] {self._group[0]}: {self.n_solves - self._group[2]} solves, "
-                     f"{time.perf_counter() - self._group[1]:.0f} s (features and Gram blocks {self._group[3]:.0f} s)")
+                     f"{time.perf_counter() - self._group[1]:.0f} s (building the problems {self._group[3]:.0f} s)")
         self._problem = self._current = self._group = None
         gc.collect()
 
@@ -232,8 +232,9 @@ class NestedRidgeCV:
         return chosen, {p: {str(k): history[(p, k)] for k in outer_folds} for p in problems}
 
     def tuning_seconds(self) -> dict[str, float]:
-        """Seconds spent on the solves and on features + Gram blocks of the documents this
-        scorer used, summed over every run that filled the cache."""
+        """Seconds spent on the solves (Gram blocks included) and on building the problems
+        (``features_and_gram``: features, fold rows) of the documents this scorer used,
+        summed over every run that filled the cache."""
         total = {"solves": 0.0, "features_and_gram": 0.0}
         for name in self.used_names:
             for k, v in self.cache.load(name).get("seconds", {}).items():
