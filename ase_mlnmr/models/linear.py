@@ -101,13 +101,13 @@ def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows
 
     The rows fall into cells of equal membership (:func:`membership_cells`); with A (K × C)
     the membership of the C cells, G_k = Σ_c A_kc X_cᵀ X_c. Per block J of rows the cells'
-    blocks X_cᵀ X_c[J, :] (lower triangle: columns up to the end of J; one GEMM per cell,
-    X_c[:, J]ᵀ X_c[:, :end]) are stacked in a buffer reused by every J and combined for all
-    members by one product with A, which fills G_k[J, :end] and, transposed, G_k[:start, J]:
-    the cost of one Gram of all rows plus K·C·p²/2, against K f times that Gram for
-    separate member Grams (f the members' fraction of rows). Rows are gathered cell by
-    cell only when a cell is not one contiguous run of rows (callers that sort the rows
-    by cell save that copy).
+    blocks X_cᵀ X_c[J, :end] (lower triangle; per cell a GEMM X_c[:, J]ᵀ X_c[:, :start] and
+    a SYRK X_c[:, J]ᵀ X_c[:, J]) are stacked in one buffer, reused by every J, and combined
+    for all members by one product with A, which fills G_k[J, :end] and, transposed,
+    G_k[:start, J]: the cost of one Gram of all rows plus K·C·p²/2, against K f times that
+    Gram for separate member Grams (f the members' fraction of rows). Rows are gathered
+    cell by cell only when a cell is not one contiguous run of rows (callers that sort the
+    rows by cell save that copy).
     """
     membership, row_cell = membership_cells(member_rows)
     if np.count_nonzero(np.diff(row_cell)) + 1 != len(membership):  # a cell in several runs: gather
@@ -125,8 +125,10 @@ def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows
         stop = min(start + width, p)
         shape = (stop - start, stop)
         stacked = cell_buffer[:len(cells) * shape[0] * stop].reshape(len(cells), -1)
-        for rows, block in zip(cells, stacked):
-            np.matmul(design[rows, start:stop].T, design[rows, :stop], out=block.reshape(shape))
+        for rows, block in zip(cells, stacked.reshape(len(cells), *shape)):
+            columns = design[rows, start:stop]
+            np.matmul(columns.T, design[rows, :start], out=block[:, :start])
+            np.matmul(columns.T, columns, out=block[:, start:])              # NumPy's symmetric rank-k update
         combined = np.matmul(combine, stacked, out=member_buffer[:n_members * stacked.shape[1]].reshape(
             n_members, -1)).reshape(n_members, *shape)
         grams[:, start:stop, :stop] = combined
