@@ -72,9 +72,9 @@ def test_fit_with_member_rows_equals_fit_then_fit_members(n_atoms, p):
 @pytest.mark.parametrize("lam, grouped_rows", [(2, False), (2, True), (1, False)])
 def test_fit_with_member_rows_equals_slow_numpy_ridge_of_every_member(lam, grouped_rows):
     """Every member (and the full model) of ``fit(..., member_rows=...)`` equals
-    np.linalg.solve(X_kᵀX_k + αI, X_kᵀy_k) on its own scaled rows to 1e-10 relative, for
-    member cells scattered over the rows or in contiguous runs (atoms sorted by group),
-    λ = 2 (EFG, σ(2)) and λ = 1 (σ(1))."""
+    np.linalg.solve(X_kᵀX_k + αI, X_kᵀy_k) on its own scaled rows to 1e-10 relative, with
+    the groups scattered over the atoms or in contiguous runs (the fit sorts the atoms by
+    member cell and must map everything back), for λ = 2 (EFG, σ(2)) and λ = 1 (σ(1))."""
     d = 2 * lam + 1
     rng = np.random.default_rng(40 + lam)
     n_atoms, p = 480, 2 * linear.MEMBER_GRAM_BLOCK + 21
@@ -89,13 +89,8 @@ def test_fit_with_member_rows_equals_slow_numpy_ridge_of_every_member(lam, group
     assert p <= d * rows.sum(axis=1).min()                              # primal: Grams built together
     s, ts = model.feature_scale_, model.target_scale_
     np.testing.assert_allclose(s, np.sqrt(np.mean(X**2, axis=(0, 1))), rtol=1e-12)
-
-    def slow_ridge(atoms):
-        A = (X[atoms] / s).reshape(-1, p)
-        return np.linalg.solve(A.T @ A + alpha * np.eye(p), A.T @ (y[atoms] / ts).reshape(-1))
-
-    full = slow_ridge(np.ones(n_atoms, bool))
-    members = np.array([slow_ridge(r) for r in rows])
+    full = _independent_member_weights(X, y, np.ones((1, n_atoms), bool), alpha, s, ts)[0]
+    members = _independent_member_weights(X, y, rows, alpha, s, ts)
     expected = full + members - members.mean(axis=0)                    # re-centred on the full model
     assert np.linalg.norm(model.scaled_weights_ - full) <= 1e-10 * np.linalg.norm(full)
     for got, want in zip(model.member_scaled_weights_, expected):
