@@ -74,7 +74,7 @@ def test_fit_with_member_rows_equals_slow_numpy_ridge_of_every_member(lam, group
     """Every member (and the full model) of ``fit(..., member_rows=...)`` equals
     np.linalg.solve(X_kᵀX_k + αI, X_kᵀy_k) on its own scaled rows to 1e-10 relative, with
     the groups scattered over the atoms or in contiguous runs (the fit sorts the atoms by
-    member cell and must map everything back), for λ = 2 (EFG, σ(2)) and λ = 1 (σ(1))."""
+    member cell first), for λ = 2 (EFG, σ(2)) and λ = 1 (σ(1))."""
     d = 2 * lam + 1
     rng = np.random.default_rng(40 + lam)
     n_atoms, p = 480, 2 * linear.MEMBER_GRAM_BLOCK + 21
