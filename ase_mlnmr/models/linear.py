@@ -43,7 +43,7 @@ from .committee import calibration_from_params, calibration_params, fit_calibrat
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
            "ridge_weights", "membership_cells", "member_normal_equations"]
 
-#: Gram columns per block of :func:`member_normal_equations` (memory ~ cells · p · block · 8 bytes).
+#: Gram rows per block of :func:`member_normal_equations` (buffer memory ~ (cells + members) · p · block · 8 bytes).
 MEMBER_GRAM_BLOCK = 256
 
 
