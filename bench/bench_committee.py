@@ -15,8 +15,11 @@ alternated in one run; σiso (+ OOD) alone and all outputs.
 Training: the Si σiso Nyström fit (2000 inducing points, the box's Si power spectra,
 synthetic targets) without and with the committee, whose groups are 40 random labels of
 the Si atoms (pseudo-structures); the EFG ridge fit of Si (λ-SOAP features, fixed α)
-without and with the committee (``fit(..., member_rows=...)``). Ratios of CPU times
-measured side by side.
+without and with the committee (``fit(..., member_rows=...)``); and the EFG training a
+user runs by default, ``alpha: "auto"`` (the α and scaling search on the fold Grams, the
+full model, then ``fit_members``; the 40 labels as structures), without and with the
+committee. Each pair is timed back to back, ``--training-repeats`` (``--auto-repeats``)
+pairs alternated; reported: every pair's ratio and their median.
 
 Output: a Markdown table on stdout, JSON in ``bench/results/bench_committee.json``.
 """
@@ -73,7 +76,36 @@ def prediction_cost(box, plain, committee, repeats: int) -> dict:
     return out
 
 
-def training_cost(box, size: int, fraction: float) -> dict:
+def paired(first, second, repeats: int) -> dict:
+    """CPU seconds of ``first`` and ``second`` called alternately ``repeats`` times (load
+    changes hit both), the ratio second / first of each pair and their median."""
+    times = {"single": [], "committee": []}
+    for _ in range(repeats):
+        for name, function in (("single", first), ("committee", second)):
+            times[name].append(cpu(function)[0])
+    ratios = np.array(times["committee"]) / np.array(times["single"])
+    return {**times, "ratios": ratios.tolist(), "median_ratio": float(np.median(ratios))}
+
+
+def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, member_rows=None):
+    """The equivariant training of ``fit_property_model`` with ``alpha: "auto"`` (default
+    selection settings, the groups as structures): α and scaling searched on the fold Grams,
+    the full model from their sum, then the committee by ``fit_members`` if ``member_rows``."""
+    from ase_mlnmr.training.config import section_settings
+    from ase_mlnmr.training.ridge_selection import (FoldGrams, equivariant_folds, fit_equivariant_ridge,
+                                                    search_equivariant_ridge)
+
+    selection = section_settings("selection")
+    grams = FoldGrams(features, targets, equivariant_folds(groups, selection["n_splits"]))
+    chosen = search_equivariant_ridge(grams, selection["auto_feature_scalings"], selection["alpha_grid"],
+                                      selection["alpha_search"])
+    model = fit_equivariant_ridge(grams, 2, chosen.feature_scaling, chosen.alpha, features, targets)
+    if member_rows is not None:
+        model.fit_members(features, targets, member_rows)
+    return model
+
+
+def training_cost(box, size: int, fraction: float, repeats: int, auto_repeats: int) -> dict:
     from ase_mlnmr.descriptors import LambdaSOAP, SOAP
     from ase_mlnmr.models.committee import CommitteeSettings, committee_design
     from ase_mlnmr.models.linear import EquivariantRidge
@@ -84,36 +116,45 @@ def training_cost(box, size: int, fraction: float) -> dict:
     y = X @ rng.normal(size=X.shape[1]) + rng.normal(size=len(X))
     groups = rng.integers(0, 40, size=len(X))
     rows = committee_design(groups, CommitteeSettings(size=size, fraction=fraction))
-    single = cpu(lambda: NystromKernelRidge(n_inducing=2000, length_scale=float(np.sqrt(X.shape[1])), ridge=1e-6)
-                 .fit(X, y))[0]
-    committee = cpu(lambda: NystromKernelRidge(n_inducing=2000, length_scale=float(np.sqrt(X.shape[1])), ridge=1e-6)
-                    .fit(X, y, member_rows=rows))[0]
+
+    def nystrom(member_rows=None):
+        return NystromKernelRidge(n_inducing=2000, length_scale=float(np.sqrt(X.shape[1])), ridge=1e-6).fit(
+            X, y, member_rows=member_rows)
+
     F = LambdaSOAP(["Na", "Si", "O"], lam=2).create(box, centres="Si")
     t = np.einsum("nmp,p->nm", F, rng.normal(size=F.shape[2])) + 0.1 * rng.normal(size=F.shape[:2])
-    efg_single = cpu(lambda: EquivariantRidge(alpha=1e-3).fit(F, t))[0]
-    efg_committee = cpu(lambda: EquivariantRidge(alpha=1e-3).fit(F, t, member_rows=rows))[0]
-    return {"n_si": int(len(X)), "n_features": int(X.shape[1]), "lambda_features": int(F.shape[2]),
-            "nystrom_cpu_s": {"single": single, "committee": committee, "ratio": committee / single},
-            "efg_cpu_s": {"single": efg_single, "committee": efg_committee, "ratio": efg_committee / efg_single}}
+    out = {"n_si": int(len(X)), "n_features": int(X.shape[1]), "lambda_features": int(F.shape[2]),
+           "nystrom_cpu_s": paired(nystrom, lambda: nystrom(rows), repeats),
+           "efg_cpu_s": paired(lambda: EquivariantRidge(alpha=1e-3).fit(F, t),
+                               lambda: EquivariantRidge(alpha=1e-3).fit(F, t, member_rows=rows), repeats)}
+    if auto_repeats:
+        out["efg_auto_alpha_cpu_s"] = paired(lambda: auto_alpha_training(F, t, groups),
+                                             lambda: auto_alpha_training(F, t, groups, rows), auto_repeats)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=8)
     parser.add_argument("--fraction", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="prediction calls per model (best kept)")
+    parser.add_argument("--training-repeats", type=int, default=5, help="alternated pairs per training (median ratio)")
+    parser.add_argument("--auto-repeats", type=int, default=3,
+                        help='alternated pairs of the alpha: "auto" training (0: skip it)')
+    parser.add_argument("--skip-prediction", action="store_true")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     from ase.io import read
 
     box = read(BOX)
-    plain = build_model(box)
-    committee = with_committee(plain, args.size)
     load_before = os.getloadavg()
-    result = {"size": args.size, "fraction": args.fraction, "n_atoms": len(box),
-              "prediction": prediction_cost(box, plain, committee, args.repeats)}
+    result = {"size": args.size, "fraction": args.fraction, "n_atoms": len(box), "prediction": {}}
+    if not args.skip_prediction:
+        plain = build_model(box)
+        result["prediction"] = prediction_cost(box, plain, with_committee(plain, args.size), args.repeats)
     if not args.skip_training:
-        result["training"] = training_cost(box, args.size, args.fraction)
+        result["training"] = training_cost(box, args.size, args.fraction, args.training_repeats,
+                                           args.auto_repeats)
     result["loadavg_before_after"] = [load_before, os.getloadavg()]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_committee.json").write_text(json.dumps(result, indent=2))
@@ -121,11 +162,11 @@ def main() -> None:
     for label, entry in result["prediction"].items():
         print(f"| predict {label} | {entry['cpu_s']['plain']:.2f} | {entry['cpu_s']['committee']:.2f} | "
               f"{entry['ratio']:.3f} |")
-    for label in ("nystrom_cpu_s", "efg_cpu_s"):
-        if "training" in result:
-            entry = result["training"][label]
-            print(f"| train {label[:-6]} (Si) | {entry['single']:.2f} | {entry['committee']:.2f} | "
-                  f"{entry['ratio']:.3f} |")
+    for label, entry in result.get("training", {}).items():
+        if label.endswith("_cpu_s"):
+            print(f"| train {label[:-6]} (Si), median of {len(entry['ratios'])} pairs | "
+                  f"{np.median(entry['single']):.2f} | {np.median(entry['committee']):.2f} | "
+                  f"{entry['median_ratio']:.3f} (pairs {' '.join(f'{r:.2f}' for r in entry['ratios'])}) |")
     print(f"load average before/after: {result['loadavg_before_after']}")
 
 

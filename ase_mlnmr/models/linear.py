@@ -41,26 +41,37 @@ from ..core.spherical_tensors import l2_to_symmetric_traceless, vector_to_antisy
 from .committee import calibration_from_params, calibration_params, fit_calibration, member_spread, recentred
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
-           "ridge_weights", "member_normal_equations"]
+           "ridge_weights", "membership_cells", "member_normal_equations"]
 
-#: Gram columns per block of :func:`member_normal_equations` (memory ~ cells · p · block · 8 bytes).
+#: Gram rows per block of :func:`member_normal_equations` (buffer memory ~ (cells + members) · p · block · 8 bytes).
 MEMBER_GRAM_BLOCK = 256
 
 
-def solve_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
-    """Solve (G + alpha I) w = b for symmetric positive semi-definite G.
+def solve_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: float, *, overwrite_gram: bool = False) -> np.ndarray:
+    """Solve (G + alpha I) w = b for symmetric positive semi-definite G (p × p), b (p,) or (p, m).
 
-    Cholesky when G + alpha I is positive definite, least squares otherwise
-    (e.g. alpha = 0 with collinear features: minimum-norm solution).
+    Cholesky G + alpha I = UᵀU (LAPACK potrf / potrs on the upper triangle of G, the
+    diagonal shifted in place) when positive definite, least squares otherwise (e.g.
+    alpha = 0 with collinear features: minimum-norm solution). ``overwrite_gram``: a
+    C-contiguous float64 G is the workspace (no p × p copy) and is destroyed; otherwise G
+    is left unchanged.
     """
-    A = gram + alpha * np.eye(gram.shape[0])
+    gram = np.asarray(gram)
+    owned = overwrite_gram and gram.dtype == np.float64 and gram.flags.c_contiguous and gram.flags.writeable
+    work = gram if owned else np.array(gram, dtype=float, order="C")
+    diagonal = work.diagonal().copy()
+    work.flat[::work.shape[0] + 1] += alpha
     if alpha > 0:
-        try:
-            factor = scipy.linalg.cho_factor(A, lower=True, check_finite=False)
-            return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
-        except np.linalg.LinAlgError:
-            pass
-    return scipy.linalg.lstsq(A, rhs, check_finite=False)[0]
+        # work.T is Fortran-ordered: its lower triangle is the upper one of work, factorised in place
+        factor, info = scipy.linalg.lapack.dpotrf(work.T, lower=True, clean=False, overwrite_a=True)
+        if info == 0:
+            weights, info = scipy.linalg.lapack.dpotrs(factor, rhs, lower=True)
+            if info == 0:
+                return weights
+        work = np.tril(work, -1)  # not positive definite: G + alpha I from the untouched lower triangle
+        work += work.T
+        work.flat[::work.shape[0] + 1] = diagonal + alpha
+    return scipy.linalg.lstsq(work, rhs, check_finite=False)[0]
 
 
 def ridge_weights(design: np.ndarray, targets: np.ndarray, alpha: float) -> np.ndarray:
@@ -72,8 +83,15 @@ def ridge_weights(design: np.ndarray, targets: np.ndarray, alpha: float) -> np.n
     """
     n, p = design.shape
     if p <= n or alpha <= 0:
-        return solve_ridge(design.T @ design, design.T @ targets, alpha)
-    return design.T @ solve_ridge(design @ design.T, targets, alpha)
+        return solve_ridge(design.T @ design, design.T @ targets, alpha, overwrite_gram=True)
+    return design.T @ solve_ridge(design @ design.T, targets, alpha, overwrite_gram=True)
+
+
+def membership_cells(member_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of rows with equal membership: (membership (C, K) bool of the C distinct
+    columns of ``member_rows`` (K, n) bool, cell (n,) int of every row)."""
+    membership, row_cell = np.unique(np.asarray(member_rows, dtype=bool).T, axis=0, return_inverse=True)
+    return membership, row_cell.ravel()
 
 
 def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows: np.ndarray
@@ -81,30 +99,40 @@ def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows
     """(X_Sᵀ X_S, X_Sᵀ y_S) of every member S (rows where ``member_rows[k]``, (K, n) bool):
     shapes (K, p, p) and (K, p), for ``design`` (n, p) and ``targets`` (n,).
 
-    The rows fall into cells of equal membership (columns of ``member_rows``); with A (K × C)
-    the membership of the C cells, G_k = Σ_c A_kc X_cᵀ X_c. Per block J of columns the cells'
-    blocks X_cᵀ X_c[:, J] (upper triangle: rows up to the end of J) are stacked and combined
-    for all members by one product with A: the cost of one Gram of all rows plus K·C·p²/2,
-    against K f times that Gram for separate member Grams (f the members' fraction of rows).
+    The rows fall into cells of equal membership (:func:`membership_cells`); with A (K × C)
+    the membership of the C cells, G_k = Σ_c A_kc X_cᵀ X_c. Per block J of rows the cells'
+    blocks X_cᵀ X_c[J, :end] (lower triangle; per cell a GEMM X_c[:, J]ᵀ X_c[:, :start] and
+    a SYRK X_c[:, J]ᵀ X_c[:, J]) are stacked in one buffer, reused by every J, and combined
+    for all members by one product with A, which fills G_k[J, :end] and, transposed,
+    G_k[:start, J]: the cost of one Gram of all rows plus K·C·p²/2, against K f times that
+    Gram for separate member Grams (f the members' fraction of rows). Rows are gathered
+    cell by cell only when a cell is not one contiguous run of rows (callers that sort the
+    rows by cell save that copy).
     """
-    membership, row_cell = np.unique(np.asarray(member_rows, dtype=bool).T, axis=0, return_inverse=True)
-    order = np.argsort(row_cell, kind="stable")
-    bounds = np.searchsorted(row_cell[order], np.arange(len(membership) + 1))
-    design, targets = design[order], targets[order]
-    cells = [slice(bounds[c], bounds[c + 1]) for c in range(len(membership))]
-    n_members, p = membership.shape[1], design.shape[1]
-    combine = membership.T.astype(float)                                   # A, (K, C)
+    membership, row_cell = membership_cells(member_rows)
+    if np.count_nonzero(np.diff(row_cell)) + 1 != len(membership):  # a cell in several runs: gather
+        order = np.argsort(row_cell, kind="stable")
+        design, targets, row_cell = design[order], targets[order], row_cell[order]
+    edges = np.concatenate(([0], np.flatnonzero(np.diff(row_cell)) + 1, [len(row_cell)]))
+    cells = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    combine = membership[row_cell[edges[:-1]]].T.astype(float)            # A, (K, C), cells in row order
+    n_members, p = combine.shape[0], design.shape[1]
+    width = min(MEMBER_GRAM_BLOCK, p)
+    cell_buffer = np.empty(len(cells) * width * p)                         # reused by every block J
+    member_buffer = np.empty(n_members * width * p)
     grams = np.empty((n_members, p, p))
-    for start in range(0, p, MEMBER_GRAM_BLOCK):
-        stop = min(start + MEMBER_GRAM_BLOCK, p)
-        blocks = np.empty((len(cells), stop, stop - start))
-        for rows, block in zip(cells, blocks):
-            np.matmul(design[rows, :stop].T, design[rows, start:stop], out=block)
-        grams[:, :stop, start:stop] = (combine @ blocks.reshape(len(cells), -1)).reshape(n_members, stop,
-                                                                                         stop - start)
-    lower = np.tril_indices(p, -1)
-    for gram in grams:                                                     # mirror the upper triangle
-        gram[lower] = gram.T[lower]
+    for start in range(0, p, width):
+        stop = min(start + width, p)
+        shape = (stop - start, stop)
+        stacked = cell_buffer[:len(cells) * shape[0] * stop].reshape(len(cells), -1)
+        for rows, block in zip(cells, stacked.reshape(len(cells), *shape)):
+            columns = design[rows, start:stop]
+            np.matmul(columns.T, design[rows, :start], out=block[:, :start])
+            np.matmul(columns.T, columns, out=block[:, start:])              # NumPy's symmetric rank-k update
+        combined = np.matmul(combine, stacked, out=member_buffer[:n_members * stacked.shape[1]].reshape(
+            n_members, -1)).reshape(n_members, *shape)
+        grams[:, start:stop, :stop] = combined
+        grams[:, :start, start:stop] = combined[:, :, :start].transpose(0, 2, 1)   # the mirror above the diagonal
     rhs = combine @ np.stack([design[rows].T @ targets[rows] for rows in cells])
     return grams, rhs
 
@@ -380,12 +408,16 @@ class EquivariantRidge:
         n, k, p = X.shape
         if member_rows.ndim != 2 or member_rows.shape[1] != n:
             raise ValueError(f"member_rows must be (n_members, {n}), got {member_rows.shape}")
-        Xs = X / self.feature_scale_
-        ys = y / self.target_scale_
         fits = np.vstack([np.ones((1, n), dtype=bool), member_rows]) if with_full else member_rows
+        # atoms sorted by cell (the calibration is a sum over atoms): member_normal_equations needs no gather
+        order = np.argsort(membership_cells(fits)[1], kind="stable")
+        fits, member_rows, y = fits[:, order], member_rows[:, order], y[order]
+        Xs = X[order]
+        Xs /= self.feature_scale_
+        ys = y / self.target_scale_
         if p <= k * member_rows.sum(axis=1).min():   # primal for every member: Grams built together
             grams, rhs = member_normal_equations(Xs.reshape(n * k, p), ys.reshape(n * k), np.repeat(fits, k, axis=1))
-            weights = np.array([solve_ridge(gram, b, self.alpha) for gram, b in zip(grams, rhs)])
+            weights = np.array([solve_ridge(gram, b, self.alpha, overwrite_gram=True) for gram, b in zip(grams, rhs)])
         else:
             weights = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
                                 for rows in fits])
