@@ -141,3 +141,28 @@ def test_walk_solves_neighbouring_alphas_from_one_factorisation_to_round_off(n_a
         np.testing.assert_allclose(x, reference, rtol=1e-9, atol=1e-11 * np.abs(reference).max())
     fold.solve(1.0)  # beyond the anchor ratio: a new factorisation
     assert fold._anchor[0] == 1.0
+
+
+@pytest.mark.parametrize("alpha_search", ["grid", "walk"])
+def test_per_feature_scaling_in_the_primal_form_with_fewer_rows_than_features(alpha_search):
+    """Fewer training rows than features, where per-feature dual kernels (one per fold) cost
+    more than the shared fold Grams: the per-feature scaling is solved in the primal form,
+    the global one in the dual form; every scored CV MAE equals a refit from scratch."""
+    features, targets, groups = _problem(39, 190, seed=23, noise=3.0)
+    folds = equivariant_folds(groups, 5)
+    grams = FoldGrams(features, targets, folds)
+    train = grams.fold_ids[1:]
+    assert sum(len(grams.rows[f]) for f in train) < grams.n_features
+    assert grams.is_primal(train, "per_feature") and not grams.is_primal(train, "global")
+    result = search_equivariant_ridge(grams, SCALINGS, GRID, alpha_search)
+    for scaling in SCALINGS:
+        for alpha, mae in result.curves[scaling].items():
+            np.testing.assert_allclose(mae, _reference_mae(features, targets, folds, scaling, alpha), rtol=1e-8)
+    s = grams.scale(train, "per_feature")
+    A, r = grams.system(train, s, "per_feature")
+    assert A.shape == (grams.n_features, grams.n_features)
+    weights = grams.scaled_weights(train, s, np.linalg.solve(A + 0.1 * np.eye(len(A)), r))
+    x = np.concatenate([features[folds == f] for f in train]).reshape(-1, grams.n_features) / s
+    y = np.concatenate([targets[folds == f] for f in train]).reshape(-1)
+    reference = x.T @ np.linalg.solve(x @ x.T + 0.1 * np.eye(len(x)), y)  # the dual form, from scratch
+    np.testing.assert_allclose(weights, reference, rtol=1e-7, atol=1e-10 * np.abs(reference).max())

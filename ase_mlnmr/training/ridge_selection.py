@@ -13,7 +13,12 @@ Each fold f contributes G_f = X_fᵀX_f, b_f = X_fᵀy_f and the column sums of 
 the training Gram of a fold is Σ_{g≠f} G_g, scaled by D = diag(1/s): D G D. When the
 training rows are fewer than the features, the dual (kernel) form X D² Xᵀ is used, as
 :func:`~ase_mlnmr.models.linear.ridge_weights` does; unscaled cross blocks X_f X_gᵀ are
-shared by all folds and by the global / no scaling.
+shared by all folds and by the global / no scaling. The per-feature scaling has a
+different D for every training set, so its dual kernels share nothing: each fold costs a
+product of its training rows with all rows. When those products cost more than the
+fold Grams plus p × p factorisations (:meth:`FoldGrams.is_primal`), the per-feature scaling
+is solved in the primal form D (Σ G_g) D + αI even with fewer rows than features (the same
+minimiser; positive definite for α > 0).
 
 Two α searches: ``"grid"`` scores every α of the grid from one eigendecomposition per fold
 and scaling (the exact minimum on the grid); ``"walk"`` (faster) starts at the middle of
@@ -47,6 +52,10 @@ ANCHOR_RATIO = 10.0
 
 #: Rows per chunk when accumulating Gram blocks (bounds the temporaries).
 _ROW_CHUNK = 8192
+
+#: Factorisations per held-out fold assumed by the primal/dual cost estimate of the
+#: per-feature scaling (the walk factorises about twice per fold and scaling).
+_FACTORISATIONS_PER_FOLD = 2
 
 
 def equivariant_folds(groups: np.ndarray, n_splits: int, seed: int = 0) -> np.ndarray:
@@ -85,6 +94,7 @@ class FoldGrams:
         self.fold_ids = [int(f) for f in np.unique(row_fold)]
         self.rows = {f: np.flatnonzero(row_fold == f) for f in self.fold_ids}
         self.sum_squares = {f: self._column_sum_squares(f) for f in self.fold_ids}
+        self._per_feature_primal = self._primal_cheaper_per_feature()
         self._gram: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cross: dict[tuple[int, int], np.ndarray] = {}
 
@@ -138,13 +148,31 @@ class FoldGrams:
             return np.ones(self.n_features)
         raise ValueError(f"feature_scaling must be one of {FEATURE_SCALINGS}, got {feature_scaling!r}")
 
-    def is_primal(self, train: Sequence[int]) -> bool:
-        """Primal (p × p) form when the training rows are at least the features, as ``ridge_weights``."""
-        return self.n_features <= sum(len(self.rows[f]) for f in train)
+    def _primal_cheaper_per_feature(self) -> bool:
+        """Whether the per-feature scaling's held-out folds cost fewer multiply-adds in the primal form.
+
+        Dual, per fold f (n_T training rows, n_f test rows, p features): the scaled kernel
+        n_T² p / 2 + test rows n_f n_T p + factorisations n_T³ / 6 each; primal: the fold
+        Grams once, N p² / 2 for all N rows (shared with the other scalings' primal
+        systems), + factorisations p³ / 6 each.
+        """
+        p, counts = self.n_features, [len(self.rows[f]) for f in self.fold_ids]
+        total = sum(counts)
+        dual = sum((total - n_f) ** 2 * p / 2 + n_f * (total - n_f) * p
+                   + _FACTORISATIONS_PER_FOLD * (total - n_f) ** 3 / 6 for n_f in counts)
+        primal = total * p**2 / 2 + len(counts) * _FACTORISATIONS_PER_FOLD * p**3 / 6
+        return primal < dual
+
+    def is_primal(self, train: Sequence[int], feature_scaling: str = "global") -> bool:
+        """Primal (p × p) form when the training rows are at least the features, as ``ridge_weights``;
+        for the per-feature scaling also when that is cheaper (module docstring)."""
+        if self.n_features <= sum(len(self.rows[f]) for f in train):
+            return True
+        return feature_scaling == "per_feature" and self._per_feature_primal
 
     def system(self, train: Sequence[int], s: np.ndarray, feature_scaling: str) -> tuple[np.ndarray, np.ndarray]:
         """(A, r) of the scaled problem: primal A = D G D, r = D b; dual A = X D² Xᵀ, r = y."""
-        if self.is_primal(train):
+        if self.is_primal(train, feature_scaling):
             A = self.gram(train[0])[0].copy()
             for f in train[1:]:
                 A += self.gram(f)[0]
@@ -160,8 +188,11 @@ class FoldGrams:
         return K, y
 
     def scaled_weights(self, train: Sequence[int], s: np.ndarray, solution: np.ndarray) -> np.ndarray:
-        """Weights of the scaled features from the solution of :meth:`system` (dual: Σ_f (X_f/s)ᵀ c_f)."""
-        if self.is_primal(train):
+        """Weights of the scaled features from the solution of :meth:`system` (dual: Σ_f (X_f/s)ᵀ c_f).
+
+        The form is told by the solution's length: p (primal) or the training rows (dual);
+        when they are equal the form is primal (:meth:`is_primal`)."""
+        if len(solution) == self.n_features:
             return solution
         offsets = np.cumsum([0] + [len(self.rows[f]) for f in train])
         return sum(self.x(self.rows[f]).T @ solution[offsets[i]:offsets[i + 1]] for i, f in enumerate(train)) / s
@@ -192,7 +223,7 @@ class _HeldOutFold:
         self.grams, self.test, self.feature_scaling = grams, test, feature_scaling
         self.train = [f for f in grams.fold_ids if f != test]
         self.s = grams.scale(self.train, feature_scaling)
-        self.primal = grams.is_primal(self.train)
+        self.primal = grams.is_primal(self.train, feature_scaling)
         self.y_test = grams.y[grams.rows[test]]
         self._anchor: tuple[float, np.ndarray, np.ndarray] | None = None
         self._dual = self._cross = None
@@ -352,7 +383,7 @@ def fit_equivariant_ridge(grams: FoldGrams, lam: int, feature_scaling: str, alph
     Gram blocks (no new XᵀX), identical to ``EquivariantRidge.fit`` up to round-off."""
     model = EquivariantRidge(lam=lam, alpha=alpha, feature_scaling=feature_scaling)
     every = grams.fold_ids
-    if not grams.is_primal(every):
+    if not grams.is_primal(every, feature_scaling):
         return model.fit(features, targets)
     s = grams.scale(every, feature_scaling)
     target_scale = float(np.sqrt(np.mean(grams.y ** 2)))
