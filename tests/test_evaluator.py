@@ -3,6 +3,8 @@
 other block sizes and thread counts give bitwise-equal outputs."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -169,6 +171,16 @@ def test_bitwise_deterministic_across_gemm_calls_of_several_widths(model):
         lone = model.evaluator().predict(atoms.numbers[[i]], [0, counts[i]], vectors[offsets[i]:offsets[i + 1]],
                                          numbers[offsets[i]:offsets[i + 1]])
         np.testing.assert_array_equal(lone[0], base[i])
+
+
+def test_singular_ood_factor_is_refused_when_the_evaluator_is_built(model):
+    descriptor, nystrom = model.ood_models["O"]
+    broken = copy.copy(nystrom)
+    broken.chol_zz_ = nystrom.chol_zz_.copy()
+    broken.chol_zz_[3, 3] = 0.0
+    singular = NMRModel(list(model.models.values()), {"O": (descriptor, broken)}, ood_rank={"O": 12})
+    with pytest.raises(ValueError, match=r"OOD model's Cholesky factor is singular \(zero pivot 4 of 12\)"):
+        ev.Evaluator(singular)
 
 
 def test_output_mask(model):

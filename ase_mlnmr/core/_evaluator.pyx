@@ -1363,7 +1363,7 @@ cdef class Evaluator:
 
     cdef _setup_kernel(self, KernelModel* km, int x, regressor, ood):
         from ..models.nystrom import NystromKernelRidge
-        from scipy.linalg import solve_triangular
+        from scipy.linalg.lapack import dtrtri
         keep = self._keep.append
         km.expansion = x
         if not isinstance(regressor, NystromKernelRidge):   # RidgeRegression on the power spectrum
@@ -1420,8 +1420,10 @@ cdef class Evaluator:
             if rank is not None:
                 km.ood_rank = max(1, min(km.m, int(rank)))
             p = km.ood_rank
-            chol_inverse = np.ascontiguousarray(np.tril(solve_triangular(
-                regressor.chol_zz_[:p, :p], np.eye(p), lower=True, check_finite=False)))
+            chol_inverse, info = dtrtri(regressor.chol_zz_[:p, :p], lower=1)
+            if info != 0:
+                raise ValueError(f"the OOD model's Cholesky factor is singular (zero pivot {info} of {p})")
+            chol_inverse = np.ascontiguousarray(chol_inverse)
             keep(chol_inverse)
             km.chol_inverse = _ptr(chol_inverse)
             if reference is not None and len(reference):
