@@ -355,6 +355,30 @@ def thread_balance(model, box) -> dict:
     return {"thread_cpu_s": seconds, "wall_s": wall, "ideal_speedup": sum(seconds) / max(seconds)}
 
 
+def summary(results: dict) -> dict:
+    """The issue's targets from one run (CPU s): float64 whole prediction against the steady
+    GEMM floor (reused result buffer), best/best and per back-to-back pair; float32; OOD share
+    of the σiso step; two threads (one-thread CPU / two-thread wall, and from the thread clocks)."""
+    after, floor, paired = results["after"], results["gemm_floor"], results["paired"]
+    reused = np.array(paired["float64"]["reused_ratios"])
+    shielding = after["shielding"]["cpu_s"]
+    return {
+        "uptime": [results["uptime_start"], results["uptime_end"]],
+        "float64_cpu_s": after["all_float64"]["cpu_s"],
+        "steady_floor_cpu_s": floor["float64_reused_output_cpu_s"],
+        "float64_over_steady_floor_best_over_best": after["all_float64"]["cpu_s"] / floor["float64_reused_output_cpu_s"],
+        "float64_over_steady_floor_pairs_median": float(np.median(reused)),
+        "float64_over_steady_floor_pairs_range": [float(reused.min()), float(reused.max())],
+        "float32_cpu_s": after["all_float32"]["cpu_s"],
+        "ood_share_of_sigma_iso_step": (after["shielding_ood"]["cpu_s"] - shielding) / shielding,
+        "efg_only_cpu_s": after["efg"]["cpu_s"],
+        "two_threads_speedup_wall": after["all_float64"]["cpu_s"] / after["all_float64_2threads"]["wall_s"],
+        "two_threads_speedup_thread_clocks": results["two_threads_balance"]["ideal_speedup"],
+        "load_and_create_cpu_s": results["load_and_create"]["cpu_s"],
+        "peak_increase_MiB": {n: m["peak_MiB"] - m["rss_before_MiB"] for n, m in results["memory"].items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -456,8 +480,10 @@ def main() -> None:
         results["memory"] = {str(n): run_worker(path, ROOT, repeat=n) for n in (1, 2)}
     results["ood_auroc"] = auroc_experiment(box)
     results["uptime_end"] = os.popen("uptime").read().strip()
+    results["summary"] = summary(results)
     (RESULTS / "bench_evaluator.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    print(json.dumps(results["summary"], indent=2))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 other block sizes and thread counts give bitwise-equal outputs."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from ase import Atoms
 
 from ase_mlnmr.core import evaluator as ev
+from ase_mlnmr.core._evaluator import GEMM_WIDTH
 from ase_mlnmr.core.neighbours import neighbour_list_from_atoms
 from ase_mlnmr.descriptors import LambdaSOAP, SOAP, random_species_mixing
 from ase_mlnmr.models.linear import EquivariantRidge, RidgeRegression
@@ -143,6 +146,41 @@ def test_bitwise_deterministic_under_shuffles_blocks_and_threads(model):
                                                              n_threads=threads), base)
     # a longer neighbour list (larger cut-off) changes nothing
     np.testing.assert_array_equal(base_evaluator.predict(atoms.numbers, *_csr(atoms, 7.0)), base)
+
+
+def test_bitwise_deterministic_across_gemm_calls_of_several_widths(model):
+    # 480 O and 240 Si centres: the default block makes one 512-row GEMM/TRSM call for O,
+    # block 300 a 512-row and a 256-row call, block 7 and a lone centre 256-row calls; an
+    # atom's outputs must not depend on the call it lands in nor on its row in it
+    atoms = random_structure(80, symbols=("Si", "O", "O", "Na"), seed=71, min_distance=1.5,
+                             cell=np.diag([12.0, 11.0, 12.5])).repeat((3, 2, 2))
+    atoms.positions += np.random.default_rng(2).normal(scale=0.05, size=atoms.positions.shape)
+    offsets, vectors, numbers = _csr(atoms, model.evaluator().cutoff)
+    base = model.evaluator().predict(atoms.numbers, offsets, vectors, numbers)
+    assert np.count_nonzero(atoms.numbers == 8) > 2 * GEMM_WIDTH - 64
+    for block_size in (7, 300):
+        other = ev.Evaluator(model, block_size=block_size)
+        np.testing.assert_array_equal(other.predict(atoms.numbers, offsets, vectors, numbers), base)
+    reverse = np.arange(len(atoms))[::-1]   # every centre in another row of its call
+    counts = np.diff(offsets)
+    entries = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in reverse])
+    np.testing.assert_array_equal(
+        model.evaluator().predict(atoms.numbers[reverse], np.concatenate([[0], np.cumsum(counts[reverse])]),
+                                  vectors[entries], numbers[entries]), base[reverse])
+    for i in np.flatnonzero(atoms.numbers == 8)[[0, -1]]:
+        lone = model.evaluator().predict(atoms.numbers[[i]], [0, counts[i]], vectors[offsets[i]:offsets[i + 1]],
+                                         numbers[offsets[i]:offsets[i + 1]])
+        np.testing.assert_array_equal(lone[0], base[i])
+
+
+def test_singular_ood_factor_is_refused_when_the_evaluator_is_built(model):
+    descriptor, nystrom = model.ood_models["O"]
+    broken = copy.copy(nystrom)
+    broken.chol_zz_ = nystrom.chol_zz_.copy()
+    broken.chol_zz_[3, 3] = 0.0
+    singular = NMRModel(list(model.models.values()), {"O": (descriptor, broken)}, ood_rank={"O": 12})
+    with pytest.raises(ValueError, match=r"OOD model's Cholesky factor is singular \(zero pivot 4 of 12\)"):
+        ev.Evaluator(singular)
 
 
 def test_output_mask(model):
