@@ -5,6 +5,7 @@ Run from the repository root::
 
     PYTHONPATH=. python bench/accuracy_venetos_si.py            # full protocol (10-15 min, 1 thread)
     PYTHONPATH=. python bench/accuracy_venetos_si.py --quick    # tiny grids, one outer fold (~1 min)
+    PYTHONPATH=. python bench/accuracy_venetos_si.py --protocol preregistered   # issue 13 re-run
 
 Data (read, never copied): ``venetos_si_ms/venetos_si_ms_dev.extxyz`` and
 ``venetos_dev_groups.csv`` from the shared data folder (``$ASE_MLNMR_SHARED/data`` or
@@ -13,12 +14,27 @@ symmetrised on reading).
 
 Protocol
 --------
+Two selection protocols (``--protocol``), the same grids and stages:
+
+* ``seen-folds`` (default; the figure docs/accuracy_venetos.md labels "selected on seen
+  folds"): seed ``SEED`` = 20251121; every stage keeps the grid point with the lowest
+  inner score (stage C: the package engine's choice).
+* ``preregistered`` (docs/protocols/venetos_model_selection.md, committed before it was
+  run): seed 20261130; every stage (A, B, C and the baseline) keeps the grid point that
+  :func:`~ase_mlnmr.training.model_selection.one_standard_error_choice` picks: among the
+  points whose inner score is at most the best score + the standard error of the best
+  point's 4 inner-fold MAEs, the first in the protocol's order (``*_order`` below: larger
+  ridge/α; fewer features; larger SOAP σ, then smaller ζ or γ; keys a stage does not vary
+  are skipped). Stage C scores the σ(2) component MAE per inner fold with the engine's
+  own per-fold solver (score = mean of the 4 fold MAEs, as in the other stages). No
+  learning curve (not part of that protocol).
+
 * Outer loop: 5-fold grouped CV. Every Si site carries the group of its structure
   (``venetos_dev_groups.csv``); :func:`ase_mlnmr.training.model_selection.fold_assignment` puts
-  whole groups in one fold (groups in random order with seed ``SEED``, each to the fold
+  whole groups in one fold (groups in random order with the protocol's seed, each to the fold
   holding the fewest Si sites so far), so a structure and its near-duplicate polymorphs
   are never split between training and test.
-* Inner loop, on the outer training side only: 4-fold grouped CV (seed ``SEED + 1 +
+* Inner loop, on the outer training side only: 4-fold grouped CV (seed ``seed + 1 +
   outer fold``), the same inner folds for both methods; the selection score is the mean
   σiso MAE over the inner folds. The chosen settings are refitted on the whole outer
   training side and scored once on the outer test fold.
@@ -83,16 +99,24 @@ from ase_mlnmr.training.dataset import read_tensor_dataset, sha256_file  # noqa:
 from ase_mlnmr.descriptors import atomic_number_of  # noqa: E402
 from ase_mlnmr.training.evaluation import collect_predictions, shielding_metrics  # noqa: E402
 from ase_mlnmr.models.nystrom import NystromKernelRidge  # noqa: E402
-from ase_mlnmr.training.model_selection import fold_assignment, fold_statistics, kfold_splits, parameter_grid  # noqa: E402
+from ase_mlnmr.training.model_selection import (fold_assignment, fold_statistics, kfold_splits,  # noqa: E402
+                                                 one_standard_error_choice, parameter_grid)
 from ase_mlnmr.training.search_budget import canonical_json  # noqa: E402
 from ase_mlnmr.nmr.shielding import haeberlen  # noqa: E402
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 from ase_mlnmr.training.fitting import build_descriptor, build_regressor  # noqa: E402
 from ase_mlnmr.training.ridge_selection import FoldGrams, search_equivariant_ridge  # noqa: E402
+from ase_mlnmr.training.ridge_selection import _eigen_errors, _HeldOutFold  # noqa: E402  (per-fold σ(2) errors)
 from ase_mlnmr.models.linear import solve_ridge  # noqa: E402
 from ase_mlnmr.core.spherical_tensors import symmetric_traceless_to_l2  # noqa: E402
 
 SEED = 20251121
+#: selection protocols: outer seed and rule per stage ("argmin" of the inner score, or the
+#: one-standard-error rule of docs/protocols/venetos_model_selection.md)
+PROTOCOLS = {
+    "seen-folds": {"seed": SEED, "rule": "argmin"},
+    "preregistered": {"seed": 20261130, "rule": "one_standard_error"},
+}
 N_OUTER = 5
 N_INNER = 4
 DATA_NAME = "venetos_si_ms/venetos_si_ms_dev.extxyz"
@@ -144,6 +168,7 @@ class Data:
     """The Venetos dev set: structures, Si sites with tensors, groups, outer folds."""
 
     def __init__(self, seed: int) -> None:
+        self.seed = seed
         folder = shared_dir() / "data"
         self.path, self.groups_path = folder / DATA_NAME, folder / GROUPS_NAME
         if not self.path.is_file() or not self.groups_path.is_file():
@@ -245,9 +270,57 @@ def at_edge(value, values) -> bool:
     return value in (min(numeric), max(numeric))
 
 
+# ----------------------------------------------------------------------- selection
+def choose(mean_scores: dict, fold_scores: dict, rule: str, order) -> tuple[str, dict | None]:
+    """(key of the chosen grid point, record of the choice): ``"argmin"`` the lowest mean
+    inner score (the first on ties; no record), ``"one_standard_error"``
+    :func:`one_standard_error_choice` on the per-inner-fold MAEs with the protocol's ``order``."""
+    if rule == "argmin":
+        return min(mean_scores, key=mean_scores.get), None
+    choice = one_standard_error_choice(fold_scores, order)
+    return choice.chosen, {"best": choice.best, "best_score": choice.best_score,
+                           "standard_error": choice.standard_error, "threshold": choice.threshold,
+                           "n_within": len(choice.within), "chosen_score": mean_scores[choice.chosen]}
+
+
+def stage_a_order(n_species: int):
+    """Protocol order, ours stage A: larger ridge; smaller n_max·l_max, then fewer channels
+    (None = one per species); larger SOAP σ, then smaller ζ (r_cut is not in the order)."""
+    def key(point: str) -> tuple:
+        p = json.loads(point)
+        return (-p["ridge"], p["n_max"] * p["l_max"], p["channels"] or n_species, -p["sigma"], p["zeta"])
+    return key
+
+
+def stage_b_order(point: str) -> tuple:
+    """Protocol order, ours stage B (descriptor, channels, σ and ζ fixed by stage A): larger
+    ridge, then smaller Nyström size (kernel and length scale are not in the order)."""
+    p = json.loads(point)
+    return (-p["ridge"], p["n_inducing"])
+
+
+def stage_c_order(alpha: str) -> tuple:
+    """Protocol order, ours stage C: larger σ(2) α."""
+    return (-float(alpha),)
+
+
+def baseline_order(n_features: dict):
+    """Protocol order, baseline: larger α; fewer features (``n_features`` per descriptor
+    key); larger SOAP σ, then smaller γ (r_cut is not in the order)."""
+    def key(point: str) -> tuple:
+        p = json.loads(point)
+        return (-p["alpha"], n_features[descriptor_key(p)], -p["sigma"], p["gamma"])
+    return key
+
+
+def descriptor_key(params: dict) -> str:
+    """The baseline's descriptor part of a grid point, as a key."""
+    return canonical_json({k: params[k] for k in ("r_cut", "n_max", "l_max", "sigma")})
+
+
 # ------------------------------------------------------------------- linear algebra
-def krr_scores(K: np.ndarray, y: np.ndarray, splits, ridges) -> np.ndarray:
-    """Mean MAE over splits of kernel ridge (K_tt + r I) c = (y - mean)/std, for each r."""
+def krr_fold_maes(K: np.ndarray, y: np.ndarray, splits, ridges) -> np.ndarray:
+    """MAE per split (rows) of kernel ridge (K_tt + r I) c = (y - mean)/std, for each r (columns)."""
     maes = np.zeros((len(splits), len(ridges)))
     for i, (tr, te) in enumerate(splits):
         mu, sd = y[tr].mean(), y[tr].std()
@@ -255,7 +328,7 @@ def krr_scores(K: np.ndarray, y: np.ndarray, splits, ridges) -> np.ndarray:
         Ktt, Kst = K[np.ix_(tr, tr)], K[np.ix_(te, tr)]
         for j, r in enumerate(ridges):
             maes[i, j] = np.mean(np.abs(Kst @ solve_ridge(Ktt, ys, r) * sd + mu - y[te]))
-    return maes.mean(axis=0)
+    return maes
 
 
 def unit_gram(X: np.ndarray) -> np.ndarray:
@@ -287,12 +360,14 @@ def baseline_pipeline(gamma: float, alpha: float):
 
 
 # ---------------------------------------------------------------------- the search
-def ours_stage_a(data: Data, grid: dict, outer: list[int], timings: dict) -> dict:
-    """Descriptor × ζ × ridge, dot-product kernel, every training point an inducing point."""
+def ours_stage_a(data: Data, grid: dict, outer: list[int], timings: dict) -> tuple[dict, dict]:
+    """Descriptor × ζ × ridge, dot-product kernel, every training point an inducing point:
+    ({outer fold: {point: mean inner MAE}}, {outer fold: {point: [MAE per inner fold]}})."""
     t0 = time.perf_counter()
     scores = {f: {} for f in outer}
+    fold_scores = {f: {} for f in outer}
     folds = {f: data.outer(f) for f in outer}
-    splits = {f: data.inner_splits(folds[f][2], f, SEED) for f in outer}
+    splits = {f: data.inner_splits(folds[f][2], f, data.seed) for f in outer}
     settings = descriptor_grid(grid, with_channels=True)
     for n, params in enumerate(settings):
         descriptor = build_descriptor("ms_iso", data.species, {"descriptor": descriptor_config(params)})
@@ -302,13 +377,14 @@ def ours_stage_a(data: Data, grid: dict, outer: list[int], timings: dict) -> dic
             K = G**zeta
             for f in outer:
                 rows = folds[f][2]
-                maes = krr_scores(K[np.ix_(rows, rows)], data.y[rows], splits[f], grid["ridge"])
-                for ridge, mae in zip(grid["ridge"], maes):
-                    scores[f][canonical_json({**params, "zeta": zeta, "ridge": ridge})] = float(mae)
+                maes = krr_fold_maes(K[np.ix_(rows, rows)], data.y[rows], splits[f], grid["ridge"])
+                for ridge, mae, per_fold in zip(grid["ridge"], maes.mean(axis=0), maes.T):
+                    key = canonical_json({**params, "zeta": zeta, "ridge": ridge})
+                    scores[f][key], fold_scores[f][key] = float(mae), per_fold.tolist()
         if (n + 1) % 12 == 0 or n + 1 == len(settings):
             log(f"ours stage A: {n + 1}/{len(settings)} descriptors")
     timings["ours_stage_a_s"] = time.perf_counter() - t0
-    return scores
+    return scores, fold_scores
 
 
 def check_stage_a_surrogate(data: Data, params: dict, fold: int) -> float:
@@ -317,7 +393,7 @@ def check_stage_a_surrogate(data: Data, params: dict, fold: int) -> float:
     descriptor = build_descriptor("ms_iso", data.species, {"descriptor": descriptor_config(params)})
     X = data.site_features(descriptor)
     rows = data.outer(fold)[2]
-    tr, te = data.inner_splits(rows, fold, SEED)[0]
+    tr, te = data.inner_splits(rows, fold, data.seed)[0]
     tr, te = rows[tr], rows[te]
     K = unit_gram(X) ** params["zeta"]
     mu, sd = data.y[tr].mean(), data.y[tr].std()
@@ -328,10 +404,12 @@ def check_stage_a_surrogate(data: Data, params: dict, fold: int) -> float:
     return float(np.max(np.abs(model.predict(X[te]) - reference)))
 
 
-def ours_stage_b(data: Data, grid: dict, fold: int, best_a: dict, features: np.ndarray) -> tuple[dict, dict]:
-    """Kernel choice, Nyström size, ridge with the package's regressor at the stage-A descriptor."""
+def ours_stage_b(data: Data, grid: dict, fold: int, best_a: dict, features: np.ndarray,
+                 rule: str) -> tuple[dict, dict, dict | None]:
+    """Kernel choice, Nyström size, ridge with the package's regressor at the stage-A
+    descriptor: (chosen settings, {point: mean inner MAE}, record of the choice)."""
     rows = data.outer(fold)[2]
-    splits = data.inner_splits(rows, fold, SEED)
+    splits = data.inner_splits(rows, fold, data.seed)
     g = grid["stage_b"]
     candidates = []
     for m in g["n_inducing"]:
@@ -339,7 +417,7 @@ def ours_stage_b(data: Data, grid: dict, fold: int, best_a: dict, features: np.n
     for factor, normalise in g["gaussian"]:
         candidates.append({"regressor": "nystrom", "kernel": "gaussian", "length_scale_factor": factor,
                            "normalize_features": normalise, "n_inducing": max(g["n_inducing"])})
-    scores = {}
+    scores, fold_scores = {}, {}
     for cand in candidates:
         maes = np.zeros((len(splits), len(grid["ridge"])))
         for i, (tr, te) in enumerate(splits):
@@ -348,35 +426,51 @@ def ours_stage_b(data: Data, grid: dict, fold: int, best_a: dict, features: np.n
             model.fit(Xtr, data.y[rows[tr]])
             for j, ridge in enumerate(grid["ridge"]):
                 maes[i, j] = np.mean(np.abs(model.set_ridge(ridge).predict(Xte) - data.y[rows[te]]))
-        for ridge, mae in zip(grid["ridge"], maes.mean(axis=0)):
-            scores[canonical_json({**cand, "ridge": ridge})] = float(mae)
-    best = min(scores, key=scores.get)
-    return json.loads(best), scores
+        for ridge, mae, per_fold in zip(grid["ridge"], maes.mean(axis=0), maes.T):
+            key = canonical_json({**cand, "ridge": ridge})
+            scores[key], fold_scores[key] = float(mae), per_fold.tolist()
+    best, record = choose(scores, fold_scores, rule, stage_b_order)
+    return json.loads(best), scores, record
 
 
-def aniso_alpha_search(data: Data, grid: dict, fold: int, lam_features: np.ndarray) -> tuple[float, dict]:
+def aniso_alpha_search(data: Data, grid: dict, fold: int, lam_features: np.ndarray,
+                       rule: str) -> tuple[float, dict, dict | None]:
     """ms_aniso α by the inner grouped CV of the package's engine (per-feature scaling of
-    each inner training fold, σ(2) component MAE in ppm over the whole α grid)."""
+    each inner training fold, σ(2) component MAE in ppm over the whole α grid): (α, {α:
+    score}, record of the choice). ``"argmin"``: the engine's choice and score (MAE pooled
+    over the inner folds); otherwise the rule on the MAE of each inner fold (score: their mean)."""
     rows = data.outer(fold)[2]
     inner_fold = np.empty(len(rows), dtype=np.int64)
-    for k, (_, test) in enumerate(data.inner_splits(rows, fold, SEED)):
+    for k, (_, test) in enumerate(data.inner_splits(rows, fold, data.seed)):
         inner_fold[test] = k
     grams = FoldGrams(lam_features[rows], data.l2[rows], inner_fold)
-    result = search_equivariant_ridge(grams, ["per_feature"], grid["aniso_alpha"], alpha_search="grid")
-    return result.alpha, {str(a): mae for a, mae in result.curves["per_feature"].items()}
+    if rule == "argmin":
+        result = search_equivariant_ridge(grams, ["per_feature"], grid["aniso_alpha"], alpha_search="grid")
+        return result.alpha, {str(a): mae for a, mae in result.curves["per_feature"].items()}, None
+    held_out = [_HeldOutFold(grams, test, "per_feature") for test in grams.fold_ids]
+    maes = np.array([_eigen_errors(fold_, grid["aniso_alpha"]) / fold_.y_test.size for fold_ in held_out])
+    keys = [str(float(a)) for a in grid["aniso_alpha"]]
+    scores = {k: float(m) for k, m in zip(keys, maes.mean(axis=0))}
+    best, record = choose(scores, {k: m.tolist() for k, m in zip(keys, maes.T)}, rule, stage_c_order)
+    return float(best), scores, record
 
 
-def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> tuple[dict, dict]:
+def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> tuple[dict, dict, dict, dict]:
+    """Descriptor × γ × α of the baseline: ({outer fold: {point: mean inner MAE}}, {outer
+    fold: {point: [MAE per inner fold]}}, {descriptor key: n_features}, checks)."""
     t0 = time.perf_counter()
     scores = {f: {} for f in outer}
+    fold_scores = {f: {} for f in outer}
+    feature_counts = {}
     folds = {f: data.outer(f) for f in outer}
-    splits = {f: data.inner_splits(folds[f][2], f, SEED) for f in outer}
+    splits = {f: data.inner_splits(folds[f][2], f, data.seed) for f in outer}
     settings = descriptor_grid(grid, with_channels=False)
     check = None
     for n, params in enumerate(settings):
         desc = {k: params[k] for k in ("r_cut", "n_max", "l_max", "sigma")}
         X = data.dscribe_features(**desc)
         n_features = X.shape[1]
+        feature_counts[descriptor_key(desc)] = int(n_features)
         for f in outer:
             rows = folds[f][2]
             Xr, yr = X[rows], data.y[rows]
@@ -389,9 +483,10 @@ def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> 
                 maes = np.zeros((len(per_split), len(grid["baseline_alpha"])))
                 for i, (tr, te, D) in enumerate(per_split):
                     K = np.exp(-gamma * D)
-                    maes[i] = krr_scores(K, yr, [(tr, te)], grid["baseline_alpha"])
-                for alpha, mae in zip(grid["baseline_alpha"], maes.mean(axis=0)):
-                    scores[f][canonical_json({**desc, "gamma": g, "alpha": alpha})] = float(mae)
+                    maes[i] = krr_fold_maes(K, yr, [(tr, te)], grid["baseline_alpha"])[0]
+                for alpha, mae, per_fold in zip(grid["baseline_alpha"], maes.mean(axis=0), maes.T):
+                    key = canonical_json({**desc, "gamma": g, "alpha": alpha})
+                    scores[f][key], fold_scores[f][key] = float(mae), per_fold.tolist()
             if check is None:  # the precomputed path against the scikit-learn pipeline
                 tr, te, D = per_split[0]
                 g, alpha = grid["baseline_gamma"][len(grid["baseline_gamma"]) // 2], grid["baseline_alpha"][1]
@@ -404,7 +499,7 @@ def baseline_search(data: Data, grid: dict, outer: list[int], timings: dict) -> 
         if (n + 1) % 6 == 0 or n + 1 == len(settings):
             log(f"baseline search: {n + 1}/{len(settings)} descriptors")
     timings["baseline_search_s"] = time.perf_counter() - t0
-    return scores, {"max_abs_diff_ppm_precomputed_vs_sklearn": check}
+    return scores, fold_scores, feature_counts, {"max_abs_diff_ppm_precomputed_vs_sklearn": check}
 
 
 # ------------------------------------------------------------------------ evaluation
@@ -453,7 +548,7 @@ def learning_curve(data: Data, grid: dict, fold: int, ours_config: dict, base_pa
     are re-tuned on every subset by inner grouped CV (ours: ridge; baseline: γ and α)."""
     train_s, test_s, _, test_rows = data.outer(fold)
     labels = np.unique(data.structure_groups[train_s])
-    rng = np.random.default_rng(SEED + 99)
+    rng = np.random.default_rng(data.seed + 99)
     labels = labels[rng.permutation(labels.size)]
     desc = {k: base_params[k] for k in ("r_cut", "n_max", "l_max", "sigma")}
     Xb = data.dscribe_features(**desc)
@@ -464,7 +559,7 @@ def learning_curve(data: Data, grid: dict, fold: int, ours_config: dict, base_pa
         chosen = labels[: max(1, int(round(fraction * labels.size)))]
         sub = np.sort(train_s[np.isin(data.structure_groups[train_s], chosen)])
         rows = data.sites(sub)
-        splits = data.inner_splits(rows, fold, SEED)  # at fraction 1 those of the main search
+        splits = data.inner_splits(rows, fold, data.seed)  # at fraction 1 those of the main search
         # ours: ridge by inner CV with the package regressor, then NMRModel.train
         iso = dict(ours_config["ms_iso"])
         maes = np.zeros((len(splits), len(grid["ridge"])))
@@ -482,8 +577,8 @@ def learning_curve(data: Data, grid: dict, fold: int, ours_config: dict, base_pa
         best, best_mae = None, np.inf
         dists = [(tr, te, standardised_sq_distances(Xb[rows], tr)) for tr, te in splits]
         for g in grid["baseline_gamma"]:
-            mae = np.mean([krr_scores(np.exp(-g / n_features * D), data.y[rows], [(tr, te)], grid["baseline_alpha"])
-                           for tr, te, D in dists], axis=0)
+            mae = np.mean([krr_fold_maes(np.exp(-g / n_features * D), data.y[rows], [(tr, te)],
+                                         grid["baseline_alpha"])[0] for tr, te, D in dists], axis=0)
             j = int(np.argmin(mae))
             if mae[j] < best_mae:
                 best, best_mae = (g, grid["baseline_alpha"][j]), mae[j]
@@ -542,6 +637,9 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny grids, one outer fold (smoke test)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="seen-folds",
+                        help="selection protocol (default: seen-folds, the old figure's; preregistered: "
+                             "docs/protocols/venetos_model_selection.md)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="JSON directory")
     parser.add_argument("--figure", type=Path, default=None,
                         help=f"learning-curve PNG (default {FIGURE.relative_to(REPO)}; --quick: bench/results/)")
@@ -549,14 +647,16 @@ def main() -> None:
     if args.figure is None:
         args.figure = args.out / "venetos_learning_curve_quick.png" if args.quick else FIGURE
     mode = "quick" if args.quick else "full"
+    protocol = PROTOCOLS[args.protocol]
+    rule = protocol["rule"]
     grid = GRIDS[mode]
     outer = grid["outer_folds"]
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     info = machine()
     timings: dict = {}
-    data = Data(SEED)
+    data = Data(protocol["seed"])
     log(f"{len(data.dataset)} structures, {len(data.y)} Si sites, {np.unique(data.structure_groups).size} groups, "
-        f"species {data.species}; mode {mode}")
+        f"species {data.species}; mode {mode}; protocol {args.protocol} (seed {data.seed}, rule {rule})")
     fold_table = []
     for f in range(N_OUTER):
         _, test_s, _, test_rows = data.outer(f)
@@ -566,9 +666,10 @@ def main() -> None:
                            "groups": sorted(int(g) for g in np.unique(data.structure_groups[test_s]))})
 
     # ---- ours: stage A (descriptor × ζ × ridge)
-    scores_a = ours_stage_a(data, grid, outer, timings)
+    scores_a, fold_scores_a = ours_stage_a(data, grid, outer, timings)
     # ---- baseline search
-    scores_base, base_check = baseline_search(data, grid, outer, timings)
+    scores_base, fold_scores_base, base_features, base_check = baseline_search(data, grid, outer, timings)
+    order_a, order_base = stage_a_order(len(data.species)), baseline_order(base_features)
 
     results = {"ours": [], "baseline": []}
     oof_ours = np.full((len(data.y), 3, 3), np.nan)
@@ -578,7 +679,8 @@ def main() -> None:
     t_b = time.perf_counter()
     for f in outer:
         train_s, test_s, train_rows, test_rows = data.outer(f)
-        best_a = json.loads(min(scores_a[f], key=scores_a[f].get))
+        key_a, choice_a = choose(scores_a[f], fold_scores_a[f], rule, order_a)
+        best_a = json.loads(key_a)
         if surrogate_check is None:
             surrogate_check = check_stage_a_surrogate(data, best_a, f)
         desc_params = {k: best_a[k] for k in ("r_cut", "n_max", "l_max", "sigma", "channels")}
@@ -592,10 +694,10 @@ def main() -> None:
             feature_cache[dkey] = (data.site_features(iso_desc), data.site_features(lam_desc))
         iso_X, lam_X = feature_cache[dkey]
         t0 = time.perf_counter()
-        best_b, scores_b = ours_stage_b(data, grid, f, best_a, iso_X)
+        best_b, scores_b, choice_b = ours_stage_b(data, grid, f, best_a, iso_X, rule)
         timings[f"ours_stage_b_fold{f}_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        alpha, scores_c = aniso_alpha_search(data, grid, f, lam_X)
+        alpha, scores_c, choice_c = aniso_alpha_search(data, grid, f, lam_X, rule)
         timings[f"ours_stage_c_fold{f}_s"] = time.perf_counter() - t0
         config = our_config(data.species, desc_cfg, best_b, alpha)
         t0 = time.perf_counter()
@@ -608,6 +710,7 @@ def main() -> None:
             "fold": f, "n_train_sites": int(train_rows.size), "n_test_sites": int(test_rows.size),
             "config": config, "stage_a_best": best_a, "stage_a_inner_mae": scores_a[f][canonical_json(best_a)],
             "stage_b_inner_mae": scores_b[canonical_json(best_b)], "stage_b_scores": scores_b, "aniso_alpha_scores": scores_c,
+            "one_standard_error_choices": {"stage_a": choice_a, "stage_b": choice_b, "stage_c": choice_c},
             "n_inducing_selected": int(regressor.n_inducing_), "train_seconds": t_train,
             "sigma_iso_mae": metrics["sigma_iso_mae_ppm"], "sigma_iso_rmse": metrics["sigma_iso_rmse_ppm"],
             "zeta_mae": metrics["zeta_mae_ppm"], "eta_mae": metrics["eta_mae"],
@@ -619,7 +722,8 @@ def main() -> None:
             f"η MAE {metrics['eta_mae']:.3f}; iso {best_b}, descriptor {desc_cfg}, α_aniso {alpha}")
 
         # baseline refit with the scikit-learn pipeline
-        best_base = json.loads(min(scores_base[f], key=scores_base[f].get))
+        key_base, choice_base = choose(scores_base[f], fold_scores_base[f], rule, order_base)
+        best_base = json.loads(key_base)
         desc = {k: best_base[k] for k in ("r_cut", "n_max", "l_max", "sigma")}
         X = data.dscribe_features(**desc)
         t0 = time.perf_counter()
@@ -632,6 +736,7 @@ def main() -> None:
         results["baseline"].append({
             "fold": f, "params": best_base, "n_features": int(X.shape[1]),
             "inner_mae": scores_base[f][canonical_json(best_base)], "train_seconds": t_train,
+            "one_standard_error_choice": choice_base,
             "sigma_iso_mae": m["mae"], "sigma_iso_rmse": m["rmse"],
         })
         log(f"fold {f} baseline: MAE {m['mae']:.3f} ppm; {best_base}")
@@ -660,13 +765,16 @@ def main() -> None:
     requirement = {"mae_ratio_of_fold_means": mae_ratio, "per_fold_ratio": per_fold_ratio,
                    "met": bool(mae_ratio <= 0.9), "threshold": 0.9}
 
-    # ---- learning curve on the first outer fold
-    t0 = time.perf_counter()
-    f0 = outer[0]
-    curve = learning_curve(data, grid, f0, results["ours"][0]["config"], results["baseline"][0]["params"])
-    plot_curve(curve, args.figure, args.quick)
-    timings["learning_curve_s"] = time.perf_counter() - t0
+    # ---- learning curve on the first outer fold (not part of the pre-registered protocol)
+    curve = None
+    if rule == "argmin":
+        t0 = time.perf_counter()
+        f0 = outer[0]
+        curve = learning_curve(data, grid, f0, results["ours"][0]["config"], results["baseline"][0]["params"])
+        plot_curve(curve, args.figure, args.quick)
+        timings["learning_curve_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
+    timings["total_cpu_s"] = time.process_time() - cpu_start
     info["load_average_end"] = list(os.getloadavg())
 
     edges = {"ours": [], "baseline": []}
@@ -694,7 +802,8 @@ def main() -> None:
                 edges["baseline"].append((rec["fold"], k, rec["params"][k]))
 
     out = {
-        "benchmark": "venetos_si_shielding_accuracy", "mode": mode, "seed": SEED,
+        "benchmark": "venetos_si_shielding_accuracy", "mode": mode, "protocol": args.protocol,
+        "seed": data.seed, "selection_rule": rule,
         "data": {"path": str(data.path), "sha256": sha256_file(data.path), "groups_path": str(data.groups_path),
                  "groups_sha256": sha256_file(data.groups_path), "n_structures": len(data.dataset),
                  "n_sites": int(len(data.y)), "n_groups": int(np.unique(data.structure_groups).size),
@@ -705,10 +814,12 @@ def main() -> None:
         "checks": {"stage_a_vs_nystrom_max_abs_diff_ppm": surrogate_check, **base_check},
         "inner_scores": {"ours_stage_a": {str(f): scores_a[f] for f in outer},
                          "baseline": {str(f): scores_base[f] for f in outer}},
+        "inner_fold_scores": {"ours_stage_a": {str(f): fold_scores_a[f] for f in outer},
+                              "baseline": {str(f): fold_scores_base[f] for f in outer}},
         "learning_curve": curve, "timings_s": timings, "machine": info,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"accuracy_venetos_{mode}_{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = args.out / f"accuracy_venetos_{mode}_{args.protocol}_{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
     o, b = table["ours"], table["baseline"]
@@ -727,7 +838,10 @@ def main() -> None:
     print("per-fold MAE ratio: " + ", ".join(f"{r:.3f}" for r in per_fold_ratio))
     print(f"checks: {out['checks']}")
     print(f"grid edges hit: {edges}")
-    print(f"total {timings['total_s']:.0f} s; JSON {path}; figure {args.figure}")
+    for o_rec, b_rec in zip(results["ours"], results["baseline"]):
+        print(f"fold {o_rec['fold']}: ours {descriptor_config(o_rec['stage_a_best'])} iso {o_rec['config']['ms_iso']} "
+              f"α_aniso {o_rec['config']['ms_aniso']['alpha']}; baseline {b_rec['params']}")
+    print(f"total {timings['total_s']:.0f} s wall, {timings['total_cpu_s']:.0f} s CPU; JSON {path}" + (f"; figure {args.figure}" if curve else ""))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Model selection, the one cross-validation layer of the training side: folds, metrics,
 cross-validation, grid search, nested CV and learning curves — for any regression model
 given as a function, and for whole NMR models over structures — plus the greedy staged
-search and α walk of the benchmarks. Searches are resumable: a
+search, α walk and one-standard-error choice of the benchmarks. Searches are resumable: a
 :class:`~ase_mlnmr.training.search_budget.ResultCache` keeps every finished result, a
 :class:`~ase_mlnmr.training.search_budget.Budget` stops cleanly. The ridge α and feature
 scaling inside each training run come from :mod:`ase_mlnmr.training.ridge_selection`
@@ -74,6 +74,8 @@ __all__ = [
     "learning_curve_model",
     "grid_walk",
     "staged_search",
+    "OneStandardErrorChoice",
+    "one_standard_error_choice",
 ]
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -723,6 +725,48 @@ def grid_walk(score: Callable[[int], float], n_points: int, start: int,
             i = i - 1 if left <= right else i + 1
         else:
             return i, here, dict(sorted(seen.items()))
+
+
+@dataclass
+class OneStandardErrorChoice:
+    """Outcome of :func:`one_standard_error_choice`: the ``chosen`` candidate, the ``best``
+    one (lowest mean score), its mean score and standard error, the ``threshold`` (score
+    + SE of the best) and the candidates ``within`` it, in the order of the choice."""
+
+    chosen: Hashable
+    best: Hashable
+    best_score: float
+    standard_error: float
+    threshold: float
+    within: list[Hashable]
+
+
+def one_standard_error_choice(fold_scores: Mapping[Hashable, Sequence[float]],
+                              order: Callable[[Hashable], Any]) -> OneStandardErrorChoice:
+    """One-standard-error rule (Hastie, Tibshirani & Friedman, *The Elements of Statistical
+    Learning*, 2nd ed., §7.10, doi:10.1007/978-0-387-84858-7) on per-fold scores (lower is
+    better) of every candidate, all over the same K ≥ 2 folds::
+
+        score(c) = mean_k s_k(c),   b = argmin_c score(c)   (ties: first by ``order``)
+        SE_b = std_k(s_k(b); ddof = 1) / sqrt(K)            (the SE of the best point)
+        chosen = first of {c : score(c) <= score(b) + SE_b} sorted by (order(c), score(c))
+
+    ``order(c)`` is the sort key of the preferred (simpler / more regularised) candidates,
+    e.g. ``(-ridge, n_features)``; remaining ties go to the lower score, then to the
+    candidate given first. Candidates with a non-finite fold score are left out."""
+    scores = {c: np.asarray(s, dtype=float) for c, s in fold_scores.items()}
+    n_folds = {s.shape for s in scores.values()}
+    if len(n_folds) != 1 or len(next(iter(n_folds))) != 1 or next(iter(n_folds))[0] < 2:
+        raise ValueError(f"every candidate needs scores on the same K >= 2 folds, got shapes {sorted(n_folds)}")
+    finite = [c for c, s in scores.items() if np.all(np.isfinite(s))]
+    if not finite:
+        raise ValueError("no candidate has finite scores on every fold")
+    mean = {c: float(np.mean(scores[c])) for c in finite}
+    best = min(finite, key=lambda c: (mean[c], order(c)))
+    standard_error = float(np.std(scores[best], ddof=1) / math.sqrt(scores[best].size))
+    threshold = mean[best] + standard_error
+    within = sorted((c for c in finite if mean[c] <= threshold), key=lambda c: (order(c), mean[c]))
+    return OneStandardErrorChoice(within[0], best, mean[best], standard_error, threshold, within)
 
 
 def staged_search(
