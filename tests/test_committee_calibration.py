@@ -219,3 +219,25 @@ def test_evaluator_applies_the_power_calibration():
     np.testing.assert_allclose(prediction.vzz_std[o], calibrated(vzz_std, spread, a, b, c), rtol=1e-9)
     np.testing.assert_allclose(prediction.cq_std[o], calibrated(cq_std, spread, a, b, c * abs(cq_per_au)), rtol=1e-9)
     np.testing.assert_allclose(prediction.pq_std[o], calibrated(pq_std, spread, a, b, c * abs(cq_per_au)), rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [60, 173, 287])
+def test_power_calibration_fit_stays_finite_on_heavy_tailed_pairs(seed):
+    """Heavy-tailed residuals and spreads on which L-BFGS-B once stepped the floor to
+    exp(2 log c) = inf (an overflow warning in the likelihood): the floor is bounded
+    (c ≤ FLOOR_MAX · RMS residual), the fit warns about nothing and the law is finite."""
+    import warnings
+
+    from ase_mlnmr.models.committee import FLOOR_MAX, power_calibration
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    spreads = np.abs(rng.standard_t(2, size=n)) * 10 ** rng.uniform(-3, 1)
+    residuals = rng.standard_t(int(rng.integers(1, 4)), size=n) * (1 + rng.uniform(0, 3) * spreads)
+    if rng.random() < 0.3:
+        spreads[rng.random(n) < 0.3] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        a, b, c = power_calibration(residuals, spreads)
+    assert np.isfinite([a, b, c]).all() and a > 0 and 0 <= b <= 2
+    assert c <= FLOOR_MAX * np.sqrt(np.mean(residuals**2)) * (1 + 1e-12)

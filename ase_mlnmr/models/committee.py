@@ -63,6 +63,11 @@ POWER_BOUNDS = (0.0, 2.0)
 #: Smallest floor c, relative to the RMS residual (keeps the likelihood finite).
 FLOOR_MIN = 1e-6
 
+#: Largest floor c, relative to the RMS residual: far above any maximum-likelihood floor
+#: (u ≫ every residual only lowers the likelihood), it keeps exp(2 log c) finite while
+#: L-BFGS-B probes large steps.
+FLOOR_MAX = 1e3
+
 #: Smallest committee (each group must still be left out by MIN_LEFT_OUT members).
 MIN_COMMITTEE_SIZE = 4
 
@@ -217,7 +222,7 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float
     ``residuals`` (n,) or (n, d): out-of-sample errors of the full model; ``spreads`` (n,)
     the isotropic member spreads s_i ≥ 0 (same units); rows with a non-finite spread are
     left out. Minimises Σ_i [d log u_i + |r_i|² / (2 u_i²)] over log a, b ∈ [0, 2] and
-    log c ≥ log(1e-6 RMS(r)) with L-BFGS-B from a few starting points.
+    log(1e-6 RMS(r)) ≤ log c ≤ log(1e3 RMS(r)) with L-BFGS-B from a few starting points.
     """
     spreads = np.asarray(spreads, dtype=float)
     residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
@@ -231,7 +236,7 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float
         raise ValueError("committee calibration: the out-of-sample residuals are all zero")
     log_s = np.log(np.where(s > 0.0, s, np.finfo(float).tiny)) - np.log(rms)  # s in units of the RMS residual
     r2 = r2 / rms**2
-    log_floor_min = np.log(FLOOR_MIN)
+    log_floor_min, log_floor_max = np.log(FLOOR_MIN), np.log(FLOOR_MAX)
 
     def nll(theta: np.ndarray) -> float:
         log_a, b, log_c = theta
@@ -239,7 +244,7 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float
         u2 = power + np.exp(2.0 * log_c)
         return float(np.sum(0.5 * d * np.log(u2) + 0.5 * r2 / u2))
 
-    bounds = [(None, None), POWER_BOUNDS, (log_floor_min, None)]
+    bounds = [(None, None), POWER_BOUNDS, (log_floor_min, log_floor_max)]
     starts = [(-float(np.mean(log_s[s > 0.0])) if np.any(s > 0.0) else 0.0, 1.0, np.log(0.1)),
               (0.0, 0.5, np.log(0.3)), (-5.0, 0.0, 0.0)]
     best = min((minimize(nll, np.array(x0, dtype=float), method="L-BFGS-B", bounds=bounds) for x0 in starts),
