@@ -348,6 +348,11 @@ CASES: list[tuple[str, str, str]] = [
     ("API evaluator", "block_size = 0",
      "from ase_mlnmr.core.evaluator import Evaluator\nfrom ase_mlnmr.nmr_model import NMRModel\nresult = Evaluator(NMRModel.load(MODEL), block_size=0)"),
     ("API evaluator", "output group 'foo'", "from ase_mlnmr.core.evaluator import want_bits\nresult = want_bits(['foo'])"),
+    ("API evaluator", "OOD model whose Cholesky factor has a zero pivot (damaged arrays, consistent hash)",
+     "import copy\nfrom ase_mlnmr.core.evaluator import Evaluator\nfrom ase_mlnmr.nmr_model import NMRModel\n"
+     "model = NMRModel.load(MODEL)\nelement, (descriptor, nystrom) = next(iter(model.ood_models.items()))\n"
+     "broken = copy.copy(nystrom)\nbroken.chol_zz_ = nystrom.chol_zz_.copy()\nbroken.chol_zz_[1, 1] = 0.0\n"
+     "model.ood_models[element] = (descriptor, broken)\nresult = Evaluator(model)"),
     ("C API", "mlnmr_evaluator_create on a corrupt model file",
      "(WORK / 'corrupt.npz').write_bytes(b'this is not a model file')\nresult = c_create(WORK / 'corrupt.npz')"),
     ("C API", "mlnmr_evaluator_create from a caller built for the next API version", "result = c_create(MODEL, 1)"),
