@@ -23,6 +23,7 @@ from ase_mlnmr.core.spherical_tensors import l2_to_symmetric_traceless
 from ase_mlnmr.training.config import ConfigError, validate_config
 
 from synthetic_data import synthetic_dataset
+from test_committee import _regression_data
 from test_committee_evaluator import _efg_reference
 
 
@@ -113,17 +114,10 @@ def test_calibration_folds_never_split_a_group():
     assert np.unique(folds).size == 5
 
 
-def _regression_data(n_groups=40, per_group=4, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n_groups * per_group, 4))
-    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] * X[:, 2] + 0.05 * rng.normal(size=len(X))
-    return X, y, np.repeat(np.arange(n_groups), per_group)
-
-
 def test_nystrom_power_calibration_uses_the_full_models_out_of_sample_residuals():
     """σ_const = RMS of a NumPy grouped-CV refit (same inducing points and ridge) of the full
     model; (a, b, c) = the independent ML fit on those residuals and the out-of-sample spreads."""
-    X, y, groups = _regression_data()
+    X, y, groups = _regression_data(n_groups=40, per_group=4)
     rows = committee_design(groups, CommitteeSettings(size=8, fraction=0.5, seed=1))
     model = NystromKernelRidge(n_inducing=30, length_scale=2.0, ridge=1e-3).fit(X, y, member_rows=rows,
                                                                                calibration="power")
@@ -147,7 +141,7 @@ def test_nystrom_power_calibration_uses_the_full_models_out_of_sample_residuals(
 
 
 def test_power_calibration_survives_the_model_file_and_old_parameters_still_load():
-    X, y, groups = _regression_data()
+    X, y, groups = _regression_data(n_groups=40, per_group=4)
     rows = committee_design(groups, CommitteeSettings(size=8, fraction=0.5))
     model = NystromKernelRidge(n_inducing=20, length_scale=2.0, ridge=1e-3).fit(X, y, member_rows=rows,
                                                                                calibration="power")
