@@ -164,48 +164,17 @@ def run_worker(model_path: Path, pythonpath: Path, repeat: int = 1, repeats: int
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
-    """P(score_out > score_in) (+ half the ties): the Mann–Whitney statistic."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([inside, outside]))
-    n_in, n_out = len(inside), len(outside)
-    return float((ranks[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out))
-
-
 def auroc_experiment(box, n_inducing: int = 2000) -> dict:
     """Does the residual over the leading pivots separate held-out from out-of-domain O
     atoms as well as the full residual? O atoms of the half box x < 0.5 (fractional) train
-    a Nyström basis (pivoted Cholesky, ``n_inducing`` pivots, Gaussian kernel, length scale
-    = median distance); in-domain: O atoms of the other half; out of domain: the same atoms
-    after compressing the box by 3 % / 5 % and rattling by 0.03 / 0.05 Å (seeded)."""
-    from ase_mlnmr.descriptors import SOAP
-    from ase_mlnmr.models.nystrom import NystromKernelRidge
+    a Nyström basis; in-domain: O atoms of the other half; out of domain: the same atoms
+    after compressing the box by 3 % / 5 % and rattling by 0.03 / 0.05 Å (seed 0)
+    (``ood_prefix_check.prefix_auroc``)."""
     from ase_mlnmr.nmr_model import default_ood_rank
+    from ood_prefix_check import prefix_auroc
 
-    soap = SOAP(["Na", "Si", "O"])
-    oxygen = np.flatnonzero(box.numbers == 8)
-    left = box.get_scaled_positions()[oxygen, 0] < 0.5
-    X = soap.create(box, centres=oxygen[left])
-    model = NystromKernelRidge(n_inducing=n_inducing, length_scale=1.0, tol=1e-12)
-    model.x_mean_, model.x_scale_ = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-    sample = ((X - model.x_mean_) / model.x_scale_)[::8]
-    model.length_scale = float(np.median(np.linalg.norm(sample[:, None] - sample[None], axis=-1)))
-    model.fit(X, np.zeros(len(X)))
-    m = model.n_inducing_
-    ranks = {"full": m, "rule": default_ood_rank(m, X.shape[1]), "m/4": m // 4, "m/8": m // 8}
-    inside = soap.create(box, centres=oxygen[~left])
-    result = {"n_train": int(left.sum()), "n_inducing": m, "ranks": ranks, "auroc": {}}
-    rng = np.random.default_rng(0)
-    for scale, rattle in ((0.97, 0.03), (0.95, 0.05)):
-        moved = box.copy()
-        moved.set_cell(box.cell * scale, scale_atoms=True)
-        moved.positions += rng.normal(scale=rattle, size=moved.positions.shape)
-        outside = soap.create(moved, centres=oxygen[~left])
-        result["auroc"][f"compress {1 - scale:.0%}, rattle {rattle} A"] = {
-            name: auroc(model.out_of_domain(inside, rank=p), model.out_of_domain(outside, rank=p))
-            for name, p in ranks.items()}
-    return result
+    return prefix_auroc(box, "O", n_inducing, axis=0, perturbations=((0.97, 0.03), (0.95, 0.05)), seed=0,
+                        ranks=lambda m, d: {"rule": default_ood_rank(m, d), "m/4": m // 4, "m/8": m // 8})
 
 
 #: σiso settings the nested run of bench/accuracy_venetos_si.py chose per outer fold
