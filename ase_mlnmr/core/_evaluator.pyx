@@ -34,7 +34,7 @@ from libc.math cimport sqrt, pow, fabs, isfinite, NAN
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int32_t, int64_t, uintptr_t
-from scipy.linalg.cython_blas cimport dgemm, dtrmm, sgemm
+from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ase_mlnmr.core._soap_core cimport (
     SoapSpec, LambdaSpec, ContractionSpec, expand_centre, power_spectrum_from_coefficients,
@@ -159,14 +159,21 @@ for _k in range(MLNMR_N_STATUS):
 
 
 #: Centres per block of the kernel step (memory per thread ~ block * (D + m) * 8 bytes):
-#: one GEMM (and one TRMM) per block, so the inducing points Z are packed by BLAS once per
-#: block of this many centres.
+#: one GEMM per block, so the inducing points Z are packed by BLAS once per block of this
+#: many centres.
 DEFAULT_BLOCK_SIZE = 1024
-#: Every GEMM/TRMM call has a multiple of this many centres (the block zero-padded): OpenBLAS
-#: picks small-matrix and GEMV paths by the call's shape, but for shapes that are multiples
-#: of this width a row's sums do not depend on its place nor on how many rows the call has.
+#: Every GEMM call has a multiple of this many centres (the block zero-padded), and at least
+#: ``Evaluator.min_rows``: OpenBLAS picks small-matrix kernels by the call's shape (below
+#: about 10⁶ multiply-adds), which sum in another order; above that, a row's sums do not
+#: depend on its place nor on how many rows the call has. Triangular products (TRMM) do
+#: depend on both, so the OOD residual uses GEMMs only (``nystrom_residuals``).
 GEMM_WIDTH = 256
 cdef int GEMM_COLUMNS = 256
+#: Every BLAS call on a block does more than this many multiply-adds (2 × OpenBLAS's
+#: small-matrix limit of 100³), so that no call takes a small-matrix kernel.
+LARGE_GEMM_MULTIPLY_ADDS = 2 ** 21
+#: Rows of L_p⁻¹ per GEMM of the OOD residual (the blocks are balanced: ⌈p / ⌈p / 128⌉⌉).
+OOD_BLOCK_ROWS = 128
 cdef int MAX_EXPANSIONS = 8  # distinct descriptors per element (5 components at most)
 cdef int MAX_MEMBERS = 64    # committee members per property model
 
@@ -213,7 +220,9 @@ cdef struct KernelModel:
     double y_mean
     double y_scale
     int ood_rank                # p: leading pivots used by the OOD residual
-    const double* chol_inverse  # [p][p] lower, row-major: L_p⁻¹, K_ZpZp = L_p L_pᵀ (OOD)
+    int ood_block               # rows of L_p⁻¹ per GEMM of the residual
+    const double* chol_inverse  # [p][p] lower, row-major: L_p⁻¹, K_ZpZp = L_p L_pᵀ (OOD), zeros above
+    int min_rows                # every GEMM has at least this many (padded) centres
     const double* reference     # [n_reference] sorted held-out residuals
     int64_t n_reference
     int n_members               # committee members (0: none)
@@ -248,6 +257,8 @@ cdef struct EvaluatorData:
     int block_size
     int max_features
     int max_inducing
+    int max_ood_rank
+    int min_rows                # multiple of GEMM_COLUMNS, see LARGE_GEMM_MULTIPLY_ADDS
     int max_coeff
     int max_scratch
     int64_t max_member_scratch  # doubles of lambda_member_std's scratch for the largest committee model
@@ -451,20 +462,21 @@ cdef void preprocess_rows(const KernelModel* km, int nb, double* X, double* x2) 
             x2[r] = norm
 
 
-cdef inline int padded_rows(int nb) noexcept nogil:
-    """nb rounded up to a multiple of GEMM_COLUMNS."""
-    return (nb + GEMM_COLUMNS - 1) // GEMM_COLUMNS * GEMM_COLUMNS
+cdef inline int padded_rows(int nb, int min_rows) noexcept nogil:
+    """nb rounded up to a multiple of GEMM_COLUMNS, at least min_rows."""
+    cdef int rows = (nb + GEMM_COLUMNS - 1) // GEMM_COLUMNS * GEMM_COLUMNS
+    return rows if rows > min_rows else min_rows
 
 
 cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, const double* x2,
                        double* K, double* values) noexcept nogil:
     """K[r][j] = k(x_r, z_j), row-major nb × m: one GEMM over the block, X zero-padded to
-    padded_rows(nb) rows (a multiple of GEMM_COLUMNS: OpenBLAS picks its algorithm by shape,
-    and for such shapes every row's sums are bitwise the same whatever the call's row count),
+    padded_rows(nb) rows (a multiple of GEMM_COLUMNS and at least km.min_rows, so that every
+    row's sums are bitwise the same whatever the call's row count, see GEMM_WIDTH),
     then the kernel function, row by row, followed while the row is in cache by the Nyström
     values (``nystrom_values``) unless ``values`` is NULL.
     Gaussian: k = exp(−(|x|² + |z|² − 2 x·z)₊ / (2l²))."""
-    cdef int m = km.m, D = km.n_features, r, j, rows = padded_rows(nb)
+    cdef int m = km.m, D = km.n_features, r, j, rows = padded_rows(nb, km.min_rows)
     cdef int64_t t, total = <int64_t>rows * m
     cdef double one = 1.0, zero = 0.0, d, factor
     cdef float one32 = 1.0, zero32 = 0.0
@@ -538,7 +550,7 @@ cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, dou
     """Calibrated y_scale · std_k (ddof 1) of the member values k_xZ w_k: the K member weight columns on
     the kernel block in one GEMM of padded_rows(nb) centres (as kernel_block; the padded rows of
     K are zero). ``member_values`` holds padded_rows(nb) × n_members doubles."""
-    cdef int r, m = km.m, n = km.n_members, rows = padded_rows(nb)
+    cdef int r, m = km.m, n = km.n_members, rows = padded_rows(nb, km.min_rows)
     cdef double one = 1.0, zero = 0.0
     dgemm(&NOTRANS, &NOTRANS, &n, &rows, &m, &one, <double*>km.member_weights, &n, <double*>K, &m, &zero,
           member_values, &n)
@@ -726,19 +738,28 @@ cdef void linear_values(const KernelModel* km, int nb, const double* X, double* 
         values[r] = total * km.y_scale + km.y_mean
 
 
-cdef void nystrom_residuals(const KernelModel* km, int nb, double* K, double* residual) noexcept nogil:
-    """r = 1 − |φ|², φ = L_p⁻¹ k_p over the leading p = ood_rank pivots (K overwritten).
+cdef void nystrom_residuals(const KernelModel* km, int nb, const double* K, double* phi,
+                            double* residual) noexcept nogil:
+    """r = 1 − |φ|², φ = L_p⁻¹ k_p over the leading p = ood_rank pivots.
 
-    φ by one triangular matrix product (TRMM) with the inverse factor computed at creation:
-    the same n p² flops as the triangular solve, at near-GEMM speed (TRSM: ≈ 1.5× the CPU time)."""
-    cdef int m = km.m, p = km.ood_rank, r, rows = padded_rows(nb)
-    cdef double one = 1.0
-    # K row-major nb × m is column-major m × nb with columns k_x; L_p⁻¹ (row-major lower)
-    # is column-major upper U = L_p⁻ᵀ: φ = Uᵀ k_p, one call over the padded block (shapes
-    # as in kernel_block; the padded rows are zero).
-    dtrmm(&LEFT, &UPPER, &TRANS, &NOTRANS, &p, &rows, &one, <double*>km.chol_inverse, &p, K, &m)
+    φ by GEMMs over balanced blocks of rows I of L_p⁻¹ (``ood_block`` rows each):
+    φ_I = (L_p⁻¹)_{I, 0:I1} k_{0:I1}, I1 the block's last row + 1 (the block's part above the
+    diagonal is zero), n (p²/2 + p b/2) multiply-adds in all. A triangular product (TRMM)
+    would save the p b/2, but its sums depend on the row's place in the call; these GEMMs'
+    do not (see GEMM_WIDTH). ``phi`` holds padded_rows(nb) × p doubles."""
+    cdef int m = km.m, p = km.ood_rank, r, rows = padded_rows(nb, km.min_rows), start, width, stop
+    cdef double one = 1.0, zero = 0.0
+    # K row-major nb × m is column-major m × nb with columns k_x; L_p⁻¹ (row-major lower) is
+    # column-major upper U = L_p⁻ᵀ, so φ_I = U[0:I1, I]ᵀ k_{0:I1} (column-major p × rows).
+    start = 0
+    while start < p:
+        width = km.ood_block if p - start > km.ood_block else p - start
+        stop = start + width
+        dgemm(&TRANS, &NOTRANS, &width, &rows, &stop, &one, <double*>km.chol_inverse + <int64_t>start * p, &p,
+              <double*>K, &m, &zero, phi + start, &p)
+        start = stop
     for r in range(nb):
-        residual[r] = clip01(1.0 - fixed_order_dot(K + <int64_t>r * m, K + <int64_t>r * m, p))
+        residual[r] = clip01(1.0 - fixed_order_dot(phi + <int64_t>r * p, phi + <int64_t>r * p, p))
 
 
 cdef double ood_score(const KernelModel* km, double residual) noexcept nogil:
@@ -787,11 +808,12 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef int32_t* channel = <int32_t*>malloc((max_pairs + 1) * sizeof(int32_t))
     cdef int64_t* entry = <int64_t*>malloc((max_pairs + 1) * sizeof(int64_t))
     cdef double* coeff = <double*>malloc((ev.max_coeff + ev.max_scratch) * sizeof(double))
-    cdef int64_t rows = padded_rows(B)
+    cdef int64_t rows = padded_rows(B, ev.min_rows)
     cdef double* F_iso = <double*>malloc(rows * ev.max_features * sizeof(double))
     cdef double* F_ood = <double*>malloc(rows * ev.max_features * sizeof(double))
     cdef float* F32 = <float*>malloc(rows * ev.max_features * sizeof(float))
     cdef double* K = <double*>malloc(rows * ev.max_inducing * sizeof(double) + 8)
+    cdef double* phi = <double*>malloc(rows * ev.max_ood_rank * sizeof(double) + 8)
     cdef double* small = <double*>malloc(<int64_t>B * 36 * sizeof(double))
     cdef double* member_buffer = <double*>malloc(MAX_MEMBERS * 5 * sizeof(double))
     cdef double* iso_member_values = <double*>malloc(rows * MAX_MEMBERS * sizeof(double))
@@ -800,7 +822,7 @@ cdef int run_work(Work* w) noexcept nogil:
     if (member_buffer == NULL or member_scratch == NULL or iso_member_values == NULL
             or pairs == NULL or vec == NULL or channel == NULL or entry == NULL or coeff == NULL
             or F_iso == NULL
-            or F_ood == NULL or F32 == NULL or K == NULL or small == NULL or bare_ood == NULL):
+            or F_ood == NULL or F32 == NULL or K == NULL or phi == NULL or small == NULL or bare_ood == NULL):
         status = MLNMR_ERR_MEMORY
         w.error_position = w.start
     cdef double* x2 = small              # [B]
@@ -922,11 +944,11 @@ cdef int run_work(Work* w) noexcept nogil:
                 if el.iso.n_members:
                     nystrom_member_std(&el.iso, nb, K, iso_member_values, iso_std)
                 if do_ood and el.ood_shares_iso:
-                    nystrom_residuals(&el.ood, nb, K, residual)
+                    nystrom_residuals(&el.ood, nb, K, phi, residual)
         if do_ood and not (el.ood_shares_iso and do_iso):
             preprocess_rows(&el.ood, nb, F_ood, x2)
             kernel_block(&el.ood, nb, F_ood, F32, x2, K, NULL)
-            nystrom_residuals(&el.ood, nb, K, residual)
+            nystrom_residuals(&el.ood, nb, K, phi, residual)
         # 5. assembly
         for r in range(nb):
             i = w.order[block_start + r]
@@ -954,7 +976,7 @@ cdef int run_work(Work* w) noexcept nogil:
                     row[MLNMR_OUT_OOD] = ood_score(&el.ood, residual[r])
         block_start = block_stop
     free(pairs); free(vec); free(channel); free(entry); free(coeff); free(F_iso); free(F_ood); free(F32)
-    free(K); free(small); free(bare_ood); free(member_buffer); free(member_scratch); free(iso_member_values)
+    free(K); free(phi); free(small); free(bare_ood); free(member_buffer); free(member_scratch); free(iso_member_values)
     w.status = status
     return status
 
@@ -1169,6 +1191,31 @@ cdef const double* _ptr(object array):
     return <const double*>cnp.PyArray_DATA(array)
 
 
+cdef int _rows_above(int64_t multiply_adds_per_row):
+    """Smallest multiple of GEMM_COLUMNS with rows × multiply_adds_per_row > LARGE_GEMM_MULTIPLY_ADDS."""
+    cdef int64_t rows = GEMM_COLUMNS
+    while rows * multiply_adds_per_row <= LARGE_GEMM_MULTIPLY_ADDS:
+        rows += GEMM_COLUMNS
+    return <int>rows
+
+
+cdef int _min_rows_for(const KernelModel* km):
+    """Rows every BLAS call of ``km``'s kernel step needs to stay off OpenBLAS's small-matrix
+    kernels: the kernel block (m × D per row), the members' values (n_members × m), each
+    block of the OOD residual (width × its last row + 1)."""
+    if km.expansion < 0 or km.linear:
+        return GEMM_COLUMNS
+    cdef int rows = _rows_above(<int64_t>km.m * km.n_features), start = 0, width
+    if km.n_members:
+        rows = max(rows, _rows_above(<int64_t>km.n_members * km.m))
+    if km.chol_inverse != NULL:
+        while start < km.ood_rank:
+            width = min(km.ood_block, km.ood_rank - start)
+            rows = max(rows, _rows_above(<int64_t>width * (start + width)))
+            start += width
+    return rows
+
+
 def _committee_size(regressor) -> int:
     """Members of a regressor's committee (0: none), at most MAX_MEMBERS."""
     size = getattr(regressor, "committee_size", 0)
@@ -1289,6 +1336,16 @@ cdef class Evaluator:
         self.data.cutoff = cutoff
         self.data.max_features = max_features
         self.data.max_inducing = max_inducing
+        cdef int min_rows = GEMM_COLUMNS, max_ood_rank = 1
+        for e in range(n):
+            el = &self.data.elements[e]
+            min_rows = max(min_rows, _min_rows_for(&el.iso), _min_rows_for(&el.ood))
+            if el.ood.expansion >= 0:
+                max_ood_rank = max(max_ood_rank, el.ood.ood_rank)
+        for e in range(n):
+            self.data.elements[e].iso.min_rows = self.data.elements[e].ood.min_rows = min_rows
+        self.data.min_rows = min_rows
+        self.data.max_ood_rank = max_ood_rank
         self.data.max_coeff = max_coeff
         self.data.max_scratch = max_scratch
 
@@ -1423,9 +1480,10 @@ cdef class Evaluator:
             chol_inverse, info = dtrtri(regressor.chol_zz_[:p, :p], lower=1)
             if info != 0:
                 raise ValueError(f"the OOD model's Cholesky factor is singular (zero pivot {info} of {p})")
-            chol_inverse = np.ascontiguousarray(chol_inverse)
+            chol_inverse = np.ascontiguousarray(np.tril(chol_inverse))  # dtrtri leaves the upper part as given
             keep(chol_inverse)
             km.chol_inverse = _ptr(chol_inverse)
+            km.ood_block = -(-p // -(-p // OOD_BLOCK_ROWS))
             if reference is not None and len(reference):
                 reference = np.ascontiguousarray(np.sort(np.asarray(reference, dtype=float)))
                 keep(reference)
@@ -1433,6 +1491,11 @@ cdef class Evaluator:
                 km.n_reference = reference.shape[0]
 
     # ------------------------------------------------------------------ queries
+    @property
+    def min_rows(self) -> int:
+        """Centres every GEMM of the kernel step has (zero-padded; see GEMM_WIDTH)."""
+        return self.data.min_rows
+
     @property
     def cutoff(self) -> float:
         """Largest r_cut of every component (Å): build the neighbour list at this."""
