@@ -165,10 +165,11 @@ DEFAULT_BLOCK_SIZE = 1024
 #: Every GEMM call has a multiple of this many centres (the block zero-padded), and at least
 #: ``Evaluator.min_rows``: OpenBLAS picks small-matrix kernels by the call's shape (below
 #: about 10⁶ multiply-adds), which sum in another order; above that, a row's sums do not
-#: depend on its place nor on how many rows the call has. Triangular products (TRMM) do
-#: depend on both, so the OOD residual uses GEMMs only (``nystrom_residuals``).
-GEMM_WIDTH = 256
-cdef int GEMM_COLUMNS = 256
+#: depend on its place nor on how many rows the call has (tests/test_evaluator_large_calls.py).
+#: Triangular products (TRMM) do depend on both, so the OOD residual uses GEMMs only
+#: (``nystrom_residuals``).
+GEMM_WIDTH = 8
+cdef int GEMM_COLUMNS = 8
 #: Every BLAS call on a block does more than this many multiply-adds (2 × OpenBLAS's
 #: small-matrix limit of 100³), so that no call takes a small-matrix kernel.
 LARGE_GEMM_MULTIPLY_ADDS = 2 ** 21
