@@ -282,14 +282,7 @@ class NMRModel:
         evaluator = self.evaluator(isotopes, single_precision)
         nl = neighbour_list_from_atoms(atoms, evaluator.cutoff)
         arguments = (numbers[nl.centres], nl.offsets, nl.vectors, numbers[nl.neighbours])
-        options = dict(want=want, skip_unknown=unknown_species == "skip", n_threads=n_threads)
-        if n_threads > 1:  # one BLAS thread inside each evaluator thread
-            from threadpoolctl import threadpool_limits
-
-            with threadpool_limits(limits=1, user_api="blas"):
-                out = evaluator.predict(*arguments, **options)
-        else:
-            out = evaluator.predict(*arguments, **options)
+        out = evaluator.predict(*arguments, want=want, skip_unknown=unknown_species == "skip", n_threads=n_threads)
         return prediction_from_outputs(out)
 
     def fit_ood_reference(self, dataset: TensorDataset, rank: Mapping[str, int] | None = None,

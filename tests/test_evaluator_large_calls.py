@@ -1,7 +1,8 @@
 """Bitwise determinism of the evaluator's BLAS calls at sizes the small test models never
-reach: a kernel block of more than 1024 centres, an OOD residual over several blocks of
-L_p⁻¹ (p = 300), and committee members whose GEMM (8 members × 450 inducing points) would
-fall to OpenBLAS's small-matrix kernels in a 256-centre call. An atom's outputs must not
+reach: a kernel block of more than 1024 centres, an OOD residual over several GEMM blocks
+of L_p⁻¹ (p = 300; OpenBLAS's triangular product, used before, summed a column differently
+depending on its place in the call), and committee members by GEMM (24 members × 450
+inducing points). An atom's outputs must not
 depend on the call it lands in, its row in the call, nor the block size; the OOD residual
 must still equal the NumPy reference 1 − |L_p⁻¹ k_p|²."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from ase_mlnmr.core import evaluator as ev
-from ase_mlnmr.core._evaluator import GEMM_WIDTH, LARGE_GEMM_MULTIPLY_ADDS
+from ase_mlnmr.core._evaluator import MIN_GEMM_ROWS, OOD_BLOCK_ROWS, SMALL_SHAPE
 from ase_mlnmr.core.neighbours import neighbour_list_from_atoms
 from ase_mlnmr.descriptors import SOAP
 from ase_mlnmr.models.nystrom import NystromKernelRidge
@@ -18,7 +19,7 @@ from ase_mlnmr.nmr_model import NMRModel, PropertyModel
 
 from conftest import random_structure
 
-N_INDUCING, OOD_RANK, MEMBERS = 450, 300, 8
+N_INDUCING, OOD_RANK, MEMBERS = 450, 300, 24
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +59,13 @@ def _csr(atoms, cutoff):
     return atoms.numbers[nl.centres], nl.offsets, nl.vectors, atoms.numbers[nl.neighbours]
 
 
-def test_every_blas_call_stays_above_the_small_matrix_limit(model):
-    evaluator = model.evaluator()
-    # the members' GEMM (8 × 450 per row) needs more than 256 rows to stay a large GEMM
-    assert MEMBERS * N_INDUCING * 256 <= LARGE_GEMM_MULTIPLY_ADDS < MEMBERS * N_INDUCING * evaluator.min_rows
-    assert evaluator.min_rows % GEMM_WIDTH == 0 and evaluator.ood_rank("O") == OOD_RANK
+def test_the_model_takes_the_blas_paths(model):
+    # members and every block of the residual are products above SMALL_SHAPE per row: BLAS
+    blocks = -(-OOD_RANK // OOD_BLOCK_ROWS)
+    assert MEMBERS * N_INDUCING > SMALL_SHAPE and (OOD_RANK // blocks) ** 2 > SMALL_SHAPE
+    # ... and with at least MIN_GEMM_ROWS rows they are above OpenBLAS's small-matrix limit
+    assert MIN_GEMM_ROWS * SMALL_SHAPE > 100**3
+    assert model.evaluator().ood_rank("O") == OOD_RANK
 
 
 def test_large_calls_are_bitwise_deterministic(model, structure):

@@ -162,17 +162,22 @@ for _k in range(MLNMR_N_STATUS):
 #: one GEMM per block, so the inducing points Z are packed by BLAS once per block of this
 #: many centres.
 DEFAULT_BLOCK_SIZE = 1024
-#: Every GEMM call has a multiple of this many centres (the block zero-padded), and at least
-#: ``Evaluator.min_rows``: OpenBLAS picks small-matrix kernels by the call's shape (below
-#: about 10⁶ multiply-adds), which sum in another order; above that, a row's sums do not
-#: depend on its place nor on how many rows the call has (tests/test_evaluator_large_calls.py).
-#: Triangular products (TRMM) do depend on both, so the OOD residual uses GEMMs only
-#: (``nystrom_residuals``).
+#: Every GEMM call has a multiple of this many centres (the block zero-padded) and at least
+#: MIN_GEMM_ROWS of them. OpenBLAS computes small products (below 100³ multiply-adds) with
+#: small-matrix kernels that sum in another order than its blocked GEMM; a product with at
+#: least MIN_GEMM_ROWS rows and more than SMALL_SHAPE multiply-adds per row is always a
+#: blocked GEMM, whose row sums do not depend on the row's place nor on how many rows the
+#: call has (tests/test_evaluator_large_calls.py). Smaller shapes are summed by our own
+#: fixed-order loops (``small_product``). Triangular products (TRMM) depend on both, so
+#: none is used.
 GEMM_WIDTH = 8
 cdef int GEMM_COLUMNS = 8
-#: Every BLAS call on a block does more than this many multiply-adds (2 × OpenBLAS's
-#: small-matrix limit of 100³), so that no call takes a small-matrix kernel.
-LARGE_GEMM_MULTIPLY_ADDS = 2 ** 21
+MIN_GEMM_ROWS = 256
+cdef int MIN_ROWS = 256
+#: Multiply-adds per row at or below which a product is summed by a loop, not by BLAS
+#: (MIN_GEMM_ROWS × SMALL_SHAPE = 2²¹, twice OpenBLAS's small-matrix limit).
+SMALL_SHAPE = 8192
+cdef int64_t SMALL_SHAPE_C = 8192
 #: Rows of L_p⁻¹ per GEMM of the OOD residual (the blocks are balanced: ⌈p / ⌈p / 128⌉⌉).
 OOD_BLOCK_ROWS = 128
 cdef int MAX_EXPANSIONS = 8  # distinct descriptors per element (5 components at most)
@@ -223,7 +228,6 @@ cdef struct KernelModel:
     int ood_rank                # p: leading pivots used by the OOD residual
     int ood_block               # rows of L_p⁻¹ per GEMM of the residual
     const double* chol_inverse  # [p][p] lower, row-major: L_p⁻¹, K_ZpZp = L_p L_pᵀ (OOD), zeros above
-    int min_rows                # every GEMM has at least this many (padded) centres
     const double* reference     # [n_reference] sorted held-out residuals
     int64_t n_reference
     int n_members               # committee members (0: none)
@@ -259,7 +263,6 @@ cdef struct EvaluatorData:
     int max_features
     int max_inducing
     int max_ood_rank
-    int min_rows                # multiple of GEMM_COLUMNS, see LARGE_GEMM_MULTIPLY_ADDS
     int max_coeff
     int max_scratch
     int64_t max_member_scratch  # doubles of lambda_member_std's scratch for the largest committee model
@@ -463,10 +466,25 @@ cdef void preprocess_rows(const KernelModel* km, int nb, double* X, double* x2) 
             x2[r] = norm
 
 
-cdef inline int padded_rows(int nb, int min_rows) noexcept nogil:
-    """nb rounded up to a multiple of GEMM_COLUMNS, at least min_rows."""
+cdef inline int padded_rows(int nb) noexcept nogil:
+    """nb rounded up to a multiple of GEMM_COLUMNS, at least MIN_ROWS."""
     cdef int rows = (nb + GEMM_COLUMNS - 1) // GEMM_COLUMNS * GEMM_COLUMNS
-    return rows if rows > min_rows else min_rows
+    return rows if rows > MIN_ROWS else MIN_ROWS
+
+
+cdef void small_product(const double* A, int64_t a_row, int64_t a_col, const double* B, int64_t b_row,
+                        int64_t b_col, int n_i, int n_j, int n_k, double* C, int64_t c_row,
+                        int64_t c_col) noexcept nogil:
+    """C[i, j] = Σ_k A[i, k] B[k, j] in the order k = 0, 1, …, n_k − 1, for the shapes too small
+    for BLAS's blocked GEMM (see GEMM_WIDTH); element (i, j) of X at X[i·x_row + j·x_col]."""
+    cdef int i, j, k
+    cdef double total
+    for i in range(n_i):
+        for j in range(n_j):
+            total = 0.0
+            for k in range(n_k):
+                total += A[i * a_row + k * a_col] * B[k * b_row + j * b_col]
+            C[i * c_row + j * c_col] = total
 
 
 cdef inline void scaled_distances(double* row, double x2, const double* z2, double factor,
@@ -483,19 +501,21 @@ cdef inline void scaled_distances(double* row, double x2, const double* z2, doub
 cdef void kernel_block(const KernelModel* km, int nb, double* X, float* X32, const double* x2,
                        double* K, double* values) noexcept nogil:
     """K[r][j] = k(x_r, z_j), row-major nb × m: one GEMM over the block, X zero-padded to
-    padded_rows(nb) rows (a multiple of GEMM_COLUMNS and at least km.min_rows, so that every
-    row's sums are bitwise the same whatever the call's row count, see GEMM_WIDTH),
+    padded_rows(nb) rows (see GEMM_WIDTH: every row's sums are bitwise the same whatever the
+    call's row count; m·D ≤ SMALL_SHAPE by ``small_product``, in float64 also in single precision),
     then the kernel function, row by row, followed while the row is in cache by the Nyström
     values (``nystrom_values``) unless ``values`` is NULL.
     Gaussian: k = exp(−(|x|² + |z|² − 2 x·z)₊ / (2l²))."""
-    cdef int m = km.m, D = km.n_features, r, j, rows = padded_rows(nb, km.min_rows)
+    cdef int m = km.m, D = km.n_features, r, j, rows = padded_rows(nb)
     cdef int64_t t, total = <int64_t>rows * m
     cdef double one = 1.0, zero = 0.0, d, factor
     cdef float one32 = 1.0, zero32 = 0.0
     cdef float* K32
     cdef double* row
     memset(X + <int64_t>nb * D, 0, <int64_t>(rows - nb) * D * sizeof(double))
-    if km.single:
+    if <int64_t>m * D <= SMALL_SHAPE_C:     # K[r, j] = Σ_f X[r, f] Z[j, f]
+        small_product(X, D, 1, km.inducing, 1, D, rows, m, D, K, m, 1)
+    elif km.single:
         for t in range(<int64_t>rows * D):
             X32[t] = <float>X[t]
         K32 = <float*>K  # rows*m floats fit in the rows*m doubles of K
@@ -558,10 +578,13 @@ cdef void nystrom_member_std(const KernelModel* km, int nb, const double* K, dou
     """Calibrated y_scale · std_k (ddof 1) of the member values k_xZ w_k: the K member weight columns on
     the kernel block in one GEMM of padded_rows(nb) centres (as kernel_block; the padded rows of
     K are zero). ``member_values`` holds padded_rows(nb) × n_members doubles."""
-    cdef int r, m = km.m, n = km.n_members, rows = padded_rows(nb, km.min_rows)
+    cdef int r, m = km.m, n = km.n_members, rows = padded_rows(nb)
     cdef double one = 1.0, zero = 0.0
-    dgemm(&NOTRANS, &NOTRANS, &n, &rows, &m, &one, <double*>km.member_weights, &n, <double*>K, &m, &zero,
-          member_values, &n)
+    if <int64_t>n * m <= SMALL_SHAPE_C:     # values[r, k] = Σ_j K[r, j] W[j, k]
+        small_product(K, m, 1, km.member_weights, n, 1, nb, n, m, member_values, n, 1)
+    else:
+        dgemm(&NOTRANS, &NOTRANS, &n, &rows, &m, &one, <double*>km.member_weights, &n, <double*>K, &m, &zero,
+              member_values, &n)
     cdef double spread
     for r in range(nb):
         spread = km.y_scale * sample_std(member_values + <int64_t>r * n, n)
@@ -755,7 +778,7 @@ cdef void nystrom_residuals(const KernelModel* km, int nb, const double* K, doub
     diagonal is zero), n (p²/2 + p b/2) multiply-adds in all. A triangular product (TRMM)
     would save the p b/2, but its sums depend on the row's place in the call; these GEMMs'
     do not (see GEMM_WIDTH). ``phi`` holds padded_rows(nb) × p doubles."""
-    cdef int m = km.m, p = km.ood_rank, r, rows = padded_rows(nb, km.min_rows), start, width, stop
+    cdef int m = km.m, p = km.ood_rank, r, rows = padded_rows(nb), start, width, stop
     cdef double one = 1.0, zero = 0.0
     # K row-major nb × m is column-major m × nb with columns k_x; L_p⁻¹ (row-major lower) is
     # column-major upper U = L_p⁻ᵀ, so φ_I = U[0:I1, I]ᵀ k_{0:I1} (column-major p × rows).
@@ -763,8 +786,11 @@ cdef void nystrom_residuals(const KernelModel* km, int nb, const double* K, doub
     while start < p:
         width = km.ood_block if p - start > km.ood_block else p - start
         stop = start + width
-        dgemm(&TRANS, &NOTRANS, &width, &rows, &stop, &one, <double*>km.chol_inverse + <int64_t>start * p, &p,
-              <double*>K, &m, &zero, phi + start, &p)
+        if <int64_t>width * stop <= SMALL_SHAPE_C:   # φ[r, i] = Σ_j K[r, j] L⁻¹[i, j]
+            small_product(K, m, 1, km.chol_inverse + <int64_t>start * p, 1, p, nb, width, stop, phi + start, p, 1)
+        else:
+            dgemm(&TRANS, &NOTRANS, &width, &rows, &stop, &one, <double*>km.chol_inverse + <int64_t>start * p, &p,
+                  <double*>K, &m, &zero, phi + start, &p)
         start = stop
     for r in range(nb):
         residual[r] = clip01(1.0 - fixed_order_dot(phi + <int64_t>r * p, phi + <int64_t>r * p, p))
@@ -816,7 +842,7 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef int32_t* channel = <int32_t*>malloc((max_pairs + 1) * sizeof(int32_t))
     cdef int64_t* entry = <int64_t*>malloc((max_pairs + 1) * sizeof(int64_t))
     cdef double* coeff = <double*>malloc((ev.max_coeff + ev.max_scratch) * sizeof(double))
-    cdef int64_t rows = padded_rows(B, ev.min_rows)
+    cdef int64_t rows = padded_rows(B)
     cdef double* F_iso = <double*>malloc(rows * ev.max_features * sizeof(double))
     cdef double* F_ood = <double*>malloc(rows * ev.max_features * sizeof(double))
     cdef float* F32 = <float*>malloc(rows * ev.max_features * sizeof(float))
@@ -1199,31 +1225,6 @@ cdef const double* _ptr(object array):
     return <const double*>cnp.PyArray_DATA(array)
 
 
-cdef int _rows_above(int64_t multiply_adds_per_row):
-    """Smallest multiple of GEMM_COLUMNS with rows × multiply_adds_per_row > LARGE_GEMM_MULTIPLY_ADDS."""
-    cdef int64_t rows = GEMM_COLUMNS
-    while rows * multiply_adds_per_row <= LARGE_GEMM_MULTIPLY_ADDS:
-        rows += GEMM_COLUMNS
-    return <int>rows
-
-
-cdef int _min_rows_for(const KernelModel* km):
-    """Rows every BLAS call of ``km``'s kernel step needs to stay off OpenBLAS's small-matrix
-    kernels: the kernel block (m × D per row), the members' values (n_members × m), each
-    block of the OOD residual (width × its last row + 1)."""
-    if km.expansion < 0 or km.linear:
-        return GEMM_COLUMNS
-    cdef int rows = _rows_above(<int64_t>km.m * km.n_features), start = 0, width
-    if km.n_members:
-        rows = max(rows, _rows_above(<int64_t>km.n_members * km.m))
-    if km.chol_inverse != NULL:
-        while start < km.ood_rank:
-            width = min(km.ood_block, km.ood_rank - start)
-            rows = max(rows, _rows_above(<int64_t>width * (start + width)))
-            start += width
-    return rows
-
-
 def _committee_size(regressor) -> int:
     """Members of a regressor's committee (0: none), at most MAX_MEMBERS."""
     size = getattr(regressor, "committee_size", 0)
@@ -1344,15 +1345,10 @@ cdef class Evaluator:
         self.data.cutoff = cutoff
         self.data.max_features = max_features
         self.data.max_inducing = max_inducing
-        cdef int min_rows = GEMM_COLUMNS, max_ood_rank = 1
+        cdef int max_ood_rank = 1
         for e in range(n):
-            el = &self.data.elements[e]
-            min_rows = max(min_rows, _min_rows_for(&el.iso), _min_rows_for(&el.ood))
-            if el.ood.expansion >= 0:
-                max_ood_rank = max(max_ood_rank, el.ood.ood_rank)
-        for e in range(n):
-            self.data.elements[e].iso.min_rows = self.data.elements[e].ood.min_rows = min_rows
-        self.data.min_rows = min_rows
+            if self.data.elements[e].ood.expansion >= 0:
+                max_ood_rank = max(max_ood_rank, self.data.elements[e].ood.ood_rank)
         self.data.max_ood_rank = max_ood_rank
         self.data.max_coeff = max_coeff
         self.data.max_scratch = max_scratch
@@ -1500,11 +1496,6 @@ cdef class Evaluator:
 
     # ------------------------------------------------------------------ queries
     @property
-    def min_rows(self) -> int:
-        """Centres every GEMM of the kernel step has (zero-padded; see GEMM_WIDTH)."""
-        return self.data.min_rows
-
-    @property
     def cutoff(self) -> float:
         """Largest r_cut of every component (Å): build the neighbour list at this."""
         return self.data.cutoff
@@ -1552,12 +1543,28 @@ cdef class Evaluator:
         cdef const double* p_vec = <const double*>cnp.PyArray_DATA(vec)
         cdef const int32_t* p_nz = <const int32_t*>cnp.PyArray_DATA(nz)
         cdef double* p_out = <double*>cnp.PyArray_DATA(out)
-        with nogil:
-            status = evaluate(&self.data, n, p_cz, p_off, p_vec, p_nz, flags, n_threads, p_out,
-                              &error_centre, &error_pair)
+        with _one_blas_thread():
+            with nogil:
+                status = evaluate(&self.data, n, p_cz, p_off, p_vec, p_nz, flags, n_threads, p_out,
+                                  &error_centre, &error_pair)
         if status != MLNMR_OK:
             raise_for_status(status, error_centre, error_pair, cz, nz, self.elements)
         return out
+
+
+_BLAS_CONTROLLER = None
+
+
+def _one_blas_thread():
+    """Context holding BLAS at one thread: the evaluator's threads are its parallelism, and a
+    multi-threaded GEMM splits its work by the call's shape, so a row's sums would depend on
+    the other rows of the call (see GEMM_WIDTH). The controller is built once (~13 µs a call)."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def raise_for_status(int status, int64_t error_centre, int64_t error_pair, centre_numbers, neighbour_numbers,
