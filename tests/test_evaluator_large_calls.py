@@ -104,3 +104,37 @@ def test_blocked_ood_residual_equals_numpy_reference(model, structure):
     expected = np.clip(1.0 - np.einsum("ij,ij->j", phi, phi), 0.0, 1.0)
     got = model.predict(structure, unknown_species="skip").ood_residual[oxygen]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
+
+
+def test_python_threads_get_the_one_call_outputs(model, structure):
+    """Two Python threads predicting at once (not the main thread, whose process-wide BLAS
+    setting they do not share) get the one-call outputs bitwise, and the BLAS thread count
+    is the caller's again afterwards."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from ase_mlnmr.core._evaluator import blas_threads_per_call
+
+    assert blas_threads_per_call()   # scipy's OpenBLAS has openblas_set_num_threads_local
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    centres, offsets, vectors, numbers = _csr(structure, model.evaluator().cutoff)
+    base = model.evaluator().predict(centres, offsets, vectors, numbers, skip_unknown=True)
+    results = [None, None]
+
+    def run(k):
+        results[k] = ev.Evaluator(model, block_size=300 + k).predict(centres, offsets, vectors, numbers,
+                                                                     skip_unknown=True)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_array_equal(result, base)
+    assert blas_threads() == before

@@ -26,7 +26,9 @@ Centres are processed in blocks of one element; threads (POSIX) take contiguous 
 of the centres sorted by element. Every per-centre result depends only on that centre's
 neighbours: the GEMM/TRMM rows are independent, sums run in a fixed order.
 """
+import contextlib
 import os
+import threading
 
 import numpy as np
 cimport numpy as cnp
@@ -98,6 +100,70 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*) noexcept nogil,
                        void* arg)
     int pthread_join(pthread_t thread, void** retval)
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t* mutex, const void* attr)
+    int pthread_mutex_lock(pthread_mutex_t* mutex)
+    int pthread_mutex_unlock(pthread_mutex_t* mutex)
+
+cdef extern from "<dlfcn.h>" nogil:
+    ctypedef struct Dl_info:
+        const char* dli_fname
+    int dladdr(const void* address, Dl_info* info)
+    void* dlopen(const char* filename, int flags)
+    void* dlsym(void* handle, const char* symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
+
+ctypedef int (*set_threads_function)(int) noexcept nogil
+#: ``openblas_set_num_threads_local`` of the library that serves scipy's cython_blas, or NULL
+#: (another BLAS, an older OpenBLAS). It takes effect from any thread (OpenBLAS's plain
+#: setter does not from threads other than the main one), but for the whole process.
+cdef set_threads_function _blas_threads_local = NULL
+cdef pthread_mutex_t _blas_mutex
+cdef int _blas_holders = 0      # evaluator calls running now, in any thread
+cdef int _blas_saved = 1        # the thread count to give back when the last one ends
+pthread_mutex_init(&_blas_mutex, NULL)
+
+
+cdef void hold_one_blas_thread() noexcept nogil:
+    """BLAS on one thread while any evaluator call runs (counted over concurrent calls): a
+    multi-threaded GEMM splits its work by the call's shape, so a row's sums would depend on
+    the other rows of the call (see GEMM_WIDTH)."""
+    if _blas_threads_local == NULL:
+        return
+    global _blas_holders, _blas_saved
+    pthread_mutex_lock(&_blas_mutex)
+    if _blas_holders == 0:
+        _blas_saved = _blas_threads_local(1)
+    _blas_holders += 1
+    pthread_mutex_unlock(&_blas_mutex)
+
+
+cdef void release_blas_threads() noexcept nogil:
+    """End of hold_one_blas_thread: the last running call gives the thread count back."""
+    if _blas_threads_local == NULL:
+        return
+    global _blas_holders
+    pthread_mutex_lock(&_blas_mutex)
+    _blas_holders -= 1
+    if _blas_holders == 0:
+        _blas_threads_local(_blas_saved)
+    pthread_mutex_unlock(&_blas_mutex)
+
+
+cdef void _find_blas_threads_local():
+    """Look ``openblas_set_num_threads_local`` up in the library that holds dgemm."""
+    global _blas_threads_local
+    cdef Dl_info info
+    cdef void* library
+    if dladdr(<const void*>dgemm, &info) != 0 and info.dli_fname != NULL:
+        library = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD)
+        if library != NULL:
+            _blas_threads_local = <set_threads_function>dlsym(library, b"openblas_set_num_threads_local")
+
+
+_find_blas_threads_local()
 
 API_VERSION = MLNMR_EVALUATOR_API_VERSION
 WIDTH = MLNMR_OUT_WIDTH
@@ -1086,7 +1152,20 @@ cdef void* _thread_main(void* arg) noexcept nogil:
 cdef int evaluate(const EvaluatorData* ev, int64_t n_centres, const int32_t* centre_numbers,
                   const int64_t* offsets, const double* vectors, const int32_t* numbers, unsigned want,
                   int n_threads, double* out, int64_t* error_centre, int64_t* error_pair) noexcept nogil:
-    """All outputs of n_centres centres into out[n_centres][MLNMR_OUT_WIDTH] (module doc)."""
+    """All outputs of n_centres centres into out[n_centres][MLNMR_OUT_WIDTH] (module doc),
+    BLAS held at one thread meanwhile."""
+    hold_one_blas_thread()
+    cdef int status = evaluate_centres(ev, n_centres, centre_numbers, offsets, vectors, numbers, want,
+                                       n_threads, out, error_centre, error_pair)
+    release_blas_threads()
+    return status
+
+
+cdef int evaluate_centres(const EvaluatorData* ev, int64_t n_centres, const int32_t* centre_numbers,
+                          const int64_t* offsets, const double* vectors, const int32_t* numbers,
+                          unsigned want, int n_threads, double* out, int64_t* error_centre,
+                          int64_t* error_pair) noexcept nogil:
+    """``evaluate`` without the BLAS hold."""
     cdef int64_t i, k, pos
     cdef int e, t, status = MLNMR_OK
     error_centre[0] = -1
@@ -1553,18 +1632,45 @@ cdef class Evaluator:
 
 
 _BLAS_CONTROLLER = None
+_BLAS_LOCK = threading.Lock()
+_BLAS_CALLS = 0        # evaluator calls running now, in any Python thread
+_BLAS_LIMITER = None
 
 
+@contextlib.contextmanager
 def _one_blas_thread():
-    """Context holding BLAS at one thread: the evaluator's threads are its parallelism, and a
-    multi-threaded GEMM splits its work by the call's shape, so a row's sums would depend on
-    the other rows of the call (see GEMM_WIDTH). The controller is built once (~13 µs a call)."""
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    """Hold BLAS at one thread while evaluator calls run, where OpenBLAS's
+    ``openblas_set_num_threads_local`` is missing (else ``evaluate`` holds it, from any thread):
+    a multi-threaded GEMM splits its work by the call's shape, so a row's sums would depend
+    on the other rows of the call (see GEMM_WIDTH). Process-wide, so it only takes effect
+    when called from the main thread; counted, so that the caller's setting comes back
+    when the last concurrent call ends."""
+    global _BLAS_CONTROLLER, _BLAS_CALLS, _BLAS_LIMITER
+    if _blas_threads_local != NULL:    # evaluate() holds it itself
+        yield
+        return
+    with _BLAS_LOCK:
+        if _BLAS_CALLS == 0:
+            if _BLAS_CONTROLLER is None:
+                from threadpoolctl import ThreadpoolController
 
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+                _BLAS_CONTROLLER = ThreadpoolController()
+            _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_CALLS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_CALLS -= 1
+            if _BLAS_CALLS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
+
+
+def blas_threads_per_call() -> bool:
+    """True when every evaluator call holds BLAS at one thread itself (OpenBLAS's
+    ``openblas_set_num_threads_local`` found), so calls from any thread are exact."""
+    return _blas_threads_local != NULL
 
 
 def raise_for_status(int status, int64_t error_centre, int64_t error_pair, centre_numbers, neighbour_numbers,
