@@ -897,7 +897,7 @@ cdef struct Work:
 
 cdef int run_work(Work* w) noexcept nogil:
     cdef const EvaluatorData* ev = w.ev
-    cdef int64_t max_pairs = 0, i, pos, k, block_start, block_stop
+    cdef int64_t max_pairs = 0, i, pos, k, block_start, block_stop, run_stop, n_blocks
     cdef int e, r, nb, x, n_in, status = MLNMR_OK, B = ev.block_size
     for pos in range(w.start, w.stop):
         i = w.order[pos]
@@ -946,9 +946,13 @@ cdef int run_work(Work* w) noexcept nogil:
     block_start = w.start
     while status == MLNMR_OK and block_start < w.stop:
         e = w.element_index[w.order[block_start]]
-        block_stop = block_start
-        while block_stop < w.stop and block_stop - block_start < B and w.element_index[w.order[block_stop]] == e:
-            block_stop += 1
+        # the element's remaining run of centres in equal blocks of at most B (fewer padded
+        # GEMM rows than blocks of B and a remainder; outputs do not depend on the blocks)
+        run_stop = block_start
+        while run_stop < w.stop and w.element_index[w.order[run_stop]] == e:
+            run_stop += 1
+        n_blocks = (run_stop - block_start + B - 1) // B
+        block_stop = block_start + (run_stop - block_start + n_blocks - 1) // n_blocks
         nb = <int>(block_stop - block_start)
         if e < 0:               # unknown element, skip mode: NaN rows (already filled)
             block_start = block_stop
@@ -1560,7 +1564,8 @@ cdef class Evaluator:
             if rank is not None:
                 km.ood_rank = max(1, min(km.m, int(rank)))
             p = km.ood_rank
-            chol_inverse, info = dtrtri(regressor.chol_zz_[:p, :p], lower=1)
+            with _one_blas_thread():   # LAPACK's sums depend on BLAS's thread count too
+                chol_inverse, info = dtrtri(regressor.chol_zz_[:p, :p], lower=1)
             if info != 0:
                 raise ValueError(f"the OOD model's Cholesky factor is singular (zero pivot {info} of {p})")
             chol_inverse = np.ascontiguousarray(np.tril(chol_inverse))  # dtrtri leaves the upper part as given
@@ -1639,15 +1644,19 @@ _BLAS_LIMITER = None
 
 @contextlib.contextmanager
 def _one_blas_thread():
-    """Hold BLAS at one thread while evaluator calls run, where OpenBLAS's
-    ``openblas_set_num_threads_local`` is missing (else ``evaluate`` holds it, from any thread):
-    a multi-threaded GEMM splits its work by the call's shape, so a row's sums would depend
-    on the other rows of the call (see GEMM_WIDTH). Process-wide, so it only takes effect
-    when called from the main thread; counted, so that the caller's setting comes back
-    when the last concurrent call ends."""
+    """Hold BLAS at one thread while evaluator work runs (a multi-threaded GEMM splits its
+    work by the call's shape, so a row's sums would depend on the other rows of the call,
+    see GEMM_WIDTH; LAPACK's too): the counted hold of ``evaluate``, which works from any
+    thread; where OpenBLAS's ``openblas_set_num_threads_local`` is missing, a counted
+    threadpoolctl hold instead, which takes effect only when called from the main thread.
+    Either way the caller's setting comes back when the last concurrent hold ends."""
     global _BLAS_CONTROLLER, _BLAS_CALLS, _BLAS_LIMITER
-    if _blas_threads_local != NULL:    # evaluate() holds it itself
-        yield
+    if _blas_threads_local != NULL:    # the counted hold of evaluate(), from any thread
+        hold_one_blas_thread()
+        try:
+            yield
+        finally:
+            release_blas_threads()
         return
     with _BLAS_LOCK:
         if _BLAS_CALLS == 0:
