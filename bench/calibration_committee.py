@@ -274,7 +274,7 @@ def plot(protocol: str = "v1") -> None:
         ax.plot([level, level], band, "k-", lw=3, alpha=0.3)
     ax.set_xlabel("nominal coverage of ±k·u (Gaussian)")
     ax.set_ylabel("observed coverage, outer test folds")
-    method = '"power"' if protocol == "v1" else '"power_eiv" (protocol v2, new splits)'
+    method = '"power"' if protocol == "v1" else '"power_eiv" (v2)'
     ax.set_title(f"committee K = 8, f = 0.5, calibration {method}\n(grey bars: pass bands at ±1u, ±2u)", fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
