@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """Calibration check of the committee uncertainty on the Venetos 29Si and gehlenite EFG sets.
 
-Protocol (fixed before the outer folds were run): ``docs/protocols/committee_calibration.md``.
-Run from the repository root (package built in place)::
+Protocols (each fixed before its outer folds were run): v1 ``docs/protocols/committee_calibration.md``
+(calibration "power"), v2 ``docs/protocols/committee_calibration_v2.md`` (``--protocol v2``:
+calibration "power_eiv", new outer splits). Run from the repository root (package built in place)::
 
     PYTHONPATH=. python bench/calibration_committee.py venetos              # outer folds
     PYTHONPATH=. python bench/calibration_committee.py gehlenite
     PYTHONPATH=. python bench/calibration_committee.py venetos --dev        # training side only
     PYTHONPATH=. python bench/calibration_committee.py --plot               # figure from the JSONs
     PYTHONPATH=. python bench/calibration_committee.py --cost               # training CPU time
+    PYTHONPATH=. python bench/calibration_committee.py venetos --protocol v2 [--dev]
 
 Outer folds: Venetos, the 5 grouped outer folds of ``bench/accuracy_venetos_si.py`` (same
 seed and ``venetos_dev_groups.csv`` groups), with the hyper-parameters that
@@ -16,15 +18,20 @@ docs/accuracy_venetos.md chose per fold; gehlenite, the cell folds of
 ``bench/accuracy_gehlenite_efg.py`` (cell i in fold i % 5) with one fixed configuration.
 ``--dev`` never touches an outer test fold (how the method was developed): Venetos, the
 four inner folds of outer fold 0's training side, each in turn the test fold; gehlenite,
-outer fold 0's training side with outer fold 1 as the test fold.
+outer fold 0's training side with outer fold 1 as the test fold. ``--protocol v2``: Venetos,
+the outer folds of docs/protocols/venetos_model_selection.md (seed 20261130) with the
+settings that run chose per fold (docs/accuracy_venetos.md, "Chosen settings, ours");
+gehlenite, a seeded grouped assignment of the cells to 5 folds (seed 20261201), the same
+fixed model; ``--dev`` then uses the 4 inner folds of every outer training side (Venetos)
+and the outer training sides 0, 2, 4 with folds 1, 3, 0 as test folds (gehlenite).
 
 Per element and property, pooled over the folds (σiso; the 5 spherical components of
 σ(2) and of the EFG pooled): coverage of |e| ≤ u and ≤ 2u (targets 68 ± 7 % and 95 ± 4 %),
 Gaussian NLL = mean(½ log 2πu² + e²/2u²) against the NLL of a constant σ: primary, the
 RMS of the model's own out-of-sample training residuals (fitted without test data, as u
 is); secondary, the RMS of the pooled test errors (an oracle). JSON in
-``bench/results/calibration_committee_<set>[_dev].json``; ``--plot`` draws the reliability
-plot ``docs/figures/committee_reliability.png`` from the outer-fold JSONs.
+``bench/results/calibration_committee_<set>[_v2][_dev].json``; ``--plot`` draws the reliability
+plot ``docs/figures/committee_reliability[_v2].png`` from the outer-fold JSONs.
 """
 from __future__ import annotations
 
@@ -55,6 +62,13 @@ VENETOS_DESCRIPTOR = {"r_cut": 4.5, "n_max": 4, "l_max": 8, "sigma": 0.4, "mixin
 GEHLENITE_DESCRIPTOR = {"r_cut": 5.0, "n_max": 6, "l_max": 4, "sigma": 0.4}
 GEHLENITE_SPECIES = ("Al", "O", "Ca", "Si")
 COMMITTEE = {"size": 8, "fraction": 0.5, "seed": 0, "calibration": "power"}
+#: protocol v2 (docs/protocols/committee_calibration_v2.md): Venetos folds of the model-selection
+#: protocol and, per fold, its chosen (r_cut, n_max, l_max, σ, channels, ζ, ridge); n_inducing 150, σ(2) α 1000.
+VENETOS_V2_SEED = 20261130
+VENETOS_V2_CHOSEN = {0: (5.0, 4, 8, 0.4, 8, 1, 0.03), 1: (5.0, 4, 6, 0.4, 8, 2, 0.1), 2: (5.0, 4, 6, 0.5, 8, 2, 0.1),
+                     3: (4.5, 4, 6, 0.4, 8, 2, 0.03), 4: (5.0, 4, 8, 0.4, 8, 1, 0.03)}
+GEHLENITE_V2_SEED = 20261201
+GEHLENITE_V2_DEV = ((0, 1), (2, 3), (4, 0))  # (outer training side, its fold that plays the test fold)
 RESULTS = HERE / "results"
 FIGURE = HERE.parent / "docs" / "figures" / "committee_reliability.png"
 #: pass bands of the protocol
@@ -86,19 +100,27 @@ def calibration_of(regressor) -> dict:
             "floor": regressor.calibration_floor_, "constant_sigma": regressor.calibration_constant_sigma_}
 
 
-def venetos_runs(dev: bool):
+def venetos_runs(dev: bool, v2: bool, committee: dict):
     """(label, model, test structures, per-structure (errors, u) collector) per fold."""
     from accuracy_venetos_si import N_INNER, N_OUTER, SEED, Data, our_config
 
-    data = Data(SEED)
-    for fold, inner in ([(0, k) for k in range(N_INNER)] if dev else [(f, None) for f in range(N_OUTER)]):
-        zeta, n_inducing, ridge = VENETOS_CHOSEN[fold]
-        config = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
-                                                              "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
-        config["committee"] = dict(COMMITTEE)
+    seed = VENETOS_V2_SEED if v2 else SEED
+    data = Data(seed)
+    dev_outer = range(N_OUTER) if v2 else [0]
+    for fold, inner in ([(f, k) for f in dev_outer for k in range(N_INNER)] if dev else
+                        [(f, None) for f in range(N_OUTER)]):
+        if v2:
+            r_cut, n_max, l_max, sigma, channels, zeta, ridge = VENETOS_V2_CHOSEN[fold]
+            descriptor = {"r_cut": r_cut, "n_max": n_max, "l_max": l_max, "sigma": sigma, "mixing_channels": channels}
+            n_inducing = 150
+        else:
+            (zeta, n_inducing, ridge), descriptor = VENETOS_CHOSEN[fold], VENETOS_DESCRIPTOR
+        config = our_config(data.species, descriptor, {"kernel": "dot_product", "zeta": zeta,
+                                                       "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+        config["committee"] = dict(committee)
         train_s, test_s, train_rows, _ = data.outer(fold)
-        if dev:  # an inner fold of outer fold 0's training side plays the test fold
-            train_pos, test_pos = data.inner_splits(train_rows, fold, SEED)[inner]
+        if dev:  # an inner fold of the outer training side plays the test fold
+            train_pos, test_pos = data.inner_splits(train_rows, fold, seed)[inner]
             train_s = np.unique(data.sel.structure_index[train_rows[train_pos]])
             test_s = np.unique(data.sel.structure_index[train_rows[test_pos]])
         start = time.process_time()
@@ -114,13 +136,14 @@ def venetos_runs(dev: bool):
             out["Si", "ms_iso"][1].append(prediction.ms_iso_std[atoms])
             out["Si", "ms_aniso"][0].append((data.l2[rows] - prediction.ms_aniso[atoms]).ravel())
             out["Si", "ms_aniso"][1].append(prediction.ms_aniso_std[atoms].ravel())
-        yield fold if inner is None else f"0/inner {inner}", model, cpu, out
+        yield fold if inner is None else f"{fold}/inner {inner}", model, cpu, out
 
 
-def gehlenite_setup():
+def gehlenite_setup(v2: bool, committee: dict):
     """(dataset, outer fold of each cell, training config) of the protocol's gehlenite model."""
     from accuracy_gehlenite_efg import data_files, outer_fold_of_cells
     from ase_mlnmr.training.dataset import read_tensor_dataset
+    from ase_mlnmr.training.model_selection import fold_assignment
 
     files = data_files()
     if not files:
@@ -129,8 +152,9 @@ def gehlenite_setup():
     config = {"species": {el: {"properties": ["efg"]} for el in GEHLENITE_SPECIES},
               "descriptor": dict(GEHLENITE_DESCRIPTOR),
               "efg": {"alpha": "auto", "feature_scaling": "global", "two_body": True},
-              "committee": dict(COMMITTEE)}
-    return dataset, outer_fold_of_cells(len(dataset)), config
+              "committee": dict(committee)}
+    folds = fold_assignment(len(dataset), 5, seed=GEHLENITE_V2_SEED) if v2 else outer_fold_of_cells(len(dataset))
+    return dataset, folds, config
 
 
 def gehlenite_test_errors(model, dataset, test) -> dict:
@@ -148,26 +172,28 @@ def gehlenite_test_errors(model, dataset, test) -> dict:
     return out
 
 
-def gehlenite_runs(dev: bool):
-    dataset, fold_of_cell, config = gehlenite_setup()
-    for fold in ([0] if dev else range(int(fold_of_cell.max()) + 1)):
+def gehlenite_runs(dev: bool, v2: bool, committee: dict):
+    dataset, fold_of_cell, config = gehlenite_setup(v2, committee)
+    splits = (GEHLENITE_V2_DEV if v2 else ((0, 1),)) if dev else [(f, None) for f in range(int(fold_of_cell.max()) + 1)]
+    for fold, inner in splits:
         train = np.flatnonzero(fold_of_cell != fold)
         test = np.flatnonzero(fold_of_cell == fold)
         if dev:  # one of the other outer folds (the inner folds of the accuracy benchmark) plays the test fold
-            inner = 1
             test = train[fold_of_cell[train] == inner]
             train = train[fold_of_cell[train] != inner]
         start = time.process_time()
         model = NMRModel.train(dataset, config, progress=False, structure_indices=train)
         cpu = time.process_time() - start
         out = {(el, "efg"): pair for el, pair in gehlenite_test_errors(model, dataset, test).items()}
-        yield fold, model, cpu, out
+        yield fold if inner is None else f"{fold}/inner {inner}", model, cpu, out
 
 
-def run(name: str, dev: bool) -> None:
+def run(name: str, dev: bool, protocol: str = "v1") -> None:
     """Every fold, then the pooled scores; the JSON is rewritten after every fold (with the
     folds done so far), so an interrupted run keeps what it measured."""
-    runs = venetos_runs(dev) if name == "venetos" else gehlenite_runs(dev)
+    v2 = protocol == "v2"
+    committee = {**COMMITTEE, "calibration": "power_eiv"} if v2 else COMMITTEE
+    runs = venetos_runs(dev, v2, committee) if name == "venetos" else gehlenite_runs(dev, v2, committee)
     pooled: dict = {}
     folds = []
     for fold, model, cpu, out in runs:
@@ -180,7 +206,8 @@ def run(name: str, dev: bool) -> None:
             entry["u"].append(np.concatenate(spreads))
             entry["constant"].append(np.full(e.size, calibration[f"{key[0]} {key[1]}"]["constant_sigma"]))
         print(f"{name} fold {fold}: train {cpu:.0f} s CPU, {json.dumps(calibration)}", flush=True)
-        result = {"set": name, "dev": dev, "committee": COMMITTEE, "folds": folds, "pooled": {}}
+        result = {"set": name, "dev": dev, "protocol": protocol, "committee": committee, "folds": folds,
+                  "pooled": {}}
         for (el, prop), entry in pooled.items():
             e, u = np.concatenate(entry["errors"]), np.concatenate(entry["u"])
             score = scores(e, u, np.concatenate(entry["constant"]))
@@ -188,14 +215,15 @@ def run(name: str, dev: bool) -> None:
             result["pooled"][f"{el} {prop}"] = score
         result["loadavg"] = os.getloadavg()
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"calibration_committee_{name}{'_dev' if dev else ''}.json").write_text(json.dumps(result, indent=1))
+        suffix = ("_v2" if v2 else "") + ("_dev" if dev else "")
+        (RESULTS / f"calibration_committee_{name}{suffix}.json").write_text(json.dumps(result, indent=1))
     for key, score in result["pooled"].items():
         print(f"{key}: " + json.dumps({k: v for k, v in score.items() if k != "z"}), flush=True)
 
 
 def cost(repeats: int = 2) -> None:
     """CPU time of training (Venetos outer fold 0 training side, σiso + σ(2)) without a
-    committee, with "scale" and with "power", interleaved in one process."""
+    committee, with "scale", "power" and "power_eiv", interleaved in one process."""
     from accuracy_venetos_si import SEED, Data, our_config
 
     data = Data(SEED)
@@ -203,7 +231,7 @@ def cost(repeats: int = 2) -> None:
     base = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
                                                         "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
     train_s = data.outer(0)[0]
-    variants = {"no committee": None, "scale": "scale", "power": "power"}
+    variants = {"no committee": None, "scale": "scale", "power": "power", "power_eiv": "power_eiv"}
     times: dict = {name: [] for name in variants}
     for _ in range(repeats):
         for name, method in variants.items():
@@ -221,7 +249,8 @@ def cost(repeats: int = 2) -> None:
     (RESULTS / "calibration_committee_cost.json").write_text(json.dumps({"min": result, "all": times}, indent=1))
 
 
-def plot() -> None:
+def plot(protocol: str = "v1") -> None:
+    """Reliability plot of one protocol's outer-fold JSONs; v2 also draws v1's (dashed) when present."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -230,24 +259,28 @@ def plot() -> None:
     nominal = erf(k / np.sqrt(2))
     fig, ax = plt.subplots(figsize=(5.0, 4.6))
     labels = {"Si ms_iso": "Venetos 29Si σiso", "Si ms_aniso": "Venetos 29Si σ(2)"}
-    for name in ("venetos", "gehlenite"):
-        path = RESULTS / f"calibration_committee_{name}.json"
-        if not path.is_file():
-            continue
-        for key, score in json.loads(path.read_text())["pooled"].items():
-            z = np.asarray(score["z"])
-            label = labels[key] if name == "venetos" else f"gehlenite {key.split()[0]} EFG"
-            ax.plot(nominal, [np.mean(z <= kk) for kk in k], label=label)
+    drawn = [("", "-", "")] if protocol == "v1" else [("_v2", "-", " (v2)"), ("", "--", " (v1)")]
+    for suffix, style, tag in drawn:
+        for i, name in enumerate(("venetos", "gehlenite")):
+            path = RESULTS / f"calibration_committee_{name}{suffix}.json"
+            if not path.is_file():
+                continue
+            for j, (key, score) in enumerate(json.loads(path.read_text())["pooled"].items()):
+                z = np.asarray(score["z"])
+                label = labels[key] if name == "venetos" else f"gehlenite {key.split()[0]} EFG"
+                ax.plot(nominal, [np.mean(z <= kk) for kk in k], style, color=f"C{4 * i + j}", label=label + tag)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="ideal")
     for level, band in ((erf(1 / np.sqrt(2)), BAND_1SIGMA), (erf(2 / np.sqrt(2)), BAND_2SIGMA)):
         ax.plot([level, level], band, "k-", lw=3, alpha=0.3)
     ax.set_xlabel("nominal coverage of ±k·u (Gaussian)")
     ax.set_ylabel("observed coverage, outer test folds")
-    ax.set_title('committee K = 8, f = 0.5, calibration "power"\n(grey bars: pass bands at ±1u, ±2u)', fontsize=9)
-    ax.legend(fontsize=7)
+    method = '"power"' if protocol == "v1" else '"power_eiv" (v2)'
+    ax.set_title(f"committee K = 8, f = 0.5, calibration {method}\n(grey bars: pass bands at ±1u, ±2u)", fontsize=9)
+    ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(FIGURE, dpi=120)
-    print(f"plot: {FIGURE}")
+    figure = FIGURE if protocol == "v1" else FIGURE.with_name(f"{FIGURE.stem}_v2.png")
+    fig.savefig(figure, dpi=120)
+    print(f"plot: {figure}")
 
 
 def main() -> None:
@@ -255,14 +288,16 @@ def main() -> None:
     parser.add_argument("set", nargs="?", choices=("venetos", "gehlenite"))
     parser.add_argument("--dev", action="store_true", help="training side only (inner split of outer fold 0)")
     parser.add_argument("--plot", action="store_true", help="reliability plot from the outer-fold JSONs")
-    parser.add_argument("--cost", action="store_true", help="training CPU time: no committee, scale, power")
+    parser.add_argument("--cost", action="store_true", help="training CPU time: no committee, scale, power, power_eiv")
+    parser.add_argument("--protocol", choices=("v1", "v2"), default="v1",
+                        help="v1: calibration \"power\", the old splits; v2: \"power_eiv\", the new splits")
     args = parser.parse_args()
     if args.cost:
         cost()
     if args.set:
-        run(args.set, args.dev)
+        run(args.set, args.dev, args.protocol)
     if args.plot:
-        plot()
+        plot(args.protocol)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,16 @@ non-linear scaling of Musil et al. with a floor c for atoms whose members all ag
 is a constant σ). At prediction, with s the isotropic spread of all K members, each
 scalar or spherical component μ gets u_μ = sqrt((a s^(b−1) std_μ)² + c²), whose mean
 square over μ is u(s)²; ``"scale"`` is the case a = α, b = 1, c = 0.
+
+``"power_eiv"`` (docs/protocols/committee_calibration_v2.md): the same law and pairs, two
+changes to the fit. (i) s_i is a sample spread on ν_i = d (n_i − 1) degrees of freedom
+(n_i ≈ K/2 members), noisier than the K-member spread of a prediction: the law is taken
+as one of the true spread σ_i and each pair's likelihood is integrated over σ_i given s_i
+(scale-invariant prior, :func:`spread_noise_nodes`; the Student-t of Musil et al. when
+b = 1, c = 0). (ii) The law is shrunk towards the constant σ₀ = RMS(r),
+u² = w (a² s^(2b) + c²) + (1 − w) σ₀², with w ∈ [0, 1] chosen by the Gaussian likelihood
+of the held-out calibration folds (:func:`shrinkage_weight`): a spread that does not
+predict the errors of held-out groups is not trusted. The result is again (a, b, c).
 """
 from __future__ import annotations
 
@@ -46,13 +56,26 @@ from typing import Callable
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
-           "calibration_folds", "out_of_sample_spread", "power_calibration", "fit_calibration", "calibration_params",
-           "calibration_from_params", "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
+           "calibration_folds", "out_of_sample_spread", "spread_noise_nodes", "power_calibration",
+           "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params", "CALIBRATIONS",
+           "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
-#: Calibration methods: one scale factor α, or the power law with a floor.
-CALIBRATIONS = ("scale", "power")
+#: Calibration methods: one scale factor α; the power law with a floor fitted by Gaussian maximum
+#: likelihood ("power", protocol v1); the same law fitted with the noise of the calibration spreads
+#: integrated out and shrunk towards a constant σ by cross-validation ("power_eiv", protocol v2).
+CALIBRATIONS = ("scale", "power", "power_eiv")
+
+#: Nodes of the integral over a calibration spread's sampling noise ("power_eiv").
+NOISE_NODES = 64
+
+#: Shrinkage weights w tried by the calibration-fold cross-validation ("power_eiv").
+SHRINKAGE_WEIGHTS = np.linspace(0.0, 1.0, 21)
+
+#: Smallest factor √w kept on a (a > 0 in the model file; u is then the constant σ to ~1e-12).
+SHRINKAGE_MIN_SCALE = 1e-6
 
 #: Folds of the training groups for the full model's out-of-sample residuals ("power").
 N_CALIBRATION_FOLDS = 5
@@ -216,13 +239,37 @@ def out_of_sample_spread(member_predictions: np.ndarray, seen: np.ndarray) -> np
     return np.where(count >= 2, np.sqrt(spread2), np.nan)
 
 
-def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float, float, float]:
+def spread_noise_nodes(dof: float, n_nodes: int = NOISE_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """(log(σ²/s²), log weight) per node of the integral over a spread's sampling noise, ν = ``dof``.
+
+    A sample variance on ν degrees of freedom is s² = σ² χ²_ν/ν; with the scale-invariant
+    prior p(σ²) ∝ 1/σ² the true variance given s² is σ² = ν s²/(2t), t ~ Gamma(k = ν/2, 1).
+    E[f(σ²) | s²] = ∫ f(ν s² e^(−y)/2) e^(k y − e^y)/Γ(k) dy (y = log t) by the trapezoidal rule
+    on y ∈ [−40/k, log(k + 12√k + 40)] (the density below e^(−40) outside), weights
+    normalised to sum 1. In log t the heavy σ² tail (k = 3/2 for a scalar spread of 4 members)
+    is resolved: large residuals get accurate likelihoods.
+    """
+    if not dof > 0:
+        raise ValueError(f"a spread needs degrees of freedom > 0, got {dof!r}")
+    k = dof / 2.0
+    y = np.linspace(-40.0 / k, np.log(k + 12.0 * np.sqrt(k) + 40.0), n_nodes)
+    log_weight = k * y - np.exp(y)
+    return np.log(k) - y, log_weight - logsumexp(log_weight)
+
+
+def power_calibration(residuals: np.ndarray, spreads: np.ndarray,
+                      dof: np.ndarray | None = None) -> tuple[float, float, float]:
     """Maximum-likelihood (a, b, c) of u(s) = sqrt(a² s^(2b) + c²) (module docstring).
 
     ``residuals`` (n,) or (n, d): out-of-sample errors of the full model; ``spreads`` (n,)
     the isotropic member spreads s_i ≥ 0 (same units); rows with a non-finite spread are
-    left out. Minimises Σ_i [d log u_i + |r_i|² / (2 u_i²)] over log a, b ∈ [0, 2] and
-    log(1e-6 RMS(r)) ≤ log c ≤ log(1e3 RMS(r)) with L-BFGS-B from a few starting points.
+    left out. Without ``dof`` ("power") s_i is taken as exact and Σ_i [d log u(s_i) +
+    |r_i|²/(2 u(s_i)²)] is minimised. With ``dof`` (n,), the degrees of freedom ν_i of each
+    s_i ("power_eiv"), the law is one of the true spread σ_i, and the likelihood of r_i is
+    integrated over σ_i given s_i (:func:`spread_noise_nodes`): minimise
+    −Σ_i log E[N_d(r_i; 0, u(σ_i)²) | s_i]. For b = 1, c = 0 this is the Student-t of
+    Musil et al. (doi:10.1021/acs.jctc.8b00959), r_i/(a s_i) ~ t_ν (d = 1). Both use L-BFGS-B
+    over log a, b ∈ [0, 2], log(1e-6 RMS(r)) ≤ log c ≤ log(1e3 RMS(r)) from a few starting points.
     """
     spreads = np.asarray(spreads, dtype=float)
     residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
@@ -237,12 +284,21 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float
     log_s = np.log(np.where(s > 0.0, s, np.finfo(float).tiny)) - np.log(rms)  # s in units of the RMS residual
     r2 = r2 / rms**2
     log_floor_min, log_floor_max = np.log(FLOOR_MIN), np.log(FLOOR_MAX)
+    log_s2 = 2.0 * log_s[:, None]  # log σ² per node: one exact node, or the noise nodes
+    log_weight = np.zeros((s.size, 1))
+    if dof is not None:
+        nu = np.asarray(dof, dtype=float)[usable]
+        log_s2, log_weight = np.empty((s.size, NOISE_NODES)), np.empty((s.size, NOISE_NODES))
+        for value in np.unique(nu):
+            rows = nu == value
+            log_ratio, log_weight[rows] = spread_noise_nodes(value)
+            log_s2[rows] = 2.0 * log_s[rows, None] + log_ratio
 
     def nll(theta: np.ndarray) -> float:
         log_a, b, log_c = theta
-        power = np.where(s > 0.0, np.exp(np.minimum(2.0 * (log_a + b * log_s), 700.0)), 0.0)
+        power = np.where(s[:, None] > 0.0, np.exp(np.minimum(2.0 * log_a + b * log_s2, 700.0)), 0.0)
         u2 = power + np.exp(2.0 * log_c)
-        return float(np.sum(0.5 * d * np.log(u2) + 0.5 * r2 / u2))
+        return -float(np.sum(logsumexp(log_weight - 0.5 * d * np.log(u2) - 0.5 * r2[:, None] / u2, axis=1)))
 
     bounds = [(None, None), POWER_BOUNDS, (log_floor_min, log_floor_max)]
     starts = [(-float(np.mean(log_s[s > 0.0])) if np.any(s > 0.0) else 0.0, 1.0, np.log(0.1)),
@@ -253,6 +309,33 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray) -> tuple[float
     return float(np.exp(log_a) * rms ** (1.0 - b)), float(b), float(np.exp(log_c) * rms)
 
 
+def shrinkage_weight(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray, folds: np.ndarray) -> float:
+    """Weight w of the power law against a constant σ, chosen by cross-validation ("power_eiv").
+
+    u_w(s)² = w u(s)² + (1 − w) σ₀²: for every calibration fold, u(s) (:func:`power_calibration`
+    with ``dof``) and σ₀ (RMS residual per scalar) are fitted on the other folds' rows and the
+    fold's rows scored by their Gaussian log likelihood Σ_i [−(d/2) log u_w(s_i)² −
+    |r_i|²/(2 u_w(s_i)²)]; w ∈ :data:`SHRINKAGE_WEIGHTS` maximises the sum over the folds.
+    w = 0: the spread does not help on held-out groups (a constant σ); w = 1: the law as fitted.
+    """
+    spreads = np.asarray(spreads, dtype=float)
+    residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
+    dof, folds = np.asarray(dof, dtype=float), np.asarray(folds)
+    d = residuals.shape[1]
+    log_likelihood = np.zeros(SHRINKAGE_WEIGHTS.size)
+    for fold in np.unique(folds):
+        fit_rows = (folds != fold) & np.isfinite(spreads)
+        held_out = (folds == fold) & np.isfinite(spreads)
+        a, b, c = power_calibration(residuals[fit_rows], spreads[fit_rows], dof[fit_rows])
+        sigma0_2 = float(np.mean(residuals[fit_rows] ** 2))
+        s = spreads[held_out]
+        law_2 = np.where(s > 0.0, a**2 * np.where(s > 0.0, s, 1.0) ** (2.0 * b), 0.0) + c**2
+        u2 = SHRINKAGE_WEIGHTS[:, None] * law_2 + (1.0 - SHRINKAGE_WEIGHTS[:, None]) * sigma0_2
+        r2 = np.sum(residuals[held_out] ** 2, axis=1)
+        log_likelihood += np.sum(-0.5 * d * np.log(u2) - 0.5 * r2 / u2, axis=1)
+    return float(SHRINKAGE_WEIGHTS[np.argmax(log_likelihood)])
+
+
 def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.ndarray, seen: np.ndarray,
                     refit_predict: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float, float, float | None]:
     """(a, b, c, σ_const) of the calibration ``method`` (:data:`CALIBRATIONS`) from training rows.
@@ -260,13 +343,14 @@ def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.nda
     ``member_predictions`` (K, n[, d]), ``targets`` (n[, d]), ``seen`` (K, n) bool as for
     :func:`calibration_factor`; ``refit_predict(rows)`` fits the full model, same
     hyper-parameters, on the rows where ``rows`` ((n,) bool) and returns its predictions
-    on all n rows (``"power"`` calls it once per calibration fold). ``"scale"``: (α, 1, 0,
-    None). σ_const ("power") is the RMS per scalar of the full model's out-of-sample
+    on all n rows (``"power"`` and ``"power_eiv"`` call it once per calibration fold).
+    ``"scale"``: (α, 1, 0, None); ``"power_eiv"``: (√w a, b, sqrt(w c² + (1 − w) σ₀²), σ₀)
+    with √w floored at 1e-6 (a > 0). σ_const ("power", "power_eiv") is the RMS per scalar of the full model's out-of-sample
     residuals: the best constant σ on the training side, the reference a calibration must beat.
     """
     if method == "scale":
         return calibration_factor(member_predictions, targets, seen), 1.0, 0.0, None
-    if method != "power":
+    if method not in CALIBRATIONS:
         raise ValueError(f"committee calibration must be one of {list(CALIBRATIONS)}, got {method!r}")
     targets = np.asarray(targets, dtype=float)
     residuals = np.empty_like(targets)
@@ -274,8 +358,14 @@ def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.nda
     for fold in np.unique(folds):
         held_out = folds == fold
         residuals[held_out] = targets[held_out] - np.asarray(refit_predict(~held_out))[held_out]
-    law = power_calibration(residuals, out_of_sample_spread(member_predictions, seen))
-    return (*law, float(np.sqrt(np.mean(residuals**2))))
+    spreads = out_of_sample_spread(member_predictions, seen)
+    sigma0 = float(np.sqrt(np.mean(residuals**2)))
+    if method == "power":
+        return (*power_calibration(residuals, spreads), sigma0)
+    dof = residuals[0].size * ((~np.asarray(seen, dtype=bool)).sum(axis=0) - 1)
+    a, b, c = power_calibration(residuals, spreads, dof)
+    w = shrinkage_weight(residuals, spreads, dof, folds)
+    return max(np.sqrt(w), SHRINKAGE_MIN_SCALE) * a, b, float(np.sqrt(w * c**2 + (1.0 - w) * sigma0**2)), sigma0
 
 
 def calibration_params(scale: float, power: float, floor: float) -> dict:

@@ -392,7 +392,7 @@ class EquivariantRidge:
                     calibration: str = "scale") -> "EquivariantRidge":
         """Fit a committee on the fitted model's features X (n, 2λ+1, p) and targets y (n, 2λ+1):
         member k on the atoms where ``member_rows[k]`` ((K, n) bool), and the calibration
-        (``calibration``: "scale" or "power", see :func:`~ase_mlnmr.models.committee.fit_calibration`)
+        (``calibration``: "scale", "power" or "power_eiv", see :func:`~ase_mlnmr.models.committee.fit_calibration`)
         from the atoms each member did not see."""
         self._require_fit()
         X = self._check_X(X)

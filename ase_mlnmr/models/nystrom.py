@@ -428,7 +428,7 @@ class NystromKernelRidge:
         X: (N, D) features; y: (N,) or (N, T) targets (any units; predictions same units).
         ``member_rows`` (K, N) bool: also fit a committee, member k on the rows where
         ``member_rows[k]`` (see :func:`~ase_mlnmr.models.committee.committee_design`), and
-        its calibration (``calibration``: "scale" or "power", see
+        its calibration (``calibration``: "scale", "power" or "power_eiv", see
         :func:`~ase_mlnmr.models.committee.fit_calibration`) from the rows each member did not see.
         """
         self._fitted = False

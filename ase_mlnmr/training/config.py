@@ -181,8 +181,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "fraction": Option(0.5, "fraction of the groups (structures) each member is fitted on, in (0, 1)",
                            _fraction),
         "seed": Option(0, "an integer (the draw of the members' groups)", _number(None, integer=True)),
-        "calibration": Option("scale", '"scale" (u = α·std) or "power" (u = sqrt(a² s^2b + c²), fitted on the '
-                              "full model's out-of-sample residuals)", _choice(*CALIBRATIONS)),
+        "calibration": Option("scale", '"scale" (u = α·std), "power" (u = sqrt(a² s^2b + c²), fitted on the '
+                              "full model's out-of-sample residuals) or \"power_eiv\" (the same law, fitted with "
+                              "the spreads' sampling noise and shrunk towards a constant σ by cross-validation)",
+                              _choice(*CALIBRATIONS)),
     },
 }
 
