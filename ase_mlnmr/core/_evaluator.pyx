@@ -544,7 +544,20 @@ cdef void small_product(const double* A, int64_t a_row, int64_t a_col, const dou
     """C[i, j] = Σ_k A[i, k] B[k, j] in the order k = 0, 1, …, n_k − 1, for the shapes too small
     for BLAS's blocked GEMM (see GEMM_WIDTH); element (i, j) of X at X[i·x_row + j·x_col]."""
     cdef int i, j, k
-    cdef double total
+    cdef double total, a
+    cdef double* c
+    cdef const double* b
+    if b_col == 1 and c_col == 1:   # rows of B and C contiguous: C[i, :] += A[i, k] B[k, :]
+        for i in range(n_i):
+            c = C + i * c_row
+            for j in range(n_j):
+                c[j] = 0.0
+            for k in range(n_k):
+                a = A[i * a_row + k * a_col]
+                b = B + k * b_row
+                for j in range(n_j):
+                    c[j] += a * b[j]
+        return
     for i in range(n_i):
         for j in range(n_j):
             total = 0.0
