@@ -14,8 +14,8 @@ Per centre (element e, neighbours within the largest cut-off, any order):
    (``_soap_core.contract_centre``, weights folded per (l1, l2) pair);
 4. σiso / OOD (Nyström): power spectrum p, preprocessed x, then for a block of centres
    K = k(X, Z) by one GEMM (``scipy.linalg.cython_blas``),
-   σiso = (K w) y_std + y_mean, residual r = 1 − |L_p⁻¹ k_p|² (one TRMM by the inverse of
-   the leading p = ``ood_rank`` pivots' block of the pivoted-Cholesky factor),
+   σiso = (K w) y_std + y_mean, residual r = 1 − |L_p⁻¹ k_p|² (GEMMs over row blocks of the
+   inverse of the leading p = ``ood_rank`` pivots' block of the pivoted-Cholesky factor),
    linear σiso = ((x − μ)/s)·w s_y + μ_y;
 5. assembly: σ = σiso·1 + S(σ(2)) + A(σ(1)), δiso = −a(σiso − σref), V = S(EFG),
    Vzz, η (|Vzz| ≥ |Vyy| ≥ |Vxx|), CQ = (CQ_MHZ_PER_MB_AU · Q) Vzz, Haeberlen ζ, η of σ(2),
@@ -24,7 +24,7 @@ Per centre (element e, neighbours within the largest cut-off, any order):
 
 Centres are processed in blocks of one element; threads (POSIX) take contiguous ranges
 of the centres sorted by element. Every per-centre result depends only on that centre's
-neighbours: the GEMM/TRMM rows are independent, sums run in a fixed order.
+neighbours: the GEMM rows are independent (GEMM_WIDTH), sums run in a fixed order.
 """
 import contextlib
 import os
@@ -568,8 +568,8 @@ cdef void small_product(const double* A, int64_t a_row, int64_t a_col, const dou
 
 cdef inline void scaled_distances(double* row, double x2, const double* z2, double factor,
                                   int m) noexcept nogil:
-    """row[j] ← factor · max(x2 + z2[j] − 2 row[j], 0): the Gaussian's exponent from x·z (local
-    pointers and no branch, so that the compiler vectorises the loop)."""
+    """row[j] ← factor · max(x2 + z2[j] − 2 row[j], 0): the Gaussian's exponent from x·z (on
+    local pointers, so that the compiler can vectorise the loop)."""
     cdef int j
     cdef double d
     for j in range(m):
