@@ -236,14 +236,14 @@ DEFAULT_BLOCK_SIZE = 1024
 #: call has (tests/test_evaluator_large_calls.py). Smaller shapes are summed by our own
 #: fixed-order loops (``small_product``). Triangular products (TRMM) depend on both, so
 #: none is used.
-GEMM_WIDTH = 8
 cdef int GEMM_COLUMNS = 8
-MIN_GEMM_ROWS = 256
+GEMM_WIDTH = GEMM_COLUMNS
 cdef int MIN_ROWS = 256
+MIN_GEMM_ROWS = MIN_ROWS
 #: Multiply-adds per row at or below which a product is summed by a loop, not by BLAS
 #: (MIN_GEMM_ROWS × SMALL_SHAPE = 2²¹, twice OpenBLAS's small-matrix limit).
-SMALL_SHAPE = 8192
 cdef int64_t SMALL_SHAPE_C = 8192
+SMALL_SHAPE = SMALL_SHAPE_C
 #: Rows of L_p⁻¹ per GEMM of the OOD residual (the blocks are balanced: ⌈p / ⌈p / 128⌉⌉).
 OOD_BLOCK_ROWS = 128
 cdef int MAX_EXPANSIONS = 8  # distinct descriptors per element (5 components at most)
