@@ -148,6 +148,28 @@ def test_bitwise_deterministic_under_shuffles_blocks_and_threads(model):
     np.testing.assert_array_equal(base_evaluator.predict(atoms.numbers, *_csr(atoms, 7.0)), base)
 
 
+def test_neighbour_order_is_canonical_for_short_and_long_lists(model):
+    # a dense box: centres with at most 64 pairs inside their element's largest r_cut (sorted
+    # by insertion) and with more (qsort); each centre's neighbours shuffled, and a copy with
+    # the atoms renumbered, give bitwise-equal outputs
+    atoms = random_structure(90, symbols=("Si", "O", "O", "Na"), seed=71, min_distance=1.3,
+                             cell=np.diag([8.6, 8.4, 8.8]))
+    evaluator = model.evaluator()
+    offsets, vectors, numbers = _csr(atoms, evaluator.cutoff)
+    inside = {"Si": 4.5, "O": 5.0}
+    counts = [int(np.sum(np.linalg.norm(vectors[offsets[i]:offsets[i + 1]], axis=1) < inside[atoms[i].symbol]))
+              for i in range(len(atoms)) if atoms[i].symbol in inside]
+    assert min(counts) <= 64 < max(counts)
+    base = evaluator.predict(atoms.numbers, offsets, vectors, numbers)
+    rng = np.random.default_rng(1)
+    entries = np.concatenate([rng.permutation(np.arange(offsets[i], offsets[i + 1])) for i in range(len(atoms))])
+    np.testing.assert_array_equal(evaluator.predict(atoms.numbers, offsets, vectors[entries], numbers[entries]), base)
+    order = rng.permutation(len(atoms))
+    renumbered = atoms[order]
+    np.testing.assert_array_equal(evaluator.predict(renumbered.numbers, *_csr(renumbered, evaluator.cutoff)),
+                                  base[order])
+
+
 def test_bitwise_deterministic_across_gemm_calls_of_several_widths(model):
     # 480 O and 240 Si centres: the default block makes one 512-row GEMM/TRSM call for O,
     # block 300 a 512-row and a 256-row call, block 7 and a lone centre 256-row calls; an

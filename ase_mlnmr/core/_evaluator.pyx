@@ -341,20 +341,45 @@ cdef struct Pair:
     int32_t number
     int64_t entry
 
+cdef inline int pair_before(const Pair* p, const Pair* q) noexcept nogil:
+    """1 if p comes before q in the canonical neighbour order: by d2, then x, y, z, atomic number."""
+    if p.d2 != q.d2:
+        return p.d2 < q.d2
+    if p.x != q.x:
+        return p.x < q.x
+    if p.y != q.y:
+        return p.y < q.y
+    if p.z != q.z:
+        return p.z < q.z
+    return p.number < q.number
+
+
 cdef int _compare_pairs(const void* a, const void* b) noexcept nogil:
     cdef const Pair* p = <const Pair*>a
     cdef const Pair* q = <const Pair*>b
-    if p.d2 != q.d2:
-        return -1 if p.d2 < q.d2 else 1
-    if p.x != q.x:
-        return -1 if p.x < q.x else 1
-    if p.y != q.y:
-        return -1 if p.y < q.y else 1
-    if p.z != q.z:
-        return -1 if p.z < q.z else 1
-    if p.number != q.number:
-        return -1 if p.number < q.number else 1
-    return 0
+    if pair_before(p, q):
+        return -1
+    return 1 if pair_before(q, p) else 0
+
+
+cdef int INSERTION_SORT_MAX = 64  # neighbours of a centre: insertion sort up to this many, qsort above
+
+
+cdef void sort_pairs(Pair* pairs, int64_t n) noexcept nogil:
+    """Sort a centre's pairs into the canonical order (a total order: the result does not depend
+    on the input order); insertion sort for the usual few dozen, qsort for more."""
+    cdef int64_t k, j
+    cdef Pair moving
+    if n > INSERTION_SORT_MAX:
+        qsort(pairs, n, sizeof(Pair), _compare_pairs)
+        return
+    for k in range(1, n):
+        moving = pairs[k]
+        j = k
+        while j > 0 and pair_before(&moving, &pairs[j - 1]):
+            pairs[j] = pairs[j - 1]
+            j -= 1
+        pairs[j] = moving
 
 
 # --------------------------------------------------------------------------------------
@@ -1001,7 +1026,7 @@ cdef int run_work(Work* w) noexcept nogil:
             if status != MLNMR_OK:
                 w.error_position = block_start + r
                 break
-            qsort(pairs, n_pairs, sizeof(Pair), _compare_pairs)
+            sort_pairs(pairs, n_pairs)
             bare_ood[r] = 1
             # 2.-4. per expansion: filter, expand, contract / power spectrum
             for x in range(el.n_expansions):

@@ -383,21 +383,22 @@ cdef api int mlnmr_lambda_features(const SoapSpec* spec, const LambdaSpec* lam, 
 cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
                           const double* coefficients, double* scratch, double* output) noexcept nogil:
     """output[μ] = Σ_f w_f q^{λμ}_f without building q (weights folded per (l1, l2) pair):
-    G = c_{l1}^T W_p c_{l2} (w1 x w2), output[μ] += Σ C^R(m1, m2, μ) G[m1, m2]. The M x M
-    product is taken on the narrower side: A = c_{l1}^T W_p (w1 x M, rows of W_p in the inner
-    loop) then G = A c_{l2} when w1 < w2; else B = W_p c_{l2} (M x w2, zero weights skipped:
-    the upper-triangular W_p of l1 = l2) then G = c_{l1}^T B."""
+    G = c_{l1}^T W_p c_{l2} (w1 x w2), output[μ] += Σ C^R(m1, m2, μ) G[m1, m2], in two steps
+    whose inner loops run over contiguous rows: A = c_{l1}^T W_p (w1 x M, A[m1, :] +=
+    c_{l1}[a, m1] W_p[a, :]; for l1 = l2 only b ≥ a, W_p being upper triangular there, see
+    ``LambdaSOAP.fold_weights``), then G = A c_{l2} (G[m1, :] += A[m1, b] c_{l2}[b, :])."""
     cdef int m_rows = spec.n_channels * spec.n_max
     cdef int n_mu = 2 * lam.lam + 1
-    cdef int p, a, b, w1, w2, m1, m2, mu
+    cdef int p, a, b, b_start, w1, w2, m1, m2, mu
     cdef int64_t t
     cdef const double* block1
     cdef const double* block2
     cdef const double* w_row
     cdef const double* c2_row
-    cdef double* b_row
-    cdef double* product = scratch                        # M x w2, or w1 x M
-    cdef double* gram = scratch + m_rows * (2 * spec.l_max + 1)   # w1 x w2
+    cdef double* a_row
+    cdef double* g_row
+    cdef double* product = scratch                        # A: w1 x M
+    cdef double* gram = scratch + m_rows * (2 * spec.l_max + 1)   # G: w1 x w2
     cdef double value
     for mu in range(n_mu):
         output[mu] = 0.0
@@ -412,47 +413,26 @@ cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const Con
         w2 = 2 * lam.l2[p] + 1
         block1 = coefficients + m_rows * lam.l1[p] * lam.l1[p]
         block2 = coefficients + m_rows * lam.l2[p] * lam.l2[p]
+        for m1 in range(w1 * m_rows):
+            product[m1] = 0.0
+        for a in range(m_rows):
+            w_row = weights.pair_weights + (<int64_t>p * m_rows + a) * m_rows
+            b_start = a if lam.l1[p] == lam.l2[p] else 0
+            for m1 in range(w1):
+                value = block1[a * w1 + m1]
+                a_row = product + m1 * m_rows
+                for b in range(b_start, m_rows):
+                    a_row[b] += value * w_row[b]
         for m1 in range(w1 * w2):
             gram[m1] = 0.0
-        if w1 < w2:
-            # A = c1^T W: A[m1, :] += c1[a, m1] W[a, :]
-            for m1 in range(w1 * m_rows):
-                product[m1] = 0.0
-            for a in range(m_rows):
-                w_row = weights.pair_weights + (<int64_t>p * m_rows + a) * m_rows
-                for m1 in range(w1):
-                    value = block1[a * w1 + m1]
-                    b_row = product + m1 * m_rows
-                    for b in range(m_rows):
-                        b_row[b] += value * w_row[b]
-            # G = A c2: G[m1, :] += A[m1, b] c2[b, :]
+        for m1 in range(w1):
+            a_row = product + m1 * m_rows
+            g_row = gram + m1 * w2
             for b in range(m_rows):
+                value = a_row[b]
                 c2_row = block2 + b * w2
-                for m1 in range(w1):
-                    value = product[m1 * m_rows + b]
-                    for m2 in range(w2):
-                        gram[m1 * w2 + m2] += value * c2_row[m2]
-        else:
-            # B = W c2
-            for a in range(m_rows):
-                b_row = product + a * w2
                 for m2 in range(w2):
-                    b_row[m2] = 0.0
-                w_row = weights.pair_weights + (<int64_t>p * m_rows + a) * m_rows
-                for b in range(m_rows):
-                    value = w_row[b]
-                    if value == 0.0:
-                        continue
-                    c2_row = block2 + b * w2
-                    for m2 in range(w2):
-                        b_row[m2] += value * c2_row[m2]
-            # G = c1^T B
-            for a in range(m_rows):
-                b_row = product + a * w2
-                for m1 in range(w1):
-                    value = block1[a * w1 + m1]
-                    for m2 in range(w2):
-                        gram[m1 * w2 + m2] += value * b_row[m2]
+                    g_row[m2] += value * c2_row[m2]
         for t in range(lam.cg_offsets[p], lam.cg_offsets[p + 1]):
             output[lam.cg_mu[t]] += lam.cg_value[t] * gram[lam.cg_m1[t] * w2 + lam.cg_m2[t]]
 

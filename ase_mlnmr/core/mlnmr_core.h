@@ -59,7 +59,7 @@ typedef struct mlnmr_lambda_spec {
 
 /* Weights of a linear λ-model folded per (l1, l2) pair (LambdaSOAP.fold_weights). */
 typedef struct mlnmr_contraction {
-    const double *pair_weights;      /* [n_pairs][M][M], M = n_channels * n_max */
+    const double *pair_weights;      /* [n_pairs][M][M], M = n_channels * n_max; l1 = l2: upper triangle (b >= a) only */
     const double *two_body_weights;  /* [M] or NULL */
 } mlnmr_contraction;
 
