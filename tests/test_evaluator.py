@@ -170,6 +170,21 @@ def test_neighbour_order_is_canonical_for_short_and_long_lists(model):
                                   base[order])
 
 
+def test_work_buffers_kept_between_calls_carry_nothing_over(model):
+    # the evaluator reuses its work buffers from call to call (WorkspacePool): calls on other
+    # structures, output masks and thread counts in between leave a call's outputs unchanged
+    atoms = random_structure(60, symbols=("Si", "O", "O", "Na"), seed=72, min_distance=1.5,
+                             cell=np.diag([11.0, 10.5, 11.5]))
+    other = random_structure(40, symbols=("O", "Si"), seed=73, min_distance=1.4, cell=np.diag([8.0, 8.5, 9.0]))
+    fresh = ev.Evaluator(model).predict(atoms.numbers, *_csr(atoms, 5.0))
+    reused = ev.Evaluator(model)
+    reused.predict(other.numbers, *_csr(other, 5.0), n_threads=3)
+    reused.predict(atoms.numbers, *_csr(atoms, 5.0), want=ev.want_bits(("efg",)))
+    reused.predict(other.numbers[::-1].copy(), *_csr(other[::-1], 5.0), want=ev.want_bits(("shielding", "ood")))
+    for threads in (1, 2):
+        np.testing.assert_array_equal(reused.predict(atoms.numbers, *_csr(atoms, 5.0), n_threads=threads), fresh)
+
+
 def test_bitwise_deterministic_across_gemm_calls_of_several_widths(model):
     # 480 O and 240 Si centres: the default block makes one 512-row GEMM/TRSM call for O,
     # block 300 a 512-row and a 256-row call, block 7 and a lone centre 256-row calls; an
