@@ -281,7 +281,8 @@ class NMRModel:
         want = _evaluator.want_bits(outputs)
         evaluator = self.evaluator(isotopes, single_precision)
         nl = neighbour_list_from_atoms(atoms, evaluator.cutoff)
-        arguments = (numbers[nl.centres], nl.offsets, nl.vectors, numbers[nl.neighbours])
+        numbers32 = numbers.astype(np.int32)    # the evaluator's type: no int64 copies of 10⁵–10⁶ entries
+        arguments = (numbers32[nl.centres], nl.offsets, nl.vectors, numbers32[nl.neighbours])
         out = evaluator.predict(*arguments, want=want, skip_unknown=unknown_species == "skip", n_threads=n_threads)
         return prediction_from_outputs(out)
 
