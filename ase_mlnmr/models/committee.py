@@ -59,7 +59,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
-           "calibration_folds", "out_of_sample_spread", "spread_noise_nodes", "power_calibration",
+           "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes", "power_calibration",
            "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params", "CALIBRATIONS",
            "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
@@ -222,6 +222,23 @@ def calibration_folds(member_rows: np.ndarray, n_folds: int = N_CALIBRATION_FOLD
     return fold_of_unit[unit]
 
 
+def calibration_fit_rows(method: str, seen: np.ndarray) -> np.ndarray:
+    """Training rows of the full-model refits that calibration ``method`` needs, (F, n) bool.
+
+    One row per calibration fold of :func:`calibration_folds` (in fold order): True outside
+    the fold. (0, n) for ``"scale"``, which needs no refit. Models that can share work
+    between fits (Gram blocks, a shared kernel matrix) fit these together with the members
+    and hand :func:`fit_calibration` a ``refit_predict`` that looks them up.
+    """
+    seen = np.asarray(seen, dtype=bool)
+    if method == "scale":
+        return np.zeros((0, seen.shape[1]), dtype=bool)
+    if method not in CALIBRATIONS:
+        raise ValueError(f"committee calibration must be one of {list(CALIBRATIONS)}, got {method!r}")
+    folds = calibration_folds(seen)
+    return np.array([folds != fold for fold in np.unique(folds)])
+
+
 def out_of_sample_spread(member_predictions: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Isotropic spread s_i (ddof 1) of the members that did not see row i, (n,).
 
@@ -355,9 +372,9 @@ def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.nda
     targets = np.asarray(targets, dtype=float)
     residuals = np.empty_like(targets)
     folds = calibration_folds(seen)
-    for fold in np.unique(folds):
-        held_out = folds == fold
-        residuals[held_out] = targets[held_out] - np.asarray(refit_predict(~held_out))[held_out]
+    for fit_rows in calibration_fit_rows(method, seen):
+        held_out = ~fit_rows
+        residuals[held_out] = targets[held_out] - np.asarray(refit_predict(fit_rows))[held_out]
     spreads = out_of_sample_spread(member_predictions, seen)
     sigma0 = float(np.sqrt(np.mean(residuals**2)))
     if method == "power":
