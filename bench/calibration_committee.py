@@ -100,23 +100,32 @@ def calibration_of(regressor) -> dict:
             "floor": regressor.calibration_floor_, "constant_sigma": regressor.calibration_constant_sigma_}
 
 
+def venetos_config(species, fold: int, v2: bool, properties=("ms_iso", "ms_aniso")) -> dict:
+    """Training configuration (no committee) of Venetos outer ``fold``: v1, the settings
+    docs/accuracy_venetos.md chose on the old folds; v2, those the model-selection protocol
+    chose on the seed-20261130 folds (Nyström size 150); σ(2) α = 1000."""
+    from accuracy_venetos_si import our_config
+
+    if v2:
+        r_cut, n_max, l_max, sigma, channels, zeta, ridge = VENETOS_V2_CHOSEN[fold]
+        descriptor = {"r_cut": r_cut, "n_max": n_max, "l_max": l_max, "sigma": sigma, "mixing_channels": channels}
+        n_inducing = 150
+    else:
+        (zeta, n_inducing, ridge), descriptor = VENETOS_CHOSEN[fold], VENETOS_DESCRIPTOR
+    return our_config(species, descriptor, {"kernel": "dot_product", "zeta": zeta, "n_inducing": n_inducing,
+                                            "ridge": ridge}, 1000.0, properties=properties)
+
+
 def venetos_runs(dev: bool, v2: bool, committee: dict):
     """(label, model, test structures, per-structure (errors, u) collector) per fold."""
-    from accuracy_venetos_si import N_INNER, N_OUTER, SEED, Data, our_config
+    from accuracy_venetos_si import N_INNER, N_OUTER, SEED, Data
 
     seed = VENETOS_V2_SEED if v2 else SEED
     data = Data(seed)
     dev_outer = range(N_OUTER) if v2 else [0]
     for fold, inner in ([(f, k) for f in dev_outer for k in range(N_INNER)] if dev else
                         [(f, None) for f in range(N_OUTER)]):
-        if v2:
-            r_cut, n_max, l_max, sigma, channels, zeta, ridge = VENETOS_V2_CHOSEN[fold]
-            descriptor = {"r_cut": r_cut, "n_max": n_max, "l_max": l_max, "sigma": sigma, "mixing_channels": channels}
-            n_inducing = 150
-        else:
-            (zeta, n_inducing, ridge), descriptor = VENETOS_CHOSEN[fold], VENETOS_DESCRIPTOR
-        config = our_config(data.species, descriptor, {"kernel": "dot_product", "zeta": zeta,
-                                                       "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+        config = venetos_config(data.species, fold, v2)
         config["committee"] = dict(committee)
         train_s, test_s, train_rows, _ = data.outer(fold)
         if dev:  # an inner fold of the outer training side plays the test fold
@@ -224,12 +233,10 @@ def run(name: str, dev: bool, protocol: str = "v1") -> None:
 def cost(repeats: int = 2) -> None:
     """CPU time of training (Venetos outer fold 0 training side, σiso + σ(2)) without a
     committee, with "scale", "power" and "power_eiv", interleaved in one process."""
-    from accuracy_venetos_si import SEED, Data, our_config
+    from accuracy_venetos_si import SEED, Data
 
     data = Data(SEED)
-    zeta, n_inducing, ridge = VENETOS_CHOSEN[0]
-    base = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
-                                                        "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+    base = venetos_config(data.species, 0, v2=False)
     train_s = data.outer(0)[0]
     variants = {"no committee": None, "scale": "scale", "power": "power", "power_eiv": "power_eiv"}
     times: dict = {name: [] for name in variants}
