@@ -21,7 +21,8 @@ full model, then ``fit_members``; the 40 labels as structures), without and with
 committee. Each pair is timed back to back, ``--training-repeats`` (``--auto-repeats``)
 pairs alternated; reported: every pair's ratio and their median. ``--calibration`` (default
 "scale"): the committee calibration of the Nyström and fixed-α EFG fits ("power" and
-"power_eiv" add the 5 refits of the full model on 80 % of the rows).
+"power_eiv" add the 5 refits of the full model on 80 % of the rows) of the Nyström, fixed-α
+and ``alpha: "auto"`` fits.
 
 Output: a Markdown table on stdout, JSON in ``bench/results/bench_committee[_<calibration>].json``.
 """
@@ -89,7 +90,8 @@ def paired(first, second, repeats: int) -> dict:
     return {**times, "ratios": ratios.tolist(), "median_ratio": float(np.median(ratios))}
 
 
-def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, member_rows=None):
+def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, member_rows=None,
+                        calibration: str = "scale"):
     """The equivariant training of ``fit_property_model`` with ``alpha: "auto"`` (default
     selection settings, the groups as structures): α and scaling searched on the fold Grams,
     the full model from their sum, then the committee by ``fit_members`` if ``member_rows``."""
@@ -103,7 +105,7 @@ def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.nd
                                       selection["alpha_search"])
     model = fit_equivariant_ridge(grams, 2, chosen.feature_scaling, chosen.alpha, features, targets)
     if member_rows is not None:
-        model.fit_members(features, targets, member_rows)
+        model.fit_members(features, targets, member_rows, calibration)
     return model
 
 
@@ -133,7 +135,8 @@ def training_cost(box, size: int, fraction: float, repeats: int, auto_repeats: i
                                                                          calibration=calibration), repeats)}
     if auto_repeats:
         out["efg_auto_alpha_cpu_s"] = paired(lambda: auto_alpha_training(F, t, groups),
-                                             lambda: auto_alpha_training(F, t, groups, rows), auto_repeats)
+                                             lambda: auto_alpha_training(F, t, groups, rows, calibration),
+                                             auto_repeats)
     return out
 
 

@@ -59,9 +59,9 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
-           "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes", "power_calibration",
-           "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params", "CALIBRATIONS",
-           "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
+           "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes",
+           "power_calibration", "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params",
+           "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
 #: Calibration methods: one scale factor α; the power law with a floor fitted by Gaussian maximum
 #: likelihood ("power", protocol v1); the same law fitted with the noise of the calibration spreads
