@@ -290,17 +290,94 @@ def plot(protocol: str = "v1") -> None:
     print(f"plot: {figure}")
 
 
+#: training-side exploration for a σiso calibration with the out-of-domain residual (issue 13, v3 candidate):
+#: new Venetos outer splits, their inner splits only; one fixed setting (VENETOS_V2_CHOSEN[0]) for every fold.
+VENETOS_V3_SEED = 20261202
+
+
+def explore_v3() -> None:
+    """Training side only: does the Nyström out-of-domain residual separate the σiso errors
+    that the v2 uncertainty misses? Outer folds of seed 20261202, each outer training side
+    split into its 4 grouped inner folds; a model (settings of VENETOS_V2_CHOSEN[0], σiso,
+    "power_eiv") trained on 3 inner folds predicts the 4th: error e, v2's u, OOD residual ρ.
+    Candidate u² = A u_v2² + g² ρ (A, g ≥ 0 by Gaussian maximum likelihood) fitted on 3 of the
+    4 held-out inner folds of an outer fold and scored on the 4th (cross-fitting), against
+    u_v2 as is and a constant σ fitted the same way. No outer test fold is predicted.
+    Decision rule (written before the first complete run): a v3 protocol with ρ in the law is
+    worth writing only if the cross-fitted candidate has ±1u within 61–75 %, ±2u within
+    91–99 % and a lower NLL than u_v2 on these pooled inner pairs."""
+    from scipy.optimize import minimize as fit
+    from scipy.stats import spearmanr
+    from accuracy_venetos_si import N_INNER, N_OUTER, Data
+
+    data = Data(VENETOS_V3_SEED)
+    config = venetos_config(data.species, 0, v2=True, properties=("ms_iso",))
+    config["committee"] = {**COMMITTEE, "calibration": "power_eiv"}
+    records = []
+    for fold in range(N_OUTER):
+        train_rows = data.outer(fold)[2]
+        for inner, (train_pos, test_pos) in enumerate(data.inner_splits(train_rows, fold, VENETOS_V3_SEED)):
+            train_s = np.unique(data.sel.structure_index[train_rows[train_pos]])
+            model = NMRModel.train(data.dataset, config, progress=False, structure_indices=train_s,
+                                   structure_groups=data.structure_groups)
+            for s in np.unique(data.sel.structure_index[train_rows[test_pos]]):
+                prediction = model.predict(data.dataset.structures[s], unknown_species="skip",
+                                           outputs=("shielding", "ood"))
+                atoms = data.sel.atom_index[data.sites([s])]
+                for row, atom in zip(data.sites([s]), atoms):
+                    records.append((fold, inner, data.y[row] - prediction.ms_iso[atom], prediction.ms_iso_std[atom],
+                                    prediction.ood_residual[atom]))
+            print(f"outer {fold} inner {inner}: {len(records)} held-out sites so far", flush=True)
+    fold, inner, e, u, rho = (np.array(c) for c in zip(*records))
+
+    def nll(v2, errors):
+        return 0.5 * np.log(2 * np.pi * v2) + 0.5 * errors**2 / v2
+
+    laws = {"u_v2": [], "constant": [], "A u_v2^2 + g^2 rho": []}
+    scored = {name: np.empty_like(e) for name in laws}
+    for f in range(N_OUTER):
+        for k in range(N_INNER):
+            test = (fold == f) & (inner == k)
+            train = (fold == f) & (inner != k)
+            e_fit, u_fit, rho_fit = e[train], u[train], rho[train]
+            scored["u_v2"][test] = u[test]
+            scored["constant"][test] = np.sqrt(np.mean(e_fit**2))
+            best = fit(lambda t: float(np.sum(nll(np.exp(t[0]) * u_fit**2 + np.exp(t[1]) * rho_fit, e_fit))),
+                       np.array([0.0, np.log(np.mean(e_fit**2) / max(np.mean(rho_fit), 1e-12))]),
+                       method="Nelder-Mead")
+            A, g2 = np.exp(best.x)
+            laws["A u_v2^2 + g^2 rho"].append([f, k, float(A), float(g2)])
+            scored["A u_v2^2 + g^2 rho"][test] = np.sqrt(A * u[test] ** 2 + g2 * rho[test])
+    summary = {name: {"coverage_1sigma": float(np.mean(np.abs(e) <= v)),
+                      "coverage_2sigma": float(np.mean(np.abs(e) <= 2 * v)),
+                      "nll": float(np.mean(nll(v**2, e))), "mean_u": float(np.mean(v))} for name, v in scored.items()}
+    summary["n_sites"] = int(e.size)
+    summary["spearman_abs_error_rho"] = float(spearmanr(np.abs(e), rho)[0])
+    summary["spearman_abs_z_rho"] = float(spearmanr(np.abs(e) / u, rho)[0])
+    summary["spearman_abs_error_u"] = float(spearmanr(np.abs(e), u)[0])
+    summary["fits"] = laws["A u_v2^2 + g^2 rho"]
+    summary["loadavg"] = os.getloadavg()
+    print(json.dumps(summary, indent=1), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "calibration_committee_venetos_v3_explore.json").write_text(json.dumps(
+        {"summary": summary, "records": [list(map(float, r)) for r in records]}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("set", nargs="?", choices=("venetos", "gehlenite"))
     parser.add_argument("--dev", action="store_true", help="training side only (inner split of outer fold 0)")
     parser.add_argument("--plot", action="store_true", help="reliability plot from the outer-fold JSONs")
     parser.add_argument("--cost", action="store_true", help="training CPU time: no committee, scale, power, power_eiv")
+    parser.add_argument("--explore-v3", action="store_true",
+                        help="training side only: the OOD residual as a second σiso error predictor")
     parser.add_argument("--protocol", choices=("v1", "v2"), default="v1",
                         help="v1: calibration \"power\", the old splits; v2: \"power_eiv\", the new splits")
     args = parser.parse_args()
     if args.cost:
         cost()
+    if args.explore_v3:
+        explore_v3()
     if args.set:
         run(args.set, args.dev, args.protocol)
     if args.plot:
