@@ -42,7 +42,8 @@ def test_fit_rows_are_the_complements_of_the_calibration_folds():
 
 @pytest.mark.parametrize("n_atoms, p, with_full", [(320, linear.MEMBER_GRAM_BLOCK + 5, True),   # primal
                                                     (320, linear.MEMBER_GRAM_BLOCK + 5, False),
-                                                    (40, 300, True), (40, 300, False)])       # dual
+                                                    (40, 300, True), (40, 300, False),        # dual
+                                                    (60, 200, True), (60, 200, False)])       # in between
 def test_equivariant_refits_equal_independent_ridge_solves(n_atoms, p, with_full, monkeypatch):
     rng = np.random.default_rng(p + n_atoms)
     X = rng.normal(size=(n_atoms, 5, p))
@@ -55,7 +56,7 @@ def test_equivariant_refits_equal_independent_ridge_solves(n_atoms, p, with_full
         model = EquivariantRidge(alpha=alpha).fit(X, y, member_rows=rows, calibration="power")
     else:
         model = EquivariantRidge(alpha=alpha).fit(X, y).fit_members(X, y, rows, calibration="power")
-    assert (p <= 5 * rows.sum(axis=1).min()) == (n_atoms == 320)
+    assert (p <= 5 * rows.sum(axis=1).min()) == (n_atoms == 320) and (p >= 5 * n_atoms) == (n_atoms == 40)
     (refits,) = calls
     assert len(refits) == 5
     order = np.argsort(np.unique(rows.T, axis=0, return_inverse=True)[1].ravel(), kind="stable")
@@ -92,3 +93,8 @@ def test_nystrom_refits_by_subtraction_equal_independent_solves(calibration, mon
         expected = L @ beta * y.std() + y.mean()
         np.testing.assert_allclose(predicted.ravel(), expected, rtol=0, atol=1e-9 * np.abs(expected).max())
     assert model.calibration_constant_sigma_ > 0
+
+
+def test_symmetric_kernel_is_the_full_gram_of_the_rows():
+    design = np.random.default_rng(0).normal(size=(2 * linear.MEMBER_GRAM_BLOCK + 7, 40))
+    np.testing.assert_allclose(linear._symmetric_kernel(design), design @ design.T, rtol=0, atol=1e-12 * 40)

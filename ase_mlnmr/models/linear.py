@@ -139,6 +139,19 @@ def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows
     return grams, rhs
 
 
+def _symmetric_kernel(design: np.ndarray) -> np.ndarray:
+    """X Xᵀ (n × n) of a C-contiguous ``design`` (n, p): the lower triangle by one SYRK on
+    Xᵀ (Fortran-ordered, no copy), mirrored block by block (no n × n temporary)."""
+    kernel = blas.dsyrk(1.0, design.T, trans=1, lower=1)
+    n = kernel.shape[0]
+    for start in range(0, n, MEMBER_GRAM_BLOCK):
+        stop = min(start + MEMBER_GRAM_BLOCK, n)
+        diagonal = np.tril(kernel[start:stop, start:stop])
+        kernel[start:stop, start:stop] = diagonal + np.tril(diagonal, -1).T
+        kernel[start:stop, stop:] = kernel[stop:, start:stop].T
+    return kernel
+
+
 def _positive_scale(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return np.where(values > 0.0, values, 1.0)
@@ -408,10 +421,12 @@ class EquivariantRidge:
         """Members (and with ``with_full`` the full model first) on the scaled problem.
 
         The calibration's refits of the full model (:func:`~ase_mlnmr.models.committee.calibration_fit_rows`)
-        are fitted together with the members: in the primal form their Grams come out of the
-        same pass over the rows (:func:`member_normal_equations`); in the dual form every fit
-        S solves (K_SS + αI) β = y_S on a principal block of the one kernel matrix K = XXᵀ of
-        all rows (w = X_Sᵀ β, predictions K_·S β), so no fit builds a Gram of its own.
+        are fitted together with the members: in the primal form (p features ≤ the rows of
+        every member) their Grams come out of the same pass over the rows
+        (:func:`member_normal_equations`); in the dual form (p ≥ all rows) every fit S solves
+        (K_SS + αI) β = y_S on a principal block of the one kernel matrix K = XXᵀ of all rows
+        (w = X_Sᵀ β, predictions K_·S β), so no fit builds a Gram of its own. In between, each
+        fit solves its own problem in its smaller form (:func:`ridge_weights`).
         """
         member_rows = np.asarray(member_rows, dtype=bool)
         n, k, p = X.shape
@@ -429,14 +444,17 @@ class EquivariantRidge:
             grams, rhs = member_normal_equations(flat, ys, np.repeat(fits, k, axis=1))
             weights = np.array([solve_ridge(gram, b, self.alpha, overwrite_gram=True) for gram, b in zip(grams, rhs)])
             predictions = (flat @ weights[int(with_full):].T).T
-        else:   # dual for every fit: principal blocks of one kernel matrix
-            kernel = blas.dsyrk(1.0, flat.T, trans=1, lower=1)   # lower triangle of X Xᵀ (flat.T: no copy)
-            kernel += np.tril(kernel, -1).T
+        elif p >= n * k:   # dual for every fit: principal blocks of one kernel matrix (smaller than one p × p Gram)
+            kernel = _symmetric_kernel(flat)
             betas = np.zeros((len(fits), n * k))   # zero outside each fit's rows
             for beta, rows in zip(betas, np.repeat(fits, k, axis=1)):
                 beta[rows] = solve_ridge(kernel[np.ix_(rows, rows)], ys[rows], self.alpha, overwrite_gram=True)
             weights = betas[:len(fits) - len(refit_rows)] @ flat   # w = X_Sᵀ β (the refits need no weights)
             predictions = betas[int(with_full):] @ kernel           # K_·S β (K symmetric)
+        else:   # in between: each fit in its own smaller form
+            weights = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys.reshape(n, k)[rows].reshape(-1), self.alpha)
+                                for rows in fits])
+            predictions = (flat @ weights[int(with_full):].T).T
         if with_full:
             self.scaled_weights_ = weights[0]
         n_members = len(member_rows)
