@@ -19,9 +19,12 @@ without and with the committee (``fit(..., member_rows=...)``); and the EFG trai
 user runs by default, ``alpha: "auto"`` (the α and scaling search on the fold Grams, the
 full model, then ``fit_members``; the 40 labels as structures), without and with the
 committee. Each pair is timed back to back, ``--training-repeats`` (``--auto-repeats``)
-pairs alternated; reported: every pair's ratio and their median.
+pairs alternated; reported: every pair's ratio and their median. ``--calibration`` (default
+"scale"): the committee calibration of the Nyström and fixed-α EFG fits ("power" and
+"power_eiv" add the 5 refits of the full model on 80 % of the rows) of the Nyström, fixed-α
+and ``alpha: "auto"`` fits.
 
-Output: a Markdown table on stdout, JSON in ``bench/results/bench_committee.json``.
+Output: a Markdown table on stdout, JSON in ``bench/results/bench_committee[_<calibration>].json``.
 """
 from __future__ import annotations
 
@@ -87,7 +90,8 @@ def paired(first, second, repeats: int) -> dict:
     return {**times, "ratios": ratios.tolist(), "median_ratio": float(np.median(ratios))}
 
 
-def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, member_rows=None):
+def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, member_rows=None,
+                        calibration: str = "scale"):
     """The equivariant training of ``fit_property_model`` with ``alpha: "auto"`` (default
     selection settings, the groups as structures): α and scaling searched on the fold Grams,
     the full model from their sum, then the committee by ``fit_members`` if ``member_rows``."""
@@ -101,11 +105,12 @@ def auto_alpha_training(features: np.ndarray, targets: np.ndarray, groups: np.nd
                                       selection["alpha_search"])
     model = fit_equivariant_ridge(grams, 2, chosen.feature_scaling, chosen.alpha, features, targets)
     if member_rows is not None:
-        model.fit_members(features, targets, member_rows)
+        model.fit_members(features, targets, member_rows, calibration)
     return model
 
 
-def training_cost(box, size: int, fraction: float, repeats: int, auto_repeats: int) -> dict:
+def training_cost(box, size: int, fraction: float, repeats: int, auto_repeats: int,
+                  calibration: str = "scale") -> dict:
     from ase_mlnmr.descriptors import LambdaSOAP, SOAP
     from ase_mlnmr.models.committee import CommitteeSettings, committee_design
     from ase_mlnmr.models.linear import EquivariantRidge
@@ -119,17 +124,19 @@ def training_cost(box, size: int, fraction: float, repeats: int, auto_repeats: i
 
     def nystrom(member_rows=None):
         return NystromKernelRidge(n_inducing=2000, length_scale=float(np.sqrt(X.shape[1])), ridge=1e-6).fit(
-            X, y, member_rows=member_rows)
+            X, y, member_rows=member_rows, calibration=calibration)
 
     F = LambdaSOAP(["Na", "Si", "O"], lam=2).create(box, centres="Si")
     t = np.einsum("nmp,p->nm", F, rng.normal(size=F.shape[2])) + 0.1 * rng.normal(size=F.shape[:2])
     out = {"n_si": int(len(X)), "n_features": int(X.shape[1]), "lambda_features": int(F.shape[2]),
            "nystrom_cpu_s": paired(nystrom, lambda: nystrom(rows), repeats),
            "efg_cpu_s": paired(lambda: EquivariantRidge(alpha=1e-3).fit(F, t),
-                               lambda: EquivariantRidge(alpha=1e-3).fit(F, t, member_rows=rows), repeats)}
+                               lambda: EquivariantRidge(alpha=1e-3).fit(F, t, member_rows=rows,
+                                                                         calibration=calibration), repeats)}
     if auto_repeats:
         out["efg_auto_alpha_cpu_s"] = paired(lambda: auto_alpha_training(F, t, groups),
-                                             lambda: auto_alpha_training(F, t, groups, rows), auto_repeats)
+                                             lambda: auto_alpha_training(F, t, groups, rows, calibration),
+                                             auto_repeats)
     return out
 
 
@@ -143,21 +150,24 @@ def main() -> None:
                         help='alternated pairs of the alpha: "auto" training (0: skip it)')
     parser.add_argument("--skip-prediction", action="store_true")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--calibration", default="scale", help='committee calibration of the training fits')
     args = parser.parse_args()
     from ase.io import read
 
     box = read(BOX)
     load_before = os.getloadavg()
-    result = {"size": args.size, "fraction": args.fraction, "n_atoms": len(box), "prediction": {}}
+    result = {"size": args.size, "fraction": args.fraction, "calibration": args.calibration, "n_atoms": len(box),
+              "prediction": {}}
     if not args.skip_prediction:
         plain = build_model(box)
         result["prediction"] = prediction_cost(box, plain, with_committee(plain, args.size), args.repeats)
     if not args.skip_training:
         result["training"] = training_cost(box, args.size, args.fraction, args.training_repeats,
-                                           args.auto_repeats)
+                                           args.auto_repeats, args.calibration)
     result["loadavg_before_after"] = [load_before, os.getloadavg()]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_committee.json").write_text(json.dumps(result, indent=2))
+    suffix = "" if args.calibration == "scale" else f"_{args.calibration}"
+    (RESULTS / f"bench_committee{suffix}.json").write_text(json.dumps(result, indent=2))
     print(f"| K = {args.size} | plain CPU s | committee CPU s | ratio |\n|---|---|---|---|")
     for label, entry in result["prediction"].items():
         print(f"| predict {label} | {entry['cpu_s']['plain']:.2f} | {entry['cpu_s']['committee']:.2f} | "

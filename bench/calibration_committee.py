@@ -100,23 +100,32 @@ def calibration_of(regressor) -> dict:
             "floor": regressor.calibration_floor_, "constant_sigma": regressor.calibration_constant_sigma_}
 
 
+def venetos_config(species, fold: int, v2: bool, properties=("ms_iso", "ms_aniso")) -> dict:
+    """Training configuration (no committee) of Venetos outer ``fold``: v1, the settings
+    docs/accuracy_venetos.md chose on the old folds; v2, those the model-selection protocol
+    chose on the seed-20261130 folds (Nyström size 150); σ(2) α = 1000."""
+    from accuracy_venetos_si import our_config
+
+    if v2:
+        r_cut, n_max, l_max, sigma, channels, zeta, ridge = VENETOS_V2_CHOSEN[fold]
+        descriptor = {"r_cut": r_cut, "n_max": n_max, "l_max": l_max, "sigma": sigma, "mixing_channels": channels}
+        n_inducing = 150
+    else:
+        (zeta, n_inducing, ridge), descriptor = VENETOS_CHOSEN[fold], VENETOS_DESCRIPTOR
+    return our_config(species, descriptor, {"kernel": "dot_product", "zeta": zeta, "n_inducing": n_inducing,
+                                            "ridge": ridge}, 1000.0, properties=properties)
+
+
 def venetos_runs(dev: bool, v2: bool, committee: dict):
     """(label, model, test structures, per-structure (errors, u) collector) per fold."""
-    from accuracy_venetos_si import N_INNER, N_OUTER, SEED, Data, our_config
+    from accuracy_venetos_si import N_INNER, N_OUTER, SEED, Data
 
     seed = VENETOS_V2_SEED if v2 else SEED
     data = Data(seed)
     dev_outer = range(N_OUTER) if v2 else [0]
     for fold, inner in ([(f, k) for f in dev_outer for k in range(N_INNER)] if dev else
                         [(f, None) for f in range(N_OUTER)]):
-        if v2:
-            r_cut, n_max, l_max, sigma, channels, zeta, ridge = VENETOS_V2_CHOSEN[fold]
-            descriptor = {"r_cut": r_cut, "n_max": n_max, "l_max": l_max, "sigma": sigma, "mixing_channels": channels}
-            n_inducing = 150
-        else:
-            (zeta, n_inducing, ridge), descriptor = VENETOS_CHOSEN[fold], VENETOS_DESCRIPTOR
-        config = our_config(data.species, descriptor, {"kernel": "dot_product", "zeta": zeta,
-                                                       "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+        config = venetos_config(data.species, fold, v2)
         config["committee"] = dict(committee)
         train_s, test_s, train_rows, _ = data.outer(fold)
         if dev:  # an inner fold of the outer training side plays the test fold
@@ -224,12 +233,10 @@ def run(name: str, dev: bool, protocol: str = "v1") -> None:
 def cost(repeats: int = 2) -> None:
     """CPU time of training (Venetos outer fold 0 training side, σiso + σ(2)) without a
     committee, with "scale", "power" and "power_eiv", interleaved in one process."""
-    from accuracy_venetos_si import SEED, Data, our_config
+    from accuracy_venetos_si import SEED, Data
 
     data = Data(SEED)
-    zeta, n_inducing, ridge = VENETOS_CHOSEN[0]
-    base = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
-                                                        "n_inducing": n_inducing, "ridge": ridge}, 1000.0)
+    base = venetos_config(data.species, 0, v2=False)
     train_s = data.outer(0)[0]
     variants = {"no committee": None, "scale": "scale", "power": "power", "power_eiv": "power_eiv"}
     times: dict = {name: [] for name in variants}
@@ -283,17 +290,94 @@ def plot(protocol: str = "v1") -> None:
     print(f"plot: {figure}")
 
 
+#: training-side exploration for a σiso calibration with the out-of-domain residual (issue 13, v3 candidate):
+#: new Venetos outer splits, their inner splits only; one fixed setting (VENETOS_V2_CHOSEN[0]) for every fold.
+VENETOS_V3_SEED = 20261202
+
+
+def explore_v3() -> None:
+    """Training side only: does the Nyström out-of-domain residual separate the σiso errors
+    that the v2 uncertainty misses? Outer folds of seed 20261202, each outer training side
+    split into its 4 grouped inner folds; a model (settings of VENETOS_V2_CHOSEN[0], σiso,
+    "power_eiv") trained on 3 inner folds predicts the 4th: error e, v2's u, OOD residual ρ.
+    Candidate u² = A u_v2² + g² ρ (A, g ≥ 0 by Gaussian maximum likelihood) fitted on 3 of the
+    4 held-out inner folds of an outer fold and scored on the 4th (cross-fitting), against
+    u_v2 as is and a constant σ fitted the same way. No outer test fold is predicted.
+    Decision rule (written before the first complete run): a v3 protocol with ρ in the law is
+    worth writing only if the cross-fitted candidate has ±1u within 61–75 %, ±2u within
+    91–99 % and a lower NLL than u_v2 on these pooled inner pairs."""
+    from scipy.optimize import minimize as fit
+    from scipy.stats import spearmanr
+    from accuracy_venetos_si import N_INNER, N_OUTER, Data
+
+    data = Data(VENETOS_V3_SEED)
+    config = venetos_config(data.species, 0, v2=True, properties=("ms_iso",))
+    config["committee"] = {**COMMITTEE, "calibration": "power_eiv"}
+    records = []
+    for fold in range(N_OUTER):
+        train_rows = data.outer(fold)[2]
+        for inner, (train_pos, test_pos) in enumerate(data.inner_splits(train_rows, fold, VENETOS_V3_SEED)):
+            train_s = np.unique(data.sel.structure_index[train_rows[train_pos]])
+            model = NMRModel.train(data.dataset, config, progress=False, structure_indices=train_s,
+                                   structure_groups=data.structure_groups)
+            for s in np.unique(data.sel.structure_index[train_rows[test_pos]]):
+                prediction = model.predict(data.dataset.structures[s], unknown_species="skip",
+                                           outputs=("shielding", "ood"))
+                atoms = data.sel.atom_index[data.sites([s])]
+                for row, atom in zip(data.sites([s]), atoms):
+                    records.append((fold, inner, data.y[row] - prediction.ms_iso[atom], prediction.ms_iso_std[atom],
+                                    prediction.ood_residual[atom]))
+            print(f"outer {fold} inner {inner}: {len(records)} held-out sites so far", flush=True)
+    fold, inner, e, u, rho = (np.array(c) for c in zip(*records))
+
+    def nll(v2, errors):
+        return 0.5 * np.log(2 * np.pi * v2) + 0.5 * errors**2 / v2
+
+    laws = {"u_v2": [], "constant": [], "A u_v2^2 + g^2 rho": []}
+    scored = {name: np.empty_like(e) for name in laws}
+    for f in range(N_OUTER):
+        for k in range(N_INNER):
+            test = (fold == f) & (inner == k)
+            train = (fold == f) & (inner != k)
+            e_fit, u_fit, rho_fit = e[train], u[train], rho[train]
+            scored["u_v2"][test] = u[test]
+            scored["constant"][test] = np.sqrt(np.mean(e_fit**2))
+            best = fit(lambda t: float(np.sum(nll(np.exp(t[0]) * u_fit**2 + np.exp(t[1]) * rho_fit, e_fit))),
+                       np.array([0.0, np.log(np.mean(e_fit**2) / max(np.mean(rho_fit), 1e-12))]),
+                       method="Nelder-Mead")
+            A, g2 = np.exp(best.x)
+            laws["A u_v2^2 + g^2 rho"].append([f, k, float(A), float(g2)])
+            scored["A u_v2^2 + g^2 rho"][test] = np.sqrt(A * u[test] ** 2 + g2 * rho[test])
+    summary = {name: {"coverage_1sigma": float(np.mean(np.abs(e) <= v)),
+                      "coverage_2sigma": float(np.mean(np.abs(e) <= 2 * v)),
+                      "nll": float(np.mean(nll(v**2, e))), "mean_u": float(np.mean(v))} for name, v in scored.items()}
+    summary["n_sites"] = int(e.size)
+    summary["spearman_abs_error_rho"] = float(spearmanr(np.abs(e), rho)[0])
+    summary["spearman_abs_z_rho"] = float(spearmanr(np.abs(e) / u, rho)[0])
+    summary["spearman_abs_error_u"] = float(spearmanr(np.abs(e), u)[0])
+    summary["fits"] = laws["A u_v2^2 + g^2 rho"]
+    summary["loadavg"] = os.getloadavg()
+    print(json.dumps(summary, indent=1), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "calibration_committee_venetos_v3_explore.json").write_text(json.dumps(
+        {"summary": summary, "records": [list(map(float, r)) for r in records]}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("set", nargs="?", choices=("venetos", "gehlenite"))
     parser.add_argument("--dev", action="store_true", help="training side only (inner split of outer fold 0)")
     parser.add_argument("--plot", action="store_true", help="reliability plot from the outer-fold JSONs")
     parser.add_argument("--cost", action="store_true", help="training CPU time: no committee, scale, power, power_eiv")
+    parser.add_argument("--explore-v3", action="store_true",
+                        help="training side only: the OOD residual as a second σiso error predictor")
     parser.add_argument("--protocol", choices=("v1", "v2"), default="v1",
                         help="v1: calibration \"power\", the old splits; v2: \"power_eiv\", the new splits")
     args = parser.parse_args()
     if args.cost:
         cost()
+    if args.explore_v3:
+        explore_v3()
     if args.set:
         run(args.set, args.dev, args.protocol)
     if args.plot:

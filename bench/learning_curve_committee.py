@@ -8,11 +8,12 @@ Run from the repository root (package built in place)::
     PYTHONPATH=. python bench/learning_curve_committee.py gehlenite
     PYTHONPATH=. python bench/learning_curve_committee.py --plot
 
-Outer fold 0 of each set (the splits of ``bench/calibration_committee.py``), its
-hyper-parameters held fixed (Venetos: those docs/accuracy_venetos.md chose for fold 0;
-gehlenite: the fixed configuration of docs/protocols/committee_calibration.md, α "auto"
-re-chosen on every subset by the package's inner search), ``committee: {size: 8,
-fraction: 0.5, calibration: "power"}``. Training subsets: nested random subsets of the
+Outer fold 0 of each set, its hyper-parameters held fixed. Venetos: outer fold 0 of the
+model-selection protocol (docs/protocols/venetos_model_selection.md, seed 20261130) with
+the settings its run chose for that fold (σiso only), ``committee: {size: 8, fraction: 0.5,
+calibration: "power_eiv"}`` (protocol v2's calibration). Gehlenite: the v1 splits and the
+fixed configuration of docs/protocols/committee_calibration.md, α "auto" re-chosen on
+every subset by the package's inner search, calibration ``"power"``. Training subsets: nested random subsets of the
 training groups (seed 0; Venetos groups, gehlenite cells); every subset is scored on the
 whole outer test fold 0: MAE of the prediction and mean calibrated uncertainty u (σiso in
 ppm; EFG: the 5 spherical components pooled, a.u.), plus the ±1u coverage. Nothing is
@@ -37,11 +38,12 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from calibration_committee import (COMMITTEE, GEHLENITE_SPECIES, RESULTS, VENETOS_CHOSEN,  # noqa: E402
-                                   VENETOS_DESCRIPTOR, gehlenite_setup, gehlenite_test_errors)
+from calibration_committee import (COMMITTEE, GEHLENITE_SPECIES, RESULTS, VENETOS_V2_SEED,  # noqa: E402
+                                   gehlenite_setup, gehlenite_test_errors, venetos_config)
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 
 VENETOS_FRACTIONS = (0.2, 0.4, 0.7, 1.0)
+VENETOS_COMMITTEE = {**COMMITTEE, "calibration": "power_eiv"}
 GEHLENITE_CELLS = (5, 10, 19)
 FIGURE = HERE.parent / "docs" / "figures" / "committee_learning_curves.png"
 
@@ -57,22 +59,19 @@ def point(errors: np.ndarray, u: np.ndarray, n_train: int, cpu: float) -> dict:
             "coverage_1sigma": float(np.mean(np.abs(errors) <= u)), "train_cpu_s": cpu}
 
 
-def save(name: str, curve: dict) -> None:
+def save(name: str, curve: dict, committee: dict) -> None:
     """Write the curve so far (after every point: an interrupted run keeps what it measured)."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"learning_curve_committee_{name}.json").write_text(json.dumps(
-        {"set": name, "committee": COMMITTEE, "curve": curve, "loadavg": os.getloadavg()}, indent=1))
+        {"set": name, "committee": committee, "curve": curve, "loadavg": os.getloadavg()}, indent=1))
 
 
 def venetos() -> dict:
-    from accuracy_venetos_si import SEED, Data, our_config
+    from accuracy_venetos_si import Data
 
-    data = Data(SEED)
-    zeta, n_inducing, ridge = VENETOS_CHOSEN[0]
-    config = our_config(data.species, VENETOS_DESCRIPTOR, {"kernel": "dot_product", "zeta": zeta,
-                                                          "n_inducing": n_inducing, "ridge": ridge}, 1000.0,
-                        properties=("ms_iso",))
-    config["committee"] = dict(COMMITTEE)
+    data = Data(VENETOS_V2_SEED)
+    config = venetos_config(data.species, 0, v2=True, properties=("ms_iso",))
+    config["committee"] = dict(VENETOS_COMMITTEE)
     train_s, test_s, _, test_rows = data.outer(0)
     groups = data.structure_groups[train_s]
     n_groups = np.unique(groups).size
@@ -92,12 +91,12 @@ def venetos() -> dict:
         curve["Si ms_iso"].append(point(np.concatenate(errors), np.concatenate(spreads),
                                         int(data.sites(structures).size), cpu))
         print(json.dumps(curve["Si ms_iso"][-1]), flush=True)
-        save("venetos", curve)
+        save("venetos", curve, VENETOS_COMMITTEE)
     return curve
 
 
 def gehlenite() -> dict:
-    dataset, fold_of_cell, config = gehlenite_setup()
+    dataset, fold_of_cell, config = gehlenite_setup(False, COMMITTEE)
     train, test = np.flatnonzero(fold_of_cell != 0), np.flatnonzero(fold_of_cell == 0)
     curve: dict = {f"{el} efg": [] for el in GEHLENITE_SPECIES}
     for cells in nested_groups(train, GEHLENITE_CELLS):
@@ -110,7 +109,7 @@ def gehlenite() -> dict:
                                                                  == el)) for c in cells))
             curve[f"{el} efg"].append(point(np.concatenate(errors), np.concatenate(spreads), n_train, cpu))
             print(el, json.dumps(curve[f"{el} efg"][-1]), flush=True)
-        save("gehlenite", curve)
+        save("gehlenite", curve, config["committee"])
     return curve
 
 
@@ -124,9 +123,10 @@ def plot() -> None:
         path = RESULTS / f"learning_curve_committee_{name}.json"
         if path.is_file():
             saved = json.loads(path.read_text())
-            panels.append((name + (" (partial run)" if "note" in saved else ""), unit, saved["curve"]))
+            panels.append((name + (" (partial run)" if "note" in saved else ""), unit, saved["curve"],
+                           saved["committee"]["calibration"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
-    for ax, (name, unit, curve) in zip(axes[0], panels):
+    for ax, (name, unit, curve, calibration) in zip(axes[0], panels):
         ax.tick_params(axis="x", which="minor", labelsize=6)
         for index, (key, points) in enumerate(curve.items()):
             n = [p["n_train_sites"] for p in points]
@@ -135,7 +135,7 @@ def plot() -> None:
             ax.loglog(n, [p["mean_u"] for p in points], "s--", color=colour, label=f"{key}: mean u")
         ax.set_xlabel("training sites (of that element)")
         ax.set_ylabel(f"test error / predicted uncertainty ({unit})")
-        ax.set_title(f"{name}, outer fold 0, committee K = 8 (\"power\")", fontsize=9)
+        ax.set_title(f"{name}, outer fold 0, committee K = 8 (\"{calibration}\")", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(FIGURE, dpi=120)

@@ -59,9 +59,9 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
-           "calibration_folds", "out_of_sample_spread", "spread_noise_nodes", "power_calibration",
-           "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params", "CALIBRATIONS",
-           "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
+           "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes",
+           "power_calibration", "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params",
+           "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
 #: Calibration methods: one scale factor α; the power law with a floor fitted by Gaussian maximum
 #: likelihood ("power", protocol v1); the same law fitted with the noise of the calibration spreads
@@ -222,6 +222,23 @@ def calibration_folds(member_rows: np.ndarray, n_folds: int = N_CALIBRATION_FOLD
     return fold_of_unit[unit]
 
 
+def calibration_fit_rows(method: str, seen: np.ndarray) -> np.ndarray:
+    """Training rows of the full-model refits that calibration ``method`` needs, (F, n) bool.
+
+    One row per calibration fold of :func:`calibration_folds` (in fold order): True outside
+    the fold. (0, n) for ``"scale"``, which needs no refit. Models that can share work
+    between fits (Gram blocks, a shared kernel matrix) fit these together with the members
+    and hand :func:`fit_calibration` a ``refit_predict`` that looks them up.
+    """
+    seen = np.asarray(seen, dtype=bool)
+    if method == "scale":
+        return np.zeros((0, seen.shape[1]), dtype=bool)
+    if method not in CALIBRATIONS:
+        raise ValueError(f"committee calibration must be one of {list(CALIBRATIONS)}, got {method!r}")
+    folds = calibration_folds(seen)
+    return np.array([folds != fold for fold in np.unique(folds)])
+
+
 def out_of_sample_spread(member_predictions: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Isotropic spread s_i (ddof 1) of the members that did not see row i, (n,).
 
@@ -269,7 +286,8 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray,
     integrated over σ_i given s_i (:func:`spread_noise_nodes`): minimise
     −Σ_i log E[N_d(r_i; 0, u(σ_i)²) | s_i]. For b = 1, c = 0 this is the Student-t of
     Musil et al. (doi:10.1021/acs.jctc.8b00959), r_i/(a s_i) ~ t_ν (d = 1). Both use L-BFGS-B
-    over log a, b ∈ [0, 2], log(1e-6 RMS(r)) ≤ log c ≤ log(1e3 RMS(r)) from a few starting points.
+    over log a, b ∈ [0, 2], log(1e-6 RMS(r)) ≤ log c ≤ log(1e3 RMS(r)) from a few starting points,
+    with the analytic gradient.
     """
     spreads = np.asarray(spreads, dtype=float)
     residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
@@ -294,16 +312,28 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray,
             log_ratio, log_weight[rows] = spread_noise_nodes(value)
             log_s2[rows] = 2.0 * log_s[rows, None] + log_ratio
 
-    def nll(theta: np.ndarray) -> float:
+    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """−Σ_i log Σ_n π_n N_d(r_i; 0, u_in²) and its gradient in (log a, b, log c):
+        ∂/∂θ = −Σ_in p_in ½ (|r_i|²/u_in² − d)/u_in² ∂u_in²/∂θ, p_in the posterior weight of
+        node n."""
         log_a, b, log_c = theta
-        power = np.where(s[:, None] > 0.0, np.exp(np.minimum(2.0 * log_a + b * log_s2, 700.0)), 0.0)
-        u2 = power + np.exp(2.0 * log_c)
-        return -float(np.sum(logsumexp(log_weight - 0.5 * d * np.log(u2) - 0.5 * r2[:, None] / u2, axis=1)))
+        exponent = 2.0 * log_a + b * log_s2
+        power = np.where(s[:, None] > 0.0, np.exp(np.minimum(exponent, 700.0)), 0.0)
+        floor2 = np.exp(2.0 * log_c)
+        u2 = power + floor2
+        log_terms = log_weight - 0.5 * d * np.log(u2) - 0.5 * r2[:, None] / u2
+        log_rows = logsumexp(log_terms, axis=1, keepdims=True)
+        slope = np.exp(log_terms - log_rows) * 0.5 * (r2[:, None] / u2 - d) / u2   # p_in ∂ log N/∂u²
+        moving = np.where(exponent < 700.0, power, 0.0)                            # ∂u²/∂ log a = 2 · this
+        gradient = np.array([2.0 * np.sum(slope * moving), np.sum(slope * moving * log_s2),
+                             2.0 * floor2 * np.sum(slope)])
+        return -float(np.sum(log_rows)), -gradient
 
     bounds = [(None, None), POWER_BOUNDS, (log_floor_min, log_floor_max)]
     starts = [(-float(np.mean(log_s[s > 0.0])) if np.any(s > 0.0) else 0.0, 1.0, np.log(0.1)),
               (0.0, 0.5, np.log(0.3)), (-5.0, 0.0, 0.0)]
-    best = min((minimize(nll, np.array(x0, dtype=float), method="L-BFGS-B", bounds=bounds) for x0 in starts),
+    best = min((minimize(nll, np.array(x0, dtype=float), jac=True, method="L-BFGS-B", bounds=bounds)
+                 for x0 in starts),
                key=lambda result: result.fun)
     log_a, b, log_c = best.x
     return float(np.exp(log_a) * rms ** (1.0 - b)), float(b), float(np.exp(log_c) * rms)
@@ -355,9 +385,9 @@ def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.nda
     targets = np.asarray(targets, dtype=float)
     residuals = np.empty_like(targets)
     folds = calibration_folds(seen)
-    for fold in np.unique(folds):
-        held_out = folds == fold
-        residuals[held_out] = targets[held_out] - np.asarray(refit_predict(~held_out))[held_out]
+    for fit_rows in calibration_fit_rows(method, seen):
+        held_out = ~fit_rows
+        residuals[held_out] = targets[held_out] - np.asarray(refit_predict(fit_rows))[held_out]
     spreads = out_of_sample_spread(member_predictions, seen)
     sigma0 = float(np.sqrt(np.mean(residuals**2)))
     if method == "power":

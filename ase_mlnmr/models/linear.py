@@ -36,9 +36,11 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg import blas
 
 from ..core.spherical_tensors import l2_to_symmetric_traceless, vector_to_antisymmetric
-from .committee import calibration_from_params, calibration_params, fit_calibration, member_spread, recentred
+from .committee import (calibration_fit_rows, calibration_from_params, calibration_params, fit_calibration,
+                        member_spread, recentred)
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
            "ridge_weights", "membership_cells", "member_normal_equations"]
@@ -135,6 +137,19 @@ def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows
         grams[:, :start, start:stop] = combined[:, :, :start].transpose(0, 2, 1)   # the mirror above the diagonal
     rhs = combine @ np.stack([design[rows].T @ targets[rows] for rows in cells])
     return grams, rhs
+
+
+def _symmetric_kernel(design: np.ndarray) -> np.ndarray:
+    """X Xᵀ (n × n) of a C-contiguous ``design`` (n, p): the lower triangle by one SYRK on
+    Xᵀ (Fortran-ordered, no copy), mirrored block by block (no n × n temporary)."""
+    kernel = blas.dsyrk(1.0, design.T, trans=1, lower=1)
+    n = kernel.shape[0]
+    for start in range(0, n, MEMBER_GRAM_BLOCK):
+        stop = min(start + MEMBER_GRAM_BLOCK, n)
+        diagonal = np.tril(kernel[start:stop, start:stop])
+        kernel[start:stop, start:stop] = diagonal + np.tril(diagonal, -1).T
+        kernel[start:stop, stop:] = kernel[stop:, start:stop].T
+    return kernel
 
 
 def _positive_scale(values: np.ndarray) -> np.ndarray:
@@ -403,36 +418,53 @@ class EquivariantRidge:
 
     def _fit_committee(self, X: np.ndarray, y: np.ndarray, member_rows: np.ndarray, with_full: bool,
                        calibration: str = "scale") -> "EquivariantRidge":
-        """Members (and with ``with_full`` the full model first) on the scaled problem."""
+        """Members (and with ``with_full`` the full model first) on the scaled problem.
+
+        The calibration's refits of the full model (:func:`~ase_mlnmr.models.committee.calibration_fit_rows`)
+        are fitted together with the members: in the primal form (p features ≤ the rows of
+        every member) their Grams come out of the same pass over the rows
+        (:func:`member_normal_equations`); in the dual form (p ≥ all rows) every fit S solves
+        (K_SS + αI) β = y_S on a principal block of the one kernel matrix K = XXᵀ of all rows
+        (w = X_Sᵀ β, predictions K_·S β), so no fit builds a Gram of its own. In between, each
+        fit solves its own problem in its smaller form (:func:`ridge_weights`).
+        """
         member_rows = np.asarray(member_rows, dtype=bool)
         n, k, p = X.shape
         if member_rows.ndim != 2 or member_rows.shape[1] != n:
             raise ValueError(f"member_rows must be (n_members, {n}), got {member_rows.shape}")
-        fits = np.vstack([np.ones((1, n), dtype=bool), member_rows]) if with_full else member_rows
         # atoms sorted by cell (the calibration is a sum over atoms): member_normal_equations needs no gather
-        order = np.argsort(membership_cells(fits)[1], kind="stable")
-        fits, member_rows, y = fits[:, order], member_rows[:, order], y[order]
+        order = np.argsort(membership_cells(member_rows)[1], kind="stable")
+        member_rows, y = member_rows[:, order], y[order]
+        refit_rows = calibration_fit_rows(calibration, member_rows)
+        fits = np.vstack([np.ones((int(with_full), n), dtype=bool), member_rows, refit_rows])
         Xs = X[order]
         Xs /= self.feature_scale_
-        ys = y / self.target_scale_
-        if p <= k * member_rows.sum(axis=1).min():   # primal for every member: Grams built together
-            grams, rhs = member_normal_equations(Xs.reshape(n * k, p), ys.reshape(n * k), np.repeat(fits, k, axis=1))
+        flat, ys = Xs.reshape(n * k, p), (y / self.target_scale_).reshape(n * k)
+        if p <= k * member_rows.sum(axis=1).min():   # primal for every fit: Grams built together
+            grams, rhs = member_normal_equations(flat, ys, np.repeat(fits, k, axis=1))
             weights = np.array([solve_ridge(gram, b, self.alpha, overwrite_gram=True) for gram, b in zip(grams, rhs)])
-        else:
-            weights = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha)
+            predictions = (flat @ weights[int(with_full):].T).T
+        elif p >= n * k:   # dual for every fit: principal blocks of one kernel matrix (smaller than one p × p Gram)
+            kernel = _symmetric_kernel(flat)
+            betas = np.zeros((len(fits), n * k))   # zero outside each fit's rows
+            for beta, rows in zip(betas, np.repeat(fits, k, axis=1)):
+                beta[rows] = solve_ridge(kernel[np.ix_(rows, rows)], ys[rows], self.alpha, overwrite_gram=True)
+            weights = betas[:len(fits) - len(refit_rows)] @ flat   # w = X_Sᵀ β (the refits need no weights)
+            predictions = betas[int(with_full):] @ kernel           # K_·S β (K symmetric)
+        else:   # in between: each fit in its own smaller form
+            weights = np.array([ridge_weights(Xs[rows].reshape(-1, p), ys.reshape(n, k)[rows].reshape(-1), self.alpha)
                                 for rows in fits])
+            predictions = (flat @ weights[int(with_full):].T).T
         if with_full:
             self.scaled_weights_ = weights[0]
-        members = weights[1:] if with_full else weights
-        predictions = (Xs.reshape(n * k, p) @ members.T).T.reshape(-1, n, k) * self.target_scale_
-
-        def refit_predict(rows: np.ndarray) -> np.ndarray:  # the full model's ridge on the rows
-            return Xs @ ridge_weights(Xs[rows].reshape(-1, p), ys[rows].reshape(-1), self.alpha) * self.target_scale_
-
+        n_members = len(member_rows)
+        predictions = predictions.reshape(-1, n, k) * self.target_scale_
+        refits = {rows.tobytes(): prediction for rows, prediction in zip(refit_rows, predictions[n_members:])}
         (self.calibration_, self.calibration_power_, self.calibration_floor_,
          self.calibration_constant_sigma_) = fit_calibration(
-            calibration, predictions, y, member_rows, refit_predict)
-        self.member_scaled_weights_ = recentred(members, self.scaled_weights_)
+            calibration, predictions[:n_members], y, member_rows, lambda rows: refits[rows.tobytes()])
+        self.member_scaled_weights_ = recentred(weights[int(with_full):int(with_full) + n_members],
+                                                self.scaled_weights_)
         return self
 
     @property
