@@ -40,7 +40,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ase_mlnmr.core._soap_core cimport (
     SoapSpec, LambdaSpec, ContractionSpec, expand_centre, power_spectrum_from_coefficients,
-    contract_centre, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
+    contract_centre, contraction_scratch_size, MLNMR_OK, MLNMR_ERR_COINCIDENT, MLNMR_ERR_NONFINITE, MLNMR_ERR_SPECIES,
     MLNMR_ERR_MEMORY, MLNMR_ERR_ARGUMENT,
 )
 
@@ -1507,7 +1507,6 @@ cdef class Evaluator:
         cdef int e, x, max_features = 1, max_inducing = 1, max_coeff = 1, max_scratch = 1
         cdef double cutoff = 0.0
         cdef Element* el
-        cdef const SoapSpec* spec
         for e, symbol in enumerate(self.elements):
             el = &self.data.elements[e]
             el.atomic_number = atomic_number_of(symbol)
@@ -1549,9 +1548,7 @@ cdef class Evaluator:
             for x in range(el.n_expansions):
                 el.r_cut2 = max(el.r_cut2, el.expansions[x].r_cut2)
                 max_coeff = max(max_coeff, el.expansions[x].n_coeff)
-                spec = el.expansions[x].spec
-                m_rows = spec.n_channels * spec.n_max
-                max_scratch = max(max_scratch, m_rows * (2 * spec.l_max + 1) + (2 * spec.l_max + 1) ** 2)
+                max_scratch = max(max_scratch, contraction_scratch_size(el.expansions[x].spec))
             cutoff = max(cutoff, sqrt(el.r_cut2))
             if el.iso.expansion >= 0:
                 max_features = max(max_features, el.iso.n_features)

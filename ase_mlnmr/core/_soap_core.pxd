@@ -50,6 +50,9 @@ cdef void power_spectrum_from_coefficients(const SoapSpec* spec, const double* c
                                            double* features) noexcept nogil
 cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
                           const double* coefficients, double* scratch, double* output) noexcept nogil
+cdef inline int64_t contraction_scratch_size(const SoapSpec* spec) noexcept nogil:
+    """Doubles of contract_centre's scratch: A (M x (2 l_max + 1)) and G ((2 l_max + 1)²)."""
+    return (spec.n_channels * spec.n_max + 2 * spec.l_max + 1) * <int64_t>(2 * spec.l_max + 1)
 cdef void lambda_features_from_coefficients(const SoapSpec* spec, const LambdaSpec* lam,
                                             const double* coefficients, double* features,
                                             int64_t n_features) noexcept nogil

@@ -450,7 +450,7 @@ cdef api int mlnmr_lambda_contract(const SoapSpec* spec, const LambdaSpec* lam,
         return status
     cdef int m_rows = spec.n_channels * spec.n_max
     cdef int n_coeff = _n_coefficients(spec)
-    cdef int64_t scratch_size = m_rows * (2 * spec.l_max + 1) + (2 * spec.l_max + 1) * (2 * spec.l_max + 1)
+    cdef int64_t scratch_size = contraction_scratch_size(spec)
     cdef double* coefficients = <double*>malloc((n_coeff + scratch_size) * sizeof(double))
     if coefficients == NULL:
         return MLNMR_ERR_MEMORY
