@@ -380,115 +380,54 @@ cdef api int mlnmr_lambda_features(const SoapSpec* spec, const LambdaSpec* lam, 
     return status
 
 
-cdef inline void rows_times_matrix(const double* c, int w1, const double* W, int M, int upper,
-                                   double* A) noexcept nogil:
-    """A[m1, b] = Σ_a c[a, m1] W[a, b] (c: M x w1, W: M x M, A: w1 x M, row-major), the sum in
-    the order a = 0, 1, …; with ``upper`` W is upper triangular and the terms a > b, zero, are
-    skipped per block of columns. Eight (then four, two, one) columns at a time in registers:
-    one load of c[a, m1] serves eight multiply-adds in four independent chains of two."""
-    cdef int m1, a, b, a_stop
-    cdef double s0, s1, s2, s3, s4, s5, s6, s7, value
-    cdef const double* w_row
-    cdef double* a_row
-    for m1 in range(w1):
-        a_row = A + m1 * M
-        b = 0
-        while b + 8 <= M:
-            s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0; s4 = 0.0; s5 = 0.0; s6 = 0.0; s7 = 0.0
-            a_stop = b + 8 if upper else M
-            for a in range(a_stop):
-                value = c[a * w1 + m1]
-                w_row = W + a * M + b
-                s0 += value * w_row[0]
-                s1 += value * w_row[1]
-                s2 += value * w_row[2]
-                s3 += value * w_row[3]
-                s4 += value * w_row[4]
-                s5 += value * w_row[5]
-                s6 += value * w_row[6]
-                s7 += value * w_row[7]
-            a_row[b] = s0; a_row[b + 1] = s1; a_row[b + 2] = s2; a_row[b + 3] = s3
-            a_row[b + 4] = s4; a_row[b + 5] = s5; a_row[b + 6] = s6; a_row[b + 7] = s7
-            b += 8
-        while b + 4 <= M:
-            s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0
-            a_stop = b + 4 if upper else M
-            for a in range(a_stop):
-                value = c[a * w1 + m1]
-                w_row = W + a * M + b
-                s0 += value * w_row[0]
-                s1 += value * w_row[1]
-                s2 += value * w_row[2]
-                s3 += value * w_row[3]
-            a_row[b] = s0; a_row[b + 1] = s1; a_row[b + 2] = s2; a_row[b + 3] = s3
-            b += 4
-        if b + 2 <= M:
-            s0 = 0.0; s1 = 0.0
-            a_stop = b + 2 if upper else M
-            for a in range(a_stop):
-                value = c[a * w1 + m1]
-                s0 += value * W[a * M + b]
-                s1 += value * W[a * M + b + 1]
-            a_row[b] = s0; a_row[b + 1] = s1
-            b += 2
-        if b < M:
-            s0 = 0.0
-            a_stop = b + 1 if upper else M
-            for a in range(a_stop):
-                s0 += c[a * w1 + m1] * W[a * M + b]
-            a_row[b] = s0
-
-
-cdef inline void matrix_times_rows(const double* A, int w1, int M, const double* c, int w2,
-                                   double* G) noexcept nogil:
-    """G[m1, m2] = Σ_b A[m1, b] c[b, m2] (A: w1 x M, c: M x w2, G: w1 x w2), the sum in the order
-    b = 0, 1, …; four (then two, one) columns of G at a time in registers."""
-    cdef int m1, m2, b
+cdef inline void sums_of_products(const double* x, int x_step, const double* Y, int y_step, int n,
+                                  int width, double* out) noexcept nogil:
+    """out[j] = Σ_{k<n} x[k·x_step] Y[k·y_step + j] for j < width, each sum in the order k = 0, 1, …;
+    four (then two, one) j at a time, their sums kept in registers (one load of x[k] serves
+    four multiply-adds)."""
+    cdef int j = 0, k
     cdef double s0, s1, s2, s3, value
-    cdef const double* a_row
-    cdef const double* c_row
-    for m1 in range(w1):
-        a_row = A + m1 * M
-        m2 = 0
-        while m2 + 4 <= w2:
-            s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0
-            for b in range(M):
-                value = a_row[b]
-                c_row = c + b * w2 + m2
-                s0 += value * c_row[0]
-                s1 += value * c_row[1]
-                s2 += value * c_row[2]
-                s3 += value * c_row[3]
-            G[m1 * w2 + m2] = s0; G[m1 * w2 + m2 + 1] = s1
-            G[m1 * w2 + m2 + 2] = s2; G[m1 * w2 + m2 + 3] = s3
-            m2 += 4
-        if m2 + 2 <= w2:
-            s0 = 0.0; s1 = 0.0
-            for b in range(M):
-                value = a_row[b]
-                s0 += value * c[b * w2 + m2]
-                s1 += value * c[b * w2 + m2 + 1]
-            G[m1 * w2 + m2] = s0; G[m1 * w2 + m2 + 1] = s1
-            m2 += 2
-        if m2 < w2:
-            s0 = 0.0
-            for b in range(M):
-                s0 += a_row[b] * c[b * w2 + m2]
-            G[m1 * w2 + m2] = s0
+    cdef const double* y_row
+    while j + 4 <= width:
+        s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0
+        for k in range(n):
+            value = x[k * x_step]
+            y_row = Y + k * y_step + j
+            s0 += value * y_row[0]
+            s1 += value * y_row[1]
+            s2 += value * y_row[2]
+            s3 += value * y_row[3]
+        out[j] = s0; out[j + 1] = s1; out[j + 2] = s2; out[j + 3] = s3
+        j += 4
+    if j + 2 <= width:
+        s0 = 0.0; s1 = 0.0
+        for k in range(n):
+            value = x[k * x_step]
+            s0 += value * Y[k * y_step + j]
+            s1 += value * Y[k * y_step + j + 1]
+        out[j] = s0; out[j + 1] = s1
+        j += 2
+    if j < width:
+        s0 = 0.0
+        for k in range(n):
+            s0 += x[k * x_step] * Y[k * y_step + j]
+        out[j] = s0
 
 
 cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
                           const double* coefficients, double* scratch, double* output) noexcept nogil:
     """output[μ] = Σ_f w_f q^{λμ}_f without building q (weights folded per (l1, l2) pair):
     G = c_{l1}^T W_p c_{l2} (w1 x w2), output[μ] += Σ C^R(m1, m2, μ) G[m1, m2], in two small
-    products: A = c_{l1}^T W_p (w1 x M; for l1 = l2, W_p upper triangular, see
-    ``LambdaSOAP.fold_weights``), then G = A c_{l2}."""
+    products by ``sums_of_products``: A = c_{l1}^T W_p (w1 x M; for l1 = l2 W_p is upper
+    triangular, see ``LambdaSOAP.fold_weights``, and the terms a > b, zero, are skipped per
+    block of four b), then G = A c_{l2}."""
     cdef int m_rows = spec.n_channels * spec.n_max
     cdef int n_mu = 2 * lam.lam + 1
-    cdef int p, a, w1, w2, mu
+    cdef int p, a, b, w1, w2, mu, m1, width, n_sum
     cdef int64_t t
     cdef const double* block1
     cdef const double* block2
+    cdef const double* W
     cdef double* product = scratch                        # A: w1 x M
     cdef double* gram = scratch + m_rows * (2 * spec.l_max + 1)   # G: w1 x w2
     cdef double value
@@ -505,9 +444,14 @@ cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const Con
         w2 = 2 * lam.l2[p] + 1
         block1 = coefficients + m_rows * lam.l1[p] * lam.l1[p]
         block2 = coefficients + m_rows * lam.l2[p] * lam.l2[p]
-        rows_times_matrix(block1, w1, weights.pair_weights + <int64_t>p * m_rows * m_rows, m_rows,
-                          lam.l1[p] == lam.l2[p], product)
-        matrix_times_rows(product, w1, m_rows, block2, w2, gram)
+        W = weights.pair_weights + <int64_t>p * m_rows * m_rows
+        for m1 in range(w1):            # A[m1, b] = Σ_a c_{l1}[a, m1] W[a, b], four b at a time
+            for b in range(0, m_rows, 4):
+                width = min(4, m_rows - b)
+                n_sum = b + width if lam.l1[p] == lam.l2[p] else m_rows   # W upper triangular: a ≤ b
+                sums_of_products(block1 + m1, w1, W + b, m_rows, n_sum, width, product + m1 * m_rows + b)
+        for m1 in range(w1):            # G[m1, m2] = Σ_b A[m1, b] c_{l2}[b, m2]
+            sums_of_products(product + m1 * m_rows, 1, block2, w2, m_rows, w2, gram + m1 * w2)
         for t in range(lam.cg_offsets[p], lam.cg_offsets[p + 1]):
             output[lam.cg_mu[t]] += lam.cg_value[t] * gram[lam.cg_m1[t] * w2 + lam.cg_m2[t]]
 
