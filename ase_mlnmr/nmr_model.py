@@ -149,8 +149,10 @@ class NMRPrediction:
     quantity.
 
     Committee uncertainty (NaN for atoms whose model has no committee; the calibrated
-    standard deviation of the members, α × std or sqrt((a s^(b−1) std)² + c²), docs/uncertainty.md): ``ms_iso_std`` (N,) ppm, ``ms_aniso_std``
-    (N, 5) ppm and ``efg_std`` (N, 5) a.u. per spherical component, ``vzz_std`` (N,) a.u.,
+    standard deviation of the members, α × std or sqrt((a s^(b−1) std)² + c²),
+    docs/uncertainty.md): ``ms_iso_std`` (N,) ppm; per spherical component ``ms_aniso_std``
+    (N, 5) ppm (σ(2)), ``ms_antisym_std`` (N, 3) ppm (σ(1), components (v_y, v_z, v_x) as
+    ``antisymmetric_to_vector``) and ``efg_std`` (N, 5) a.u.; ``vzz_std`` (N,) a.u.,
     ``cq_std`` (N,) MHz and ``pq_std`` (N,) MHz of |CQ| and PQ over the members, and
     ``vzz_axis_flag`` (N,) 1.0 where a member's Vzz axis is more than 45° from the mean
     tensor's (|Vzz| ≈ |Vyy|: η and the sign of CQ are unstable), 0.0 elsewhere.
@@ -174,6 +176,7 @@ class NMRPrediction:
     aniso_mask: np.ndarray | None = None
     ms_iso_std: np.ndarray | None = None
     ms_aniso_std: np.ndarray | None = None
+    ms_antisym_std: np.ndarray | None = None
     efg_std: np.ndarray | None = None
     vzz_std: np.ndarray | None = None
     cq_std: np.ndarray | None = None
@@ -460,5 +463,5 @@ def prediction_from_outputs(out: np.ndarray) -> NMRPrediction:
         aniso_mask=np.isfinite(field(out, "ms_l2")).all(axis=1),
         ms_iso_std=field(out, "ms_iso_std"), ms_aniso_std=field(out, "ms_l2_std"), efg_std=field(out, "efg_l2_std"),
         vzz_std=field(out, "vzz_std"), cq_std=field(out, "cq_std"), pq_std=field(out, "pq_std"),
-        vzz_axis_flag=field(out, "vzz_axis_flag"),
+        vzz_axis_flag=field(out, "vzz_axis_flag"), ms_antisym_std=field(out, "ms_l1_std"),
     )

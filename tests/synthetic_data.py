@@ -75,3 +75,12 @@ def antisymmetric_shielding(atoms, r_cut: float = 5.0) -> np.ndarray:
                 v += weight[a] * weight[b] * np.cross(units[a], units[b])
         out[centre] = np.array([[0, v[2], -v[1]], [-v[2], 0, v[0]], [v[1], -v[0], 0]])
     return out
+
+
+def with_antisymmetric_shielding(data: TensorDataset) -> TensorDataset:
+    """``data`` with :func:`antisymmetric_shielding` added to every shielding tensor and
+    marked as not symmetrised, so that ``ms_antisym`` (σ(1)) models can be trained."""
+    data.symmetrised_shielding = False
+    for index, atoms in enumerate(data.structures):
+        data.tensors["ms"][index] = data.tensors["ms"][index] + antisymmetric_shielding(atoms)
+    return data

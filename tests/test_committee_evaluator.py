@@ -81,10 +81,13 @@ def test_evaluator_committee_outputs_match_the_numpy_reference(trained):
 
 def test_committee_fields_follow_the_existing_layout():
     fields = ev.OUTPUT_FIELDS
-    assert ev.API_VERSION == 2
+    assert ev.API_VERSION == 3
     old = ["ms", "ms_iso", "delta_iso", "ms_l2", "ms_zeta", "ms_eta", "efg", "efg_l2", "vzz", "eta_q", "cq", "ood",
            "ood_residual"]
     assert [fields[name][0] for name in old] == [0, 9, 10, 11, 16, 17, 18, 27, 32, 33, 34, 35, 36]
+    api_2 = ["ms_iso_std", "ms_l2_std", "efg_l2_std", "vzz_std", "cq_std", "pq_std", "vzz_axis_flag"]
+    assert [fields[name][0] for name in api_2] == [37, 38, 43, 48, 49, 50, 51]   # unchanged by API 3
+    assert fields["ms_l1_std"] == (52, 3, "ppm") and ev.WIDTH == 55               # API 3: σ(1) at the end
     new = sorted((offset, width, name) for name, (offset, width, _) in fields.items() if name not in old)
     assert new[0][0] == 37
     for (offset, width, _), (following, _, _) in zip(new, new[1:] + [(ev.WIDTH, 0, "")]):

@@ -60,6 +60,7 @@ int main(int argc, char **argv) {
         printf("CREATE %s\n", error);
         return 3;
     }
+    printf("LAYOUT %d %d %d\n", MLNMR_EVALUATOR_API_VERSION, MLNMR_OUT_MS_L1_STD, MLNMR_OUT_WIDTH);
     printf("CUTOFF %.17g\n", api.cutoff(evaluator));
     for (int k = 0; k < api.n_elements(evaluator); ++k) {
         int z = api.element(evaluator, k);
@@ -171,8 +172,12 @@ def test_c_program_without_python_matches_nmr_model_predict(files):
     fields = {line.split()[1]: (int(line.split()[2]), int(line.split()[3])) for line in lines
               if line.startswith("FIELD")}
     assert fields == {name: (offset, width) for name, (offset, width, _) in ev.OUTPUT_FIELDS.items()}
+    layout = next(line for line in lines if line.startswith("LAYOUT")).split()[1:]
+    expected_layout = [ev.API_VERSION, ev.OUTPUT_FIELDS["ms_l1_std"][0], ev.WIDTH]
+    assert [int(value) for value in layout] == expected_layout == [3, 52, 55]
     out = np.fromfile(folder / "out.bin").reshape(len(atoms), ev.WIDTH)
     prediction = model.predict(atoms)
+    assert np.isnan(ev.output_field(out, "ms_l1_std")).all()   # Si's σ(1) model has no committee
     for name in ("ms", "ms_iso", "delta_iso", "efg", "cq", "eta_q", "ood", "ood_residual"):
         expected = getattr(prediction, name).reshape(len(atoms), -1)
         np.testing.assert_array_equal(ev.output_field(out, name).reshape(len(atoms), -1), expected, err_msg=name)

@@ -74,6 +74,7 @@ cdef extern from "mlnmr_core.h":
         MLNMR_OUT_CQ_STD
         MLNMR_OUT_PQ_STD
         MLNMR_OUT_VZZ_AXIS_FLAG
+        MLNMR_OUT_MS_L1_STD
         MLNMR_OUT_WIDTH
         MLNMR_WANT_SHIELDING
         MLNMR_WANT_EFG
@@ -188,14 +189,18 @@ OUTPUT_FIELDS = {
     "ms_iso_std": (MLNMR_OUT_MS_ISO_STD, 1, "ppm"), "ms_l2_std": (MLNMR_OUT_MS_L2_STD, 5, "ppm"),
     "efg_l2_std": (MLNMR_OUT_EFG_L2_STD, 5, "au"), "vzz_std": (MLNMR_OUT_VZZ_STD, 1, "au"),
     "cq_std": (MLNMR_OUT_CQ_STD, 1, "MHz"), "pq_std": (MLNMR_OUT_PQ_STD, 1, "MHz"),
-    "vzz_axis_flag": (MLNMR_OUT_VZZ_AXIS_FLAG, 1, ""),
+    "vzz_axis_flag": (MLNMR_OUT_VZZ_AXIS_FLAG, 1, ""), "ms_l1_std": (MLNMR_OUT_MS_L1_STD, 3, "ppm"),
 }
 
-cdef mlnmr_output_field[20] _FIELDS
+cdef enum:
+    N_OUTPUT_FIELDS = 21
+cdef mlnmr_output_field[N_OUTPUT_FIELDS] _FIELDS
 cdef list _FIELD_NAMES = []  # keeps the bytes alive
 
 def _init_fields():
     cdef int k = 0
+    if len(OUTPUT_FIELDS) != N_OUTPUT_FIELDS:
+        raise ImportError(f"OUTPUT_FIELDS has {len(OUTPUT_FIELDS)} fields, the C table {N_OUTPUT_FIELDS}")
     for name, (offset, width, unit) in OUTPUT_FIELDS.items():
         name_b, unit_b = name.encode(), unit.encode()
         _FIELD_NAMES.extend([name_b, unit_b])
@@ -1060,6 +1065,7 @@ cdef int run_work(Work* w) noexcept nogil:
     cdef double* aniso_std = small + 17 * B  # [B][5]
     cdef double* efg_std = small + 22 * B  # [B][5]
     cdef double* efg_stats = small + 27 * B  # [B][4]: |Vzz|, |CQ|, PQ std, axis flag
+    cdef double* antisym_std = small + 31 * B  # [B][3]
     cdef const Element* el
     cdef const Expansion* xp
     cdef double* row
@@ -1147,6 +1153,9 @@ cdef int run_work(Work* w) noexcept nogil:
                                           aniso_std + 5 * r)
                 if want_ms and el.antisym.expansion == x:
                     contract_centre(xp.spec, el.antisym.lam, &el.antisym.weights, coeff, scratch, antisym + 3 * r)
+                    if el.antisym.n_members:
+                        lambda_member_std(xp.spec, &el.antisym, coeff, member_scratch, member_buffer,
+                                          antisym_std + 3 * r)
                 if want_efg and el.efg.expansion == x:
                     contract_centre(xp.spec, el.efg.lam, &el.efg.weights, coeff, scratch, efg + 5 * r)
                     if el.efg.n_members:
@@ -1189,6 +1198,9 @@ cdef int run_work(Work* w) noexcept nogil:
                 if el.aniso.n_members:
                     for k in range(5):
                         row[MLNMR_OUT_MS_L2_STD + k] = aniso_std[5 * r + k]
+                if el.antisym.n_members:
+                    for k in range(3):
+                        row[MLNMR_OUT_MS_L1_STD + k] = antisym_std[3 * r + k]
             if want_efg:
                 assemble_efg(el, efg + 5 * r, row)
                 if el.efg.n_members:
@@ -1411,7 +1423,7 @@ cdef public unsigned mlnmr_evaluator_element_outputs(const void* evaluator, int 
 
 cdef public int mlnmr_output_fields(const mlnmr_output_field** fields) noexcept nogil:
     fields[0] = _FIELDS
-    return 20
+    return N_OUTPUT_FIELDS
 
 cdef public const char* mlnmr_status_message(int status) noexcept nogil:
     if status < 0 or status >= MLNMR_N_STATUS:

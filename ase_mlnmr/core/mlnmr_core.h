@@ -81,7 +81,7 @@ typedef struct mlnmr_contraction {
  * for the centre's element, was not requested, or (MLNMR_SKIP_UNKNOWN) the element has
  * no model. Field offsets below; widths in mlnmr_output_fields().
  * ====================================================================================== */
-#define MLNMR_EVALUATOR_API_VERSION 2
+#define MLNMR_EVALUATOR_API_VERSION 3
 
 enum mlnmr_output_offset {
     MLNMR_OUT_MS = 0,            /* 9: σ = σiso·1 + σ(2) + σ(1), row-major, ppm */
@@ -98,10 +98,11 @@ enum mlnmr_output_offset {
     MLNMR_OUT_OOD = 35,          /* OOD score in [0, 1]: percentile of the Nyström residual
                                     among held-out training residuals; 1 = bare atom */
     MLNMR_OUT_OOD_RESIDUAL = 36, /* Nyström residual 1 − k K⁻¹ k in [0, 1] */
-    /* Committee uncertainty (API 2; NaN for components without a committee): the calibrated
-     * standard deviation (ddof 1) over the K members, sqrt((a s^(b-1) std)^2 + c^2) with the
-     * model's calibration (a, b, c) and s the atom's isotropic member spread; α × std when
-     * the calibration is a single factor α (docs/uncertainty.md). */
+    /* Committee uncertainty (API 2; σ(1) appended in API 3; NaN for components without a
+     * committee): the calibrated standard deviation (ddof 1) over the K members,
+     * sqrt((a s^(b-1) std)^2 + c^2) with the model's calibration (a, b, c) and s the atom's
+     * isotropic member spread; α × std when the calibration is a single factor α
+     * (docs/uncertainty.md). */
     MLNMR_OUT_MS_ISO_STD = 37,   /* σiso, ppm */
     MLNMR_OUT_MS_L2_STD = 38,    /* 5: σ(2) spherical components, ppm */
     MLNMR_OUT_EFG_L2_STD = 43,   /* 5: V spherical components, a.u. */
@@ -110,7 +111,8 @@ enum mlnmr_output_offset {
     MLNMR_OUT_PQ_STD = 50,       /* PQ = |CQ| (1 + η²/3)^½ of the members, MHz */
     MLNMR_OUT_VZZ_AXIS_FLAG = 51, /* 1: a member's Vzz axis is > 45° from the mean tensor's
                                      (|Vzz| ≈ |Vyy|: η and the sign of CQ unstable), else 0 */
-    MLNMR_OUT_WIDTH = 52
+    MLNMR_OUT_MS_L1_STD = 52,    /* 3: σ(1) spherical components (v_y, v_z, v_x), ppm (API 3) */
+    MLNMR_OUT_WIDTH = 55
 };
 
 /* What to compute (bits of `want`); an EFG-only call does no Nyström work. */
