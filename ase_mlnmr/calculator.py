@@ -17,6 +17,9 @@ name            shape        meaning
                              residual among held-out training residuals (docs/models.md)
 ``ood_residual`` (N,)        the Nyström residual itself, in [0, 1]
 ``ms_iso_std``  (N,)         committee uncertainty of σiso, ppm (docs/uncertainty.md)
+``ms_aniso_std`` (N, 5)      committee uncertainty of the σ(2) spherical components, ppm
+``ms_antisym_std`` (N, 3)    committee uncertainty of σ(1), components (v_y, v_z, v_x) as
+                             ``antisymmetric_to_vector``, ppm
 ``efg_std``     (N, 5)       committee uncertainty of the V spherical components, a.u.
 ``cq_std``      (N,)         committee uncertainty of |CQ|, MHz
 ``pq_std``      (N,)         committee uncertainty of PQ = |CQ|(1 + η²/3)^½, MHz
@@ -69,7 +72,8 @@ class NMRCalculator(Calculator):
     """
 
     implemented_properties = ["ms", "ms_iso", "delta_iso", "efg", "cq", "eta_q", "ms_zeta", "ms_eta", "ood",
-                              "ood_residual", "ms_iso_std", "efg_std", "cq_std", "pq_std", "vzz_axis_flag"]
+                              "ood_residual", "ms_iso_std", "ms_aniso_std", "ms_antisym_std", "efg_std", "cq_std",
+                              "pq_std", "vzz_axis_flag"]
     default_parameters: dict[str, Any] = {"unknown_species": "raise", "isotopes": None}
     nolabel = True
 
@@ -103,8 +107,9 @@ class NMRCalculator(Calculator):
         if prediction.ood_mask.any():
             self.results["ood"] = prediction.ood
             self.results["ood_residual"] = prediction.ood_residual
-        if np.isfinite(prediction.ms_iso_std).any():
-            self.results["ms_iso_std"] = prediction.ms_iso_std
+        for name in ("ms_iso_std", "ms_aniso_std", "ms_antisym_std"):
+            if np.isfinite(getattr(prediction, name)).any():
+                self.results[name] = getattr(prediction, name)
         if np.isfinite(prediction.efg_std).any():
             self.results["efg_std"] = prediction.efg_std
             self.results["cq_std"], self.results["pq_std"] = prediction.cq_std, prediction.pq_std

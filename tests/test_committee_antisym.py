@@ -68,6 +68,10 @@ def test_sigma1_spread_equals_the_numpy_members_of_the_stored_weights(loaded):
     # no σ(1) model for O; no shielding requested: NaN
     assert np.isnan(prediction.ms_antisym_std[atoms.numbers == 8]).all()
     assert np.isnan(model.predict(atoms, outputs=["efg"]).ms_antisym_std).all()
+    # the ASE calculator carries the same values
+    from ase_mlnmr.calculator import NMRCalculator
+    atoms.calc = NMRCalculator(model)
+    np.testing.assert_allclose(atoms.calc.get_property("ms_antisym_std", atoms)[si], expected, rtol=1e-10, atol=0)
 
 
 def test_sigma1_spread_mean_square_is_invariant_under_rotation_and_inversion(loaded):

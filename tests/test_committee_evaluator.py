@@ -107,6 +107,9 @@ def test_calculator_and_csv_carry_the_uncertainties(trained, tmp_path):
     np.testing.assert_array_equal(atoms.calc.get_property("ms_iso_std", atoms), prediction.ms_iso_std)
     np.testing.assert_array_equal(atoms.calc.get_property("cq_std", atoms), prediction.cq_std)
     np.testing.assert_array_equal(atoms.calc.get_property("efg_std", atoms), prediction.efg_std)
+    np.testing.assert_array_equal(atoms.calc.get_property("ms_aniso_std", atoms), prediction.ms_aniso_std)
+    assert np.isfinite(prediction.ms_aniso_std[np.array(atoms.get_chemical_symbols()) == "Si"]).all()
+    assert "ms_antisym_std" not in atoms.calc.results     # no σ(1) model in CONFIG
     predict_structures(model, [data.structures[2]], ["s2"], tmp_path, "extxyz", "raise", quiet=True)
     with open(tmp_path / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
