@@ -127,14 +127,11 @@ def test_species_without_tensors_are_not_trained():
 
 
 def test_antisymmetric_shielding_model_is_a_pseudovector_model():
-    from synthetic_data import antisymmetric_shielding
+    from synthetic_data import with_antisymmetric_shielding
 
     from ase_mlnmr.core.spherical_tensors import antisymmetric_to_vector
 
-    data = synthetic_dataset(n_structures=10, n_atoms=30, seed=60)
-    data.symmetrised_shielding = False
-    for index, atoms in enumerate(data.structures):
-        data.tensors["ms"][index] = data.tensors["ms"][index] + antisymmetric_shielding(atoms)
+    data = with_antisymmetric_shielding(synthetic_dataset(n_structures=10, n_atoms=30, seed=60))
     config = {**CONFIG, "species": {"Si": {"properties": ["ms_iso", "ms_antisym"]}}}
     model = NMRModel.train(data, config, progress=False, structure_indices=range(8))
     atoms = data.structures[9]
