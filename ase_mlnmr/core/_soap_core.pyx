@@ -78,28 +78,38 @@ _init_ylm_norm()
 
 
 cdef inline void real_spherical_harmonics(double x, double y, double z, int l_max,
-                                          double* q, double* out) noexcept nogil:
-    """Y_lm of the unit vector (x, y, z) into out[l*l + l + m]; q is scratch ((l_max+1)^2)."""
-    cdef int l, m
-    cdef double c_m = 1.0, s_m = 0.0, c_next, qmm = 1.0, value
-    # q[l*(l+1)/2 + m] = Q_l^m
+                                          double* out) noexcept nogil:
+    """Y_lm of the unit vector (x, y, z) into out[l*l + l + m].
+
+    Per m the associated Legendre factors Q_l^m run up l by Q_m^m = (2m − 1)!!,
+    Q_{m+1}^m = (2m + 1) z Q_m^m, Q_l^m = A_lm z Q_{l−1}^m − B_lm Q_{l−2}^m (two scalars, no
+    table); Y_l^{±m} = N_lm Q_l^m (Re, Im)(x + iy)^m."""
+    cdef int l, m, base, rec
+    cdef double c_m = 1.0, s_m = 0.0, c_next, qmm = 1.0, q_l, q_1, q_2, value
     for m in range(l_max + 1):
         if m > 0:
             qmm *= (2 * m - 1)
-        q[m * (m + 1) // 2 + m] = qmm
-        if m + 1 <= l_max:
-            q[(m + 1) * (m + 2) // 2 + m] = (2 * m + 1) * z * qmm
-        for l in range(m + 2, l_max + 1):
-            q[l * (l + 1) // 2 + m] = (_REC_A[l * (l + 1) // 2 + m] * z * q[(l - 1) * l // 2 + m]
-                                       - _REC_B[l * (l + 1) // 2 + m] * q[(l - 2) * (l - 1) // 2 + m])
-    for m in range(l_max + 1):
+        base = m * m + m            # l*l + l at l = m
+        rec = m * (m + 1) // 2 + m  # l*(l+1)/2 + m at l = m
+        q_1 = qmm
+        q_2 = 0.0
         for l in range(m, l_max + 1):
-            value = _YLM_NORM[l * l + l + m] * q[l * (l + 1) // 2 + m]
-            if m == 0:
-                out[l * l + l] = value
+            if l == m + 1:
+                q_l = (2 * m + 1) * z * qmm
+            elif l > m + 1:
+                q_l = _REC_A[rec] * z * q_1 - _REC_B[rec] * q_2
             else:
-                out[l * l + l + m] = value * c_m
-                out[l * l + l - m] = value * s_m
+                q_l = qmm
+            value = _YLM_NORM[base + m] * q_l
+            if m == 0:
+                out[base] = value
+            else:
+                out[base + m] = value * c_m
+                out[base - m] = value * s_m
+            q_2 = q_1
+            q_1 = q_l
+            base += 2 * l + 2
+            rec += l + 1
         c_next = x * c_m - y * s_m
         s_m = x * s_m + y * c_m
         c_m = c_next
@@ -114,11 +124,10 @@ def spherical_harmonics(const double[:, ::1] unit_vectors, int l_max):
     cdef Py_ssize_t n = unit_vectors.shape[0], i
     out = np.empty((n, (l_max + 1) ** 2))
     cdef double[:, ::1] out_view = out
-    cdef double[289] q
     with nogil:
         for i in range(n):
             real_spherical_harmonics(unit_vectors[i, 0], unit_vectors[i, 1], unit_vectors[i, 2],
-                                     l_max, q, &out_view[i, 0])
+                                     l_max, &out_view[i, 0])
     return out
 
 
@@ -127,6 +136,54 @@ def spherical_harmonics(const double[:, ::1] unit_vectors, int l_max):
 # --------------------------------------------------------------------------------------
 cdef inline int _n_coefficients(const SoapSpec* spec) noexcept nogil:
     return spec.n_channels * spec.n_max * (spec.l_max + 1) * (spec.l_max + 1)
+
+
+cdef inline void add_scaled_outer(double* block, const double* radial_l, double weight,
+                                  const double* y_l, int n_max, int width) noexcept nogil:
+    """block[n, m] += (weight R_n) Y_m for an n_max × width block (row-major): the loop over m
+    spelled out for widths 1 to 9 (l ≤ 4), so that each row is straight-line code with Y in
+    registers; same products and sums, in the same order, as the generic loop."""
+    cdef int n, m
+    cdef double r, y0, y1, y2, y3, y4, y5, y6, y7, y8
+    if width == 1:
+        y0 = y_l[0]
+        for n in range(n_max):
+            block[n] += (weight * radial_l[n]) * y0
+    elif width == 3:
+        y0 = y_l[0]; y1 = y_l[1]; y2 = y_l[2]
+        for n in range(n_max):
+            r = weight * radial_l[n]
+            block[0] += r * y0; block[1] += r * y1; block[2] += r * y2
+            block += 3
+    elif width == 5:
+        y0 = y_l[0]; y1 = y_l[1]; y2 = y_l[2]; y3 = y_l[3]; y4 = y_l[4]
+        for n in range(n_max):
+            r = weight * radial_l[n]
+            block[0] += r * y0; block[1] += r * y1; block[2] += r * y2; block[3] += r * y3
+            block[4] += r * y4
+            block += 5
+    elif width == 7:
+        y0 = y_l[0]; y1 = y_l[1]; y2 = y_l[2]; y3 = y_l[3]; y4 = y_l[4]; y5 = y_l[5]; y6 = y_l[6]
+        for n in range(n_max):
+            r = weight * radial_l[n]
+            block[0] += r * y0; block[1] += r * y1; block[2] += r * y2; block[3] += r * y3
+            block[4] += r * y4; block[5] += r * y5; block[6] += r * y6
+            block += 7
+    elif width == 9:
+        y0 = y_l[0]; y1 = y_l[1]; y2 = y_l[2]; y3 = y_l[3]; y4 = y_l[4]; y5 = y_l[5]; y6 = y_l[6]
+        y7 = y_l[7]; y8 = y_l[8]
+        for n in range(n_max):
+            r = weight * radial_l[n]
+            block[0] += r * y0; block[1] += r * y1; block[2] += r * y2; block[3] += r * y3
+            block[4] += r * y4; block[5] += r * y5; block[6] += r * y6; block[7] += r * y7
+            block[8] += r * y8
+            block += 9
+    else:
+        for n in range(n_max):
+            r = weight * radial_l[n]
+            for m in range(width):
+                block[m] += r * y_l[m]
+            block += width
 
 
 cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
@@ -139,16 +196,13 @@ cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
     cdef int m_rows = spec.n_channels * n_max
     # Local buffers: the compiler knows they cannot alias ``coefficients``.
     cdef double ylm[289]
-    cdef double q[289]
     cdef double radial[544]  # (MAX_L + 1) * MAX_N
     cdef double r_cut2 = spec.r_cut * spec.r_cut
     cdef double inv_step = 1.0 / spec.step
-    cdef double dx, dy, dz, d2, d, inv_d, t, weight, r_value
+    cdef double dx, dy, dz, d2, d, inv_d, t, weight
     cdef const double* piece
-    cdef double* row
-    cdef const double* y_l
     cdef int64_t k
-    cdef int s, channel, interval, f, l, n, m, width
+    cdef int s, channel, interval, f, l, width
     memset(coefficients, 0, _n_coefficients(spec) * sizeof(double))
     for k in range(start, stop):
         dx = vectors[3 * k]
@@ -169,7 +223,7 @@ cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
             error_pair[0] = k
             return MLNMR_ERR_SPECIES
         inv_d = 1.0 / d
-        real_spherical_harmonics(dx * inv_d, dy * inv_d, dz * inv_d, l_max, q, ylm)
+        real_spherical_harmonics(dx * inv_d, dy * inv_d, dz * inv_d, l_max, ylm)
         interval = <int>(d * inv_step)
         if interval >= spec.n_intervals:
             interval = spec.n_intervals - 1
@@ -188,13 +242,8 @@ cdef int expand_centre(const SoapSpec* spec, int64_t start, int64_t stop,
                     continue
             for l in range(l_max + 1):
                 width = 2 * l + 1
-                y_l = ylm + l * l
-                row = coefficients + m_rows * l * l + channel * n_max * width  # n_max x width block
-                for n in range(n_max):
-                    r_value = weight * radial[l * n_max + n]
-                    for m in range(width):
-                        row[m] += r_value * y_l[m]
-                    row += width
+                add_scaled_outer(coefficients + m_rows * l * l + channel * n_max * width,  # n_max x width block
+                                 radial + l * n_max, weight, ylm + l * l, n_max, width)
     return MLNMR_OK
 
 
