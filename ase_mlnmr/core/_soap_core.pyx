@@ -294,27 +294,73 @@ cdef inline int64_t power_spectrum_size(const SoapSpec* spec) noexcept nogil:
     return (spec.l_max + 1) * m_rows * (m_rows + 1) // 2
 
 
+cdef inline void row_dots(const double* row_a, const double* row_b, int n_b, int width,
+                          double* out) noexcept nogil:
+    """out[k] = Σ_m row_a[m] row_b[k·width + m] for k < n_b (rows of ``width``), each sum
+    from 0.0 in order of m; spelled out for widths 1 to 9 (l ≤ 4) with row_a in registers."""
+    cdef int k, m
+    cdef double total, a0, a1, a2, a3, a4, a5, a6, a7, a8
+    if width == 1:
+        a0 = row_a[0]
+        for k in range(n_b):
+            total = 0.0
+            total += a0 * row_b[0]
+            out[k] = total
+            row_b += 1
+    elif width == 3:
+        a0 = row_a[0]; a1 = row_a[1]; a2 = row_a[2]
+        for k in range(n_b):
+            total = 0.0
+            total += a0 * row_b[0]; total += a1 * row_b[1]; total += a2 * row_b[2]
+            out[k] = total
+            row_b += 3
+    elif width == 5:
+        a0 = row_a[0]; a1 = row_a[1]; a2 = row_a[2]; a3 = row_a[3]; a4 = row_a[4]
+        for k in range(n_b):
+            total = 0.0
+            total += a0 * row_b[0]; total += a1 * row_b[1]; total += a2 * row_b[2]; total += a3 * row_b[3]
+            total += a4 * row_b[4]
+            out[k] = total
+            row_b += 5
+    elif width == 7:
+        a0 = row_a[0]; a1 = row_a[1]; a2 = row_a[2]; a3 = row_a[3]; a4 = row_a[4]; a5 = row_a[5]; a6 = row_a[6]
+        for k in range(n_b):
+            total = 0.0
+            total += a0 * row_b[0]; total += a1 * row_b[1]; total += a2 * row_b[2]; total += a3 * row_b[3]
+            total += a4 * row_b[4]; total += a5 * row_b[5]; total += a6 * row_b[6]
+            out[k] = total
+            row_b += 7
+    elif width == 9:
+        a0 = row_a[0]; a1 = row_a[1]; a2 = row_a[2]; a3 = row_a[3]; a4 = row_a[4]; a5 = row_a[5]; a6 = row_a[6]; a7 = row_a[7]; a8 = row_a[8]
+        for k in range(n_b):
+            total = 0.0
+            total += a0 * row_b[0]; total += a1 * row_b[1]; total += a2 * row_b[2]; total += a3 * row_b[3]
+            total += a4 * row_b[4]; total += a5 * row_b[5]; total += a6 * row_b[6]; total += a7 * row_b[7]
+            total += a8 * row_b[8]
+            out[k] = total
+            row_b += 9
+    else:
+        for k in range(n_b):
+            total = 0.0
+            for m in range(width):
+                total += row_a[m] * row_b[m]
+            out[k] = total
+            row_b += width
+
 cdef void power_spectrum_from_coefficients(const SoapSpec* spec, const double* coefficients,
                                            double* features) noexcept nogil:
     cdef int m_rows = spec.n_channels * spec.n_max
-    cdef int l, a, b, m, width
+    cdef int l, a, b, width
     cdef const double* block
-    cdef const double* row_a
-    cdef const double* row_b
-    cdef double total
     cdef int64_t f = 0
     for l in range(spec.l_max + 1):
         width = 2 * l + 1
         block = coefficients + m_rows * l * l
         for a in range(m_rows):
-            row_a = block + a * width
-            for b in range(a, m_rows):
-                row_b = block + b * width
-                total = 0.0
-                for m in range(width):
-                    total += row_a[m] * row_b[m]
-                features[f] = total if a == b else SQRT2 * total
-                f += 1
+            row_dots(block + a * width, block + a * width, m_rows - a, width, features + f)
+            for b in range(1, m_rows - a):      # off-diagonal pairs (a, b > a) count twice
+                features[f + b] = SQRT2 * features[f + b]
+            f += m_rows - a
 
 
 cdef api int mlnmr_power_spectrum(const SoapSpec* spec, int64_t n_centres,
