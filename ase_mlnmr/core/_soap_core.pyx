@@ -509,6 +509,39 @@ cdef inline void sums_of_products(const double* x, int x_step, const double* Y, 
         out[j] = s0
 
 
+cdef inline void sums_of_products_two_rows(const double* x, int x_step, int x_offset, const double* Y,
+                                           int y_step, int n, int width, double* out0,
+                                           double* out1) noexcept nogil:
+    """:func:`sums_of_products` for two x at once, x and x + ``x_offset``: out0[j] = Σ_k x[k·x_step]
+    Y[k·y_step + j], out1[j] = Σ_k x[k·x_step + x_offset] Y[k·y_step + j], each sum in the order
+    k = 0, 1, …; four j at a time (one load of four Y serves eight multiply-adds), the last
+    width mod 4 columns by :func:`sums_of_products` row by row."""
+    cdef int j = 0, k
+    cdef double s0, s1, s2, s3, t0, t1, t2, t3, u, v
+    cdef const double* y_row
+    while j + 4 <= width:
+        s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0
+        t0 = 0.0; t1 = 0.0; t2 = 0.0; t3 = 0.0
+        for k in range(n):
+            u = x[k * x_step]
+            v = x[k * x_step + x_offset]
+            y_row = Y + k * y_step + j
+            s0 += u * y_row[0]
+            s1 += u * y_row[1]
+            s2 += u * y_row[2]
+            s3 += u * y_row[3]
+            t0 += v * y_row[0]
+            t1 += v * y_row[1]
+            t2 += v * y_row[2]
+            t3 += v * y_row[3]
+        out0[j] = s0; out0[j + 1] = s1; out0[j + 2] = s2; out0[j + 3] = s3
+        out1[j] = t0; out1[j + 1] = t1; out1[j + 2] = t2; out1[j + 3] = t3
+        j += 4
+    if j < width:
+        sums_of_products(x, x_step, Y + j, y_step, n, width - j, out0 + j)
+        sums_of_products(x + x_offset, x_step, Y + j, y_step, n, width - j, out1 + j)
+
+
 cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
                           const double* coefficients, double* scratch, double* output) noexcept nogil:
     """output[μ] = Σ_f w_f q^{λμ}_f without building q (weights folded per (l1, l2) pair):
@@ -540,11 +573,13 @@ cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const Con
         block1 = coefficients + m_rows * lam.l1[p] * lam.l1[p]
         block2 = coefficients + m_rows * lam.l2[p] * lam.l2[p]
         W = weights.pair_weights + <int64_t>p * m_rows * m_rows
-        for m1 in range(w1):            # A[m1, b] = Σ_a c_{l1}[a, m1] W[a, b], four b at a time
-            for b in range(0, m_rows, 4):
-                width = min(4, m_rows - b)
-                n_sum = b + width if lam.l1[p] == lam.l2[p] else m_rows   # W upper triangular: a ≤ b
-                sums_of_products(block1 + m1, w1, W + b, m_rows, n_sum, width, product + m1 * m_rows + b)
+        for b in range(0, m_rows, 4):   # A[m1, b] = Σ_a c_{l1}[a, m1] W[a, b], four b and two m1 at a time
+            width = min(4, m_rows - b)
+            n_sum = b + width if lam.l1[p] == lam.l2[p] else m_rows   # W upper triangular: a ≤ b
+            for m1 in range(0, w1 - 1, 2):
+                sums_of_products_two_rows(block1 + m1, w1, 1, W + b, m_rows, n_sum, width,
+                                          product + m1 * m_rows + b, product + (m1 + 1) * m_rows + b)
+            sums_of_products(block1 + w1 - 1, w1, W + b, m_rows, n_sum, width, product + (w1 - 1) * m_rows + b)
         for m1 in range(w1):            # G[m1, m2] = Σ_b A[m1, b] c_{l2}[b, m2]
             sums_of_products(product + m1 * m_rows, 1, block2, w2, m_rows, w2, gram + m1 * w2)
         for t in range(lam.cg_offsets[p], lam.cg_offsets[p + 1]):
