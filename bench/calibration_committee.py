@@ -40,6 +40,9 @@ plot ``docs/figures/committee_reliability[_v2].png`` from the outer-fold JSONs.
 variances, docs/protocols/committee_calibration_v3_explore.md) look at Venetos σiso on the
 inner folds of new outer training sides only (:func:`held_out_inner_sites`); JSON in
 ``bench/results/calibration_committee_venetos_v3_{explore,variance}.json``.
+``--explore-variance-gehlenite`` does the same for gehlenite Al EFG
+(docs/protocols/committee_calibration_v3_explore_gehlenite.md; JSON
+``calibration_committee_gehlenite_v3_variance.json``).
 """
 from __future__ import annotations
 
@@ -662,7 +665,7 @@ def plot_variance(errors: np.ndarray, scored: dict, figure: Path, title: str) ->
     left.set_xlabel("nominal coverage of ±k·u (Gaussian)")
     left.set_ylabel("observed coverage, held-out inner sites")
     left.legend(fontsize=6)
-    top = max(np.sqrt(np.mean(errors**2)) * 2.5, 1.0)
+    top = 2.5 * np.sqrt(np.mean(errors**2))
     right.plot([0, top], [0, top], "k:", lw=1)
     right.set_xlabel("mean predicted u in a decile of u")
     right.set_ylabel("RMS error in that decile")
