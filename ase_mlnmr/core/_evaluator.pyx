@@ -398,21 +398,35 @@ cdef int _compare_pairs(const void* a, const void* b) noexcept nogil:
 cdef int INSERTION_SORT_MAX = 64  # neighbours of a centre: insertion sort up to this many, qsort above
 
 
-cdef void sort_pairs(Pair* pairs, int64_t n) noexcept nogil:
+cdef struct PairKey:
+    double d2
+    int64_t index
+
+
+cdef void sort_pairs(Pair* pairs, PairKey* keys, Pair* sorted_pairs, int64_t n) noexcept nogil:
     """Sort a centre's pairs into the canonical order (a total order: the result does not depend
-    on the input order); insertion sort for the usual few dozen, qsort for more."""
+    on the input order); insertion sort for the usual few dozen, qsort for more. The insertion
+    sort moves 16-byte keys (d2, index), falling back to :func:`pair_before` on equal d2, and
+    then gathers the pairs once through ``sorted_pairs`` (both buffers hold n)."""
     cdef int64_t k, j
-    cdef Pair moving
+    cdef PairKey moving
     if n > INSERTION_SORT_MAX:
         qsort(pairs, n, sizeof(Pair), _compare_pairs)
         return
+    for k in range(n):
+        keys[k].d2 = pairs[k].d2
+        keys[k].index = k
     for k in range(1, n):
-        moving = pairs[k]
+        moving = keys[k]
         j = k
-        while j > 0 and pair_before(&moving, &pairs[j - 1]):
-            pairs[j] = pairs[j - 1]
+        while j > 0 and (moving.d2 < keys[j - 1].d2 or
+                         (moving.d2 == keys[j - 1].d2 and pair_before(&pairs[moving.index], &pairs[keys[j - 1].index]))):
+            keys[j] = keys[j - 1]
             j -= 1
-        pairs[j] = moving
+        keys[j] = moving
+    for k in range(n):
+        sorted_pairs[k] = pairs[keys[k].index]
+    memcpy(pairs, sorted_pairs, n * sizeof(Pair))
 
 
 # --------------------------------------------------------------------------------------
@@ -1033,15 +1047,19 @@ cdef int run_work(Work* w) noexcept nogil:
         if w.offsets[i + 1] - w.offsets[i] > max_pairs:
             max_pairs = w.offsets[i + 1] - w.offsets[i]
     cdef Pair* pairs = <Pair*>malloc((max_pairs + 1) * sizeof(Pair))
+    cdef Pair* sorted_pairs = <Pair*>malloc((max_pairs + 1) * sizeof(Pair))
+    cdef PairKey* keys = <PairKey*>malloc((max_pairs + 1) * sizeof(PairKey))
     cdef double* vec = <double*>malloc((3 * max_pairs + 3) * sizeof(double))
     cdef int32_t* channel = <int32_t*>malloc((max_pairs + 1) * sizeof(int32_t))
     cdef int64_t* entry = <int64_t*>malloc((max_pairs + 1) * sizeof(int64_t))
     cdef int64_t rows = padded_rows(B)
     cdef Workspace* ws = acquire_workspace(ev)
-    if pairs == NULL or vec == NULL or channel == NULL or entry == NULL or ws == NULL:
+    if (pairs == NULL or sorted_pairs == NULL or keys == NULL or vec == NULL or channel == NULL
+            or entry == NULL or ws == NULL):
         status = MLNMR_ERR_MEMORY
         w.error_position = w.start
-        free(pairs); free(vec); free(channel); free(entry); release_workspace(ev, ws)
+        free(pairs); free(sorted_pairs); free(keys); free(vec); free(channel); free(entry)
+        release_workspace(ev, ws)
         w.status = status
         return status
     cdef double* coeff = ws.coeff
@@ -1119,7 +1137,7 @@ cdef int run_work(Work* w) noexcept nogil:
             if status != MLNMR_OK:
                 w.error_position = block_start + r
                 break
-            sort_pairs(pairs, n_pairs)
+            sort_pairs(pairs, keys, sorted_pairs, n_pairs)
             bare_ood[r] = 1
             # 2.-4. per expansion: filter, expand, contract / power spectrum
             for x in range(el.n_expansions):
@@ -1216,7 +1234,7 @@ cdef int run_work(Work* w) noexcept nogil:
                     row[MLNMR_OUT_OOD_RESIDUAL] = residual[r]
                     row[MLNMR_OUT_OOD] = ood_score(&el.ood, residual[r])
         block_start = block_stop
-    free(pairs); free(vec); free(channel); free(entry)
+    free(pairs); free(sorted_pairs); free(keys); free(vec); free(channel); free(entry)
     release_workspace(ev, ws)
     w.status = status
     return status
