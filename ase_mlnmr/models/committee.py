@@ -52,7 +52,7 @@ predict the errors of held-out groups is not trusted. The result is again (a, b,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from scipy.optimize import minimize
@@ -60,7 +60,7 @@ from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
            "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes",
-           "power_likelihood", "power_calibration", "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params",
+           "power_likelihood", "power_calibration", "shrinkage_weight", "CalibrationFit", "fit_calibration", "calibration_params", "calibration_from_params",
            "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
 #: Calibration methods: one scale factor α; the power law with a floor fitted by Gaussian maximum
@@ -308,13 +308,13 @@ def power_likelihood(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray
     log_s = np.log(np.where(positive, s, np.finfo(float).tiny)) - np.log(rms)  # s in units of the RMS residual
     mean_log_s = float(np.mean(log_s[positive])) if np.any(positive) else None
     order = np.argsort(group, kind="stable")  # one slice of rows per ν
-    log_s, positive, r2, group = log_s[order], positive[order], (r2[order] / rms**2)[:, None], group[order]
+    log_s, positive, r2, group = log_s[order], positive[order], r2[order] / rms**2, group[order]
     bounds = np.searchsorted(group, np.arange(len(log_ratio) + 1))
     slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
-    row_log_weight = log_weight[group]
+    node_log_weight = np.ascontiguousarray(log_weight[group].T)  # (nodes, rows): sums over nodes run along rows
     log_s2 = 2.0 * log_s[positive, None] + log_ratio[group[positive]]  # log σ² per node, s > 0
     log_s2_range = (float(log_s2.min()), float(log_s2.max())) if log_s2.size else (0.0, 0.0)
-    buffers = tuple(np.empty((log_s.size, log_ratio.shape[1])) for _ in range(4))  # reused by every call
+    buffers = tuple(np.empty(node_log_weight.shape) for _ in range(4))  # reused by every call
 
     def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
         log_a, b, log_c = theta
@@ -325,10 +325,10 @@ def power_likelihood(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray
             row_factor = np.exp(2.0 * log_a + 2.0 * b * log_s, where=positive, out=np.zeros(log_s.size))
             node_factor = np.exp(b * log_ratio)
             for g, rows in enumerate(slices):
-                np.multiply(row_factor[rows, None], node_factor[g], out=power[rows])
+                np.multiply(node_factor[g][:, None], row_factor[rows], out=power[:, rows])
         else:
-            exponent = 2.0 * log_a + b * (2.0 * log_s[:, None] + log_ratio[group])
-            power[...] = np.where(positive[:, None], np.exp(np.minimum(exponent, 700.0)), 0.0)
+            exponent = 2.0 * log_a + b * (2.0 * log_s + log_ratio[group].T)
+            power[...] = np.where(positive, np.exp(np.minimum(exponent, 700.0)), 0.0)
             moving = np.where(exponent < 700.0, power, 0.0)
         np.add(power, floor2, out=inverse)
         np.log(inverse, out=terms)
@@ -336,24 +336,22 @@ def power_likelihood(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray
         np.multiply(r2, inverse, out=scaled)                            # |r|²/u²
         terms *= -0.5 * d
         terms -= 0.5 * scaled
-        terms += row_log_weight                                         # log π + log N_d + const
-        top = terms.max(axis=1, keepdims=True)
+        terms += node_log_weight                                        # log π + log N_d + const
+        top = terms.max(axis=0)
         terms -= top
         np.exp(terms, out=terms)
-        total = terms.sum(axis=1, keepdims=True)
+        total = terms.sum(axis=0)
         log_rows = top + np.log(total)
         scaled -= d
-        scaled *= 0.5
-        scaled *= inverse
-        terms /= total                                                  # p_in
-        terms *= scaled                                                 # p_in ∂ log N/∂u²
-        floor_gradient = 2.0 * floor2 * np.sum(terms)
+        scaled *= inverse                                               # 2 ∂ log N/∂u²
+        terms *= scaled
+        weight = 0.5 / total                                            # · π e^(log N − top)/total = p_in
+        floor_gradient = 2.0 * floor2 * float(terms.sum(axis=0) @ weight)
         terms *= moving
-        row_sums = terms.sum(axis=1)
-        power_gradient = np.sum(row_sums) * 2.0
-        b_gradient = 2.0 * float(row_sums @ log_s) + sum(float(terms[rows].sum(axis=0) @ log_ratio[g])
-                                                         for g, rows in enumerate(slices))
-        return -float(np.sum(log_rows)), -np.array([power_gradient, b_gradient, floor_gradient])
+        rows_gradient = terms.sum(axis=0) * weight                      # Σ_n p_in ∂ log N/∂u² a² σ_in^(2b)
+        b_gradient = 2.0 * float(rows_gradient @ log_s) + sum(float((log_ratio[g] @ terms[:, rows]) @ weight[rows])
+                                                              for g, rows in enumerate(slices))
+        return -float(np.sum(log_rows)), -np.array([2.0 * np.sum(rows_gradient), b_gradient, floor_gradient])
 
     return nll, rms, mean_log_s
 
@@ -411,20 +409,39 @@ def shrinkage_weight(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray
     return float(SHRINKAGE_WEIGHTS[np.argmax(log_likelihood)])
 
 
+@dataclass(frozen=True)
+class CalibrationFit:
+    """A fitted calibration (:func:`fit_calibration`): the law u(s) = sqrt(a² s^(2b) + c²)
+    (``scale`` a, ``power`` b, ``floor`` c), the RMS out-of-sample residual ``constant_sigma``
+    σ₀ ("power", "power_eiv"; else None) and the shrinkage weight w of "power_eiv" folded into
+    (a, c) (:func:`shrinkage_weight`; else None). Unpacks as (a, b, c, σ₀)."""
+
+    scale: float
+    power: float
+    floor: float
+    constant_sigma: float | None = None
+    shrinkage_weight: float | None = None
+
+    def __iter__(self) -> Iterator[float | None]:
+        return iter((self.scale, self.power, self.floor, self.constant_sigma))
+
+
 def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.ndarray, seen: np.ndarray,
-                    refit_predict: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float, float, float | None]:
-    """(a, b, c, σ_const) of the calibration ``method`` (:data:`CALIBRATIONS`) from training rows.
+                    refit_predict: Callable[[np.ndarray], np.ndarray]) -> CalibrationFit:
+    """The calibration ``method`` (:data:`CALIBRATIONS`) fitted on training rows.
 
     ``member_predictions`` (K, n[, d]), ``targets`` (n[, d]), ``seen`` (K, n) bool as for
     :func:`calibration_factor`; ``refit_predict(rows)`` fits the full model, same
     hyper-parameters, on the rows where ``rows`` ((n,) bool) and returns its predictions
     on all n rows (``"power"`` and ``"power_eiv"`` call it once per calibration fold).
-    ``"scale"``: (α, 1, 0, None); ``"power_eiv"``: (√w a, b, sqrt(w c² + (1 − w) σ₀²), σ₀)
-    with √w floored at 1e-6 (a > 0). σ_const ("power", "power_eiv") is the RMS per scalar of the full model's out-of-sample
-    residuals: the best constant σ on the training side, the reference a calibration must beat.
+    ``"scale"``: (a, b, c) = (α, 1, 0); ``"power"``: :func:`power_calibration`; ``"power_eiv"``:
+    (√w a, b, sqrt(w c² + (1 − w) σ₀²)) from the noise-aware fit (a, b, c) and the weight w of
+    :func:`shrinkage_weight`, √w floored at 1e-6 (a > 0). σ₀ ("power", "power_eiv") is the RMS
+    per scalar of the full model's out-of-sample residuals: the best constant σ on the
+    training side, the reference a calibration must beat.
     """
     if method == "scale":
-        return calibration_factor(member_predictions, targets, seen), 1.0, 0.0, None
+        return CalibrationFit(calibration_factor(member_predictions, targets, seen), 1.0, 0.0)
     if method not in CALIBRATIONS:
         raise ValueError(f"committee calibration must be one of {list(CALIBRATIONS)}, got {method!r}")
     targets = np.asarray(targets, dtype=float)
@@ -436,11 +453,12 @@ def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.nda
     spreads = out_of_sample_spread(member_predictions, seen)
     sigma0 = float(np.sqrt(np.mean(residuals**2)))
     if method == "power":
-        return (*power_calibration(residuals, spreads), sigma0)
+        return CalibrationFit(*power_calibration(residuals, spreads), sigma0)
     dof = residuals[0].size * ((~np.asarray(seen, dtype=bool)).sum(axis=0) - 1)
     a, b, c = power_calibration(residuals, spreads, dof)
     w = shrinkage_weight(residuals, spreads, dof, folds)
-    return max(np.sqrt(w), SHRINKAGE_MIN_SCALE) * a, b, float(np.sqrt(w * c**2 + (1.0 - w) * sigma0**2)), sigma0
+    return CalibrationFit(max(np.sqrt(w), SHRINKAGE_MIN_SCALE) * a, b, float(np.sqrt(w * c**2 + (1.0 - w) * sigma0**2)),
+                          sigma0, w)
 
 
 def calibration_params(scale: float, power: float, floor: float) -> dict:
