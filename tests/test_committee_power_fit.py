@@ -1,5 +1,6 @@
 """The power-law calibration fit (L-BFGS-B with the analytic gradient) ends at a minimum of an
-independently written negative log likelihood (plain loops over nodes, NumPy only)."""
+independently written negative log likelihood (plain loops over nodes, NumPy only); its
+likelihood and gradient equal a row-by-row evaluation; "power_eiv" regressors record w."""
 from __future__ import annotations
 
 import numpy as np
@@ -116,3 +117,52 @@ def test_fit_on_mixed_degrees_of_freedom_is_a_minimum_of_the_row_by_row_likeliho
         moved = theta + np.array(step)
         if POWER_BOUNDS[0] <= moved[1] <= POWER_BOUNDS[1]:
             assert best <= _slow_likelihood(moved, residuals / rms, spreads / rms, dof)[0] + 1e-9 * abs(best)
+
+
+@pytest.mark.parametrize("kind", ["nystrom", "equivariant"])
+def test_regressor_records_the_shrinkage_weight_folded_into_its_law(kind, monkeypatch):
+    """"power_eiv": ``calibration_shrinkage_weight_`` is the w of :func:`shrinkage_weight` on
+    the regressor's own refit residuals and left-out spreads, and the stored law is the
+    noise-aware fit shrunk by that w; "scale" and "power" record none."""
+    from test_committee import _regression_data
+    from test_committee_refits import _recording
+
+    from ase_mlnmr.models import linear, nystrom
+    from ase_mlnmr.models.committee import (CommitteeSettings, calibration_folds, committee_design,
+                                            out_of_sample_spread, shrinkage_weight)
+
+    if kind == "nystrom":
+        X, y, groups = _regression_data(n_groups=30, per_group=6, seed=7)
+        module = nystrom
+
+        def fit(calibration):
+            return nystrom.NystromKernelRidge(n_inducing=30, length_scale=2.0, ridge=1e-3).fit(
+                X, y, member_rows=rows, calibration=calibration)
+    else:
+        rng = np.random.default_rng(8)
+        X = rng.normal(size=(120, 5, 40))
+        y = np.einsum("nmp,p->nm", X, rng.normal(size=40) / np.sqrt(40)) + 0.3 * rng.normal(size=(120, 5))
+        groups, module = np.repeat(np.arange(30), 4), linear
+
+        def fit(calibration):
+            return linear.EquivariantRidge(alpha=1e-2).fit(X, y, member_rows=rows, calibration=calibration)
+    rows = committee_design(groups, CommitteeSettings(size=8, fraction=0.5, seed=6))
+    for calibration in ("scale", "power"):
+        assert fit(calibration).calibration_shrinkage_weight_ is None
+    calls = _recording(module, monkeypatch)
+    model = fit("power_eiv")
+    (refits,) = calls
+    if kind == "equivariant":  # its refits see the atoms sorted by membership pattern
+        order = np.argsort(np.unique(rows.T, axis=0, return_inverse=True)[1].ravel(), kind="stable")
+        X, y, rows = X[order], y[order], rows[:, order]
+    residuals = np.empty_like(y)
+    for fit_rows, predicted in refits:
+        residuals[~fit_rows] = (y - np.reshape(predicted, y.shape))[~fit_rows]
+    spreads = out_of_sample_spread(model.predict_members(X), rows)
+    dof = residuals[0].size * ((~rows).sum(axis=0) - 1)
+    w = shrinkage_weight(residuals, spreads, dof, calibration_folds(rows))
+    assert model.calibration_shrinkage_weight_ == w
+    a, b, c = power_calibration(residuals, spreads, dof)
+    sigma0 = np.sqrt(np.mean(residuals**2))
+    np.testing.assert_allclose((model.calibration_, model.calibration_power_, model.calibration_floor_),
+                               (max(np.sqrt(w), 1e-6) * a, b, np.sqrt(w * c**2 + (1 - w) * sigma0**2)), rtol=1e-8)
