@@ -37,9 +37,10 @@ def test_fit_is_a_minimum_of_an_independent_likelihood(d, with_dof):
 
 def _slow_likelihood(theta, residuals, spreads, dof):
     """(value, gradient) in θ = (log a, b, log c) of −Σ_i log Σ_n π_n N_d(r_i; 0, u_in²) without
-    the constant (d/2) log 2π, u_in² = min(a² σ_in^(2b), e^700) + c², σ_in² = s_i² q_n (0 where s_i = 0), written row
-    by row from the formula: ∂/∂θ = −Σ_n p_in ½ (|r_i|²/u_in² − d)/u_in² ∂u_in²/∂θ, with
-    ∂u²/∂ log a = 2 a² σ^(2b), ∂u²/∂b = a² σ^(2b) log σ², ∂u²/∂ log c = 2c² (0 for a clipped power)."""
+    the constant (d/2) log 2π, u_in² = min(a² σ_in^(2b), e^700) + c², σ_in² = s_i² q_n (power 0
+    where s_i = 0), written row by row from the formula:
+    ∂/∂θ = −Σ_n p_in ½ (|r_i|²/u_in² − d)/u_in² ∂u_in²/∂θ, with ∂u²/∂ log a = 2 a² σ^(2b),
+    ∂u²/∂b = a² σ^(2b) log σ², ∂u²/∂ log c = 2c² (the first two 0 for a clipped power)."""
     log_a, b, log_c = theta
     value, gradient = 0.0, np.zeros(3)
     for r, s, nu in zip(residuals, spreads, dof if dof is not None else [None] * len(spreads)):

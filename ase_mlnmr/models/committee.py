@@ -60,7 +60,8 @@ from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
            "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes",
-           "power_likelihood", "power_calibration", "shrinkage_weight", "CalibrationFit", "fit_calibration", "calibration_params", "calibration_from_params",
+           "power_likelihood", "power_calibration", "shrinkage_weight", "CalibrationFit", "fit_calibration",
+           "calibration_params", "calibration_from_params",
            "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
 #: Calibration methods: one scale factor α; the power law with a floor fitted by Gaussian maximum
@@ -343,9 +344,9 @@ def power_likelihood(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray
         total = terms.sum(axis=0)
         log_rows = top + np.log(total)
         scaled -= d
-        scaled *= inverse                                               # 2 ∂ log N/∂u²
+        scaled *= inverse                                               # (|r|²/u² − d)/u² = 2 ∂ log N/∂u²
         terms *= scaled
-        weight = 0.5 / total                                            # · π e^(log N − top)/total = p_in
+        weight = 0.5 / total                                            # p_in = terms_in / total_i; the ½
         floor_gradient = 2.0 * floor2 * float(terms.sum(axis=0) @ weight)
         terms *= moving
         rows_gradient = terms.sum(axis=0) * weight                      # Σ_n p_in ∂ log N/∂u² a² σ_in^(2b)

@@ -462,7 +462,8 @@ class EquivariantRidge:
         n_members = len(member_rows)
         predictions = predictions.reshape(-1, n, k) * self.target_scale_
         refits = {rows.tobytes(): prediction for rows, prediction in zip(refit_rows, predictions[n_members:])}
-        fitted = fit_calibration(calibration, predictions[:n_members], y, member_rows, lambda rows: refits[rows.tobytes()])
+        fitted = fit_calibration(calibration, predictions[:n_members], y, member_rows,
+                                 lambda rows: refits[rows.tobytes()])
         (self.calibration_, self.calibration_power_, self.calibration_floor_, self.calibration_constant_sigma_) = fitted
         self.calibration_shrinkage_weight_ = fitted.shrinkage_weight
         self.member_scaled_weights_ = recentred(weights[int(with_full):int(with_full) + n_members],
