@@ -112,8 +112,11 @@ def scores(errors: np.ndarray, u: np.ndarray, constant: np.ndarray) -> dict:
 
 
 def calibration_of(regressor) -> dict:
+    """The fitted law (a, b, c), the constant σ and, for "power_eiv", the shrinkage weight w
+    folded into (a, c) (None for the other calibrations)."""
     return {"scale": regressor.calibration_, "power": regressor.calibration_power_,
-            "floor": regressor.calibration_floor_, "constant_sigma": regressor.calibration_constant_sigma_}
+            "floor": regressor.calibration_floor_, "constant_sigma": regressor.calibration_constant_sigma_,
+            "shrinkage_weight": regressor.calibration_shrinkage_weight_}
 
 
 def venetos_config(species, fold: int, v2: bool, properties=("ms_iso", "ms_aniso")) -> dict:

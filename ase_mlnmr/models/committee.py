@@ -52,7 +52,7 @@ predict the errors of held-out groups is not trusted. The result is again (a, b,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from scipy.optimize import minimize
@@ -60,7 +60,8 @@ from scipy.special import logsumexp
 
 __all__ = ["CommitteeSettings", "committee_design", "calibration_factor", "recentred", "member_spread",
            "calibration_folds", "calibration_fit_rows", "out_of_sample_spread", "spread_noise_nodes",
-           "power_calibration", "shrinkage_weight", "fit_calibration", "calibration_params", "calibration_from_params",
+           "power_likelihood", "power_calibration", "shrinkage_weight", "CalibrationFit", "fit_calibration",
+           "calibration_params", "calibration_from_params",
            "CALIBRATIONS", "MIN_COMMITTEE_SIZE", "MIN_LEFT_OUT"]
 
 #: Calibration methods: one scale factor α; the power law with a floor fitted by Gaussian maximum
@@ -274,6 +275,88 @@ def spread_noise_nodes(dof: float, n_nodes: int = NOISE_NODES) -> tuple[np.ndarr
     return np.log(k) - y, log_weight - logsumexp(log_weight)
 
 
+def power_likelihood(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray | None = None
+                     ) -> tuple[Callable[[np.ndarray], tuple[float, np.ndarray]], float, float | None]:
+    """The negative log likelihood that :func:`power_calibration` minimises, in units of the RMS residual.
+
+    Returns (nll, RMS(r) per scalar, mean log(s_i/RMS(r)) over s_i > 0, None without any).
+    ``nll(θ)``, θ = (log a, b, log c), s and c in units of RMS(r), gives
+    −Σ_i log Σ_n π_in N_d(r_i; 0, u_in²), u_in² = a² σ_in^(2b) + c², σ_in² = s_i² q_n over the
+    noise nodes (log q_n, log π_n) of ν_i (:func:`spread_noise_nodes`; without ``dof`` one
+    node, q = π = 1), and its gradient ∂/∂θ = −Σ_in p_in ½ (|r_i|²/u_in² − d)/u_in² ∂u_in²/∂θ,
+    p_in the posterior weight of node n. Rows with a non-finite spread or residual are left
+    out; s_i = 0 gives u² = c². The powers are an outer product per ν (rows of equal ν share
+    their nodes): a² σ_in^(2b) = exp(2 log a + 2b log s_i) · exp(b log q_n), n + 64 exponentials
+    instead of 64 n; at θ where an exponent 2 log a + b log σ_in² reaches 700 they are taken node
+    by node, clipped at e^700 with zero gradient (finite while L-BFGS-B probes large steps).
+    """
+    spreads = np.asarray(spreads, dtype=float)
+    residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
+    usable = np.isfinite(spreads) & np.all(np.isfinite(residuals), axis=1)
+    if usable.sum() < 3:
+        raise ValueError("committee calibration: fewer than 3 training rows with an out-of-sample spread")
+    s, r2 = spreads[usable], np.sum(residuals[usable] ** 2, axis=1)
+    d = residuals.shape[1]
+    rms = float(np.sqrt(np.mean(r2) / d))
+    if rms == 0.0:
+        raise ValueError("committee calibration: the out-of-sample residuals are all zero")
+    if dof is None:
+        group, log_ratio, log_weight = np.zeros(s.size, dtype=int), np.zeros((1, 1)), np.zeros((1, 1))
+    else:
+        values, group = np.unique(np.asarray(dof, dtype=float)[usable], return_inverse=True)
+        log_ratio, log_weight = (np.array(nodes) for nodes in zip(*(spread_noise_nodes(v) for v in values)))
+    positive = s > 0.0
+    log_s = np.log(np.where(positive, s, np.finfo(float).tiny)) - np.log(rms)  # s in units of the RMS residual
+    mean_log_s = float(np.mean(log_s[positive])) if np.any(positive) else None
+    order = np.argsort(group, kind="stable")  # one slice of rows per ν
+    log_s, positive, r2, group = log_s[order], positive[order], r2[order] / rms**2, group[order]
+    bounds = np.searchsorted(group, np.arange(len(log_ratio) + 1))
+    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    node_log_weight = np.ascontiguousarray(log_weight[group].T)  # (nodes, rows): sums over nodes run along rows
+    log_s2 = 2.0 * log_s[positive, None] + log_ratio[group[positive]]  # log σ² per node, s > 0
+    log_s2_range = (float(log_s2.min()), float(log_s2.max())) if log_s2.size else (0.0, 0.0)
+    buffers = tuple(np.empty(node_log_weight.shape) for _ in range(4))  # reused by every call
+
+    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        log_a, b, log_c = theta
+        power, inverse, scaled, terms = buffers
+        floor2 = np.exp(2.0 * log_c)
+        moving = power  # a² σ^(2b) where it moves with θ: ∂u²/∂ log a = 2 · this
+        if 2.0 * log_a + max(b * log_s2_range[0], b * log_s2_range[1]) < 700.0:
+            row_factor = np.exp(2.0 * log_a + 2.0 * b * log_s, where=positive, out=np.zeros(log_s.size))
+            node_factor = np.exp(b * log_ratio)
+            for g, rows in enumerate(slices):
+                np.multiply(node_factor[g][:, None], row_factor[rows], out=power[:, rows])
+        else:
+            exponent = 2.0 * log_a + b * (2.0 * log_s + log_ratio[group].T)
+            power[...] = np.where(positive, np.exp(np.minimum(exponent, 700.0)), 0.0)
+            moving = np.where(exponent < 700.0, power, 0.0)
+        np.add(power, floor2, out=inverse)
+        np.log(inverse, out=terms)
+        np.reciprocal(inverse, out=inverse)                             # 1/u²
+        np.multiply(r2, inverse, out=scaled)                            # |r|²/u²
+        terms *= -0.5 * d
+        terms -= 0.5 * scaled
+        terms += node_log_weight                                        # log π + log N_d + const
+        top = terms.max(axis=0)
+        terms -= top
+        np.exp(terms, out=terms)
+        total = terms.sum(axis=0)
+        log_rows = top + np.log(total)
+        scaled -= d
+        scaled *= inverse                                               # (|r|²/u² − d)/u² = 2 ∂ log N/∂u²
+        terms *= scaled
+        weight = 0.5 / total                                            # p_in = terms_in / total_i; the ½
+        floor_gradient = 2.0 * floor2 * float(terms.sum(axis=0) @ weight)
+        terms *= moving
+        rows_gradient = terms.sum(axis=0) * weight                      # Σ_n p_in ∂ log N/∂u² a² σ_in^(2b)
+        b_gradient = 2.0 * float(rows_gradient @ log_s) + sum(float((log_ratio[g] @ terms[:, rows]) @ weight[rows])
+                                                              for g, rows in enumerate(slices))
+        return -float(np.sum(log_rows)), -np.array([2.0 * np.sum(rows_gradient), b_gradient, floor_gradient])
+
+    return nll, rms, mean_log_s
+
+
 def power_calibration(residuals: np.ndarray, spreads: np.ndarray,
                       dof: np.ndarray | None = None) -> tuple[float, float, float]:
     """Maximum-likelihood (a, b, c) of u(s) = sqrt(a² s^(2b) + c²) (module docstring).
@@ -289,48 +372,9 @@ def power_calibration(residuals: np.ndarray, spreads: np.ndarray,
     over log a, b ∈ [0, 2], log(1e-6 RMS(r)) ≤ log c ≤ log(1e3 RMS(r)) from a few starting points,
     with the analytic gradient.
     """
-    spreads = np.asarray(spreads, dtype=float)
-    residuals = np.asarray(residuals, dtype=float).reshape(spreads.size, -1)
-    usable = np.isfinite(spreads) & np.all(np.isfinite(residuals), axis=1)
-    if usable.sum() < 3:
-        raise ValueError("committee calibration: fewer than 3 training rows with an out-of-sample spread")
-    s, r2 = spreads[usable], np.sum(residuals[usable] ** 2, axis=1)
-    d = residuals.shape[1]
-    rms = float(np.sqrt(np.mean(r2) / d))
-    if rms == 0.0:
-        raise ValueError("committee calibration: the out-of-sample residuals are all zero")
-    log_s = np.log(np.where(s > 0.0, s, np.finfo(float).tiny)) - np.log(rms)  # s in units of the RMS residual
-    r2 = r2 / rms**2
-    log_floor_min, log_floor_max = np.log(FLOOR_MIN), np.log(FLOOR_MAX)
-    log_s2 = 2.0 * log_s[:, None]  # log σ² per node: one exact node, or the noise nodes
-    log_weight = np.zeros((s.size, 1))
-    if dof is not None:
-        nu = np.asarray(dof, dtype=float)[usable]
-        log_s2, log_weight = np.empty((s.size, NOISE_NODES)), np.empty((s.size, NOISE_NODES))
-        for value in np.unique(nu):
-            rows = nu == value
-            log_ratio, log_weight[rows] = spread_noise_nodes(value)
-            log_s2[rows] = 2.0 * log_s[rows, None] + log_ratio
-
-    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """−Σ_i log Σ_n π_n N_d(r_i; 0, u_in²) and its gradient in (log a, b, log c):
-        ∂/∂θ = −Σ_in p_in ½ (|r_i|²/u_in² − d)/u_in² ∂u_in²/∂θ, p_in the posterior weight of
-        node n."""
-        log_a, b, log_c = theta
-        exponent = 2.0 * log_a + b * log_s2
-        power = np.where(s[:, None] > 0.0, np.exp(np.minimum(exponent, 700.0)), 0.0)
-        floor2 = np.exp(2.0 * log_c)
-        u2 = power + floor2
-        log_terms = log_weight - 0.5 * d * np.log(u2) - 0.5 * r2[:, None] / u2
-        log_rows = logsumexp(log_terms, axis=1, keepdims=True)
-        slope = np.exp(log_terms - log_rows) * 0.5 * (r2[:, None] / u2 - d) / u2   # p_in ∂ log N/∂u²
-        moving = np.where(exponent < 700.0, power, 0.0)                            # ∂u²/∂ log a = 2 · this
-        gradient = np.array([2.0 * np.sum(slope * moving), np.sum(slope * moving * log_s2),
-                             2.0 * floor2 * np.sum(slope)])
-        return -float(np.sum(log_rows)), -gradient
-
-    bounds = [(None, None), POWER_BOUNDS, (log_floor_min, log_floor_max)]
-    starts = [(-float(np.mean(log_s[s > 0.0])) if np.any(s > 0.0) else 0.0, 1.0, np.log(0.1)),
+    nll, rms, mean_log_s = power_likelihood(residuals, spreads, dof)
+    bounds = [(None, None), POWER_BOUNDS, (np.log(FLOOR_MIN), np.log(FLOOR_MAX))]
+    starts = [(-mean_log_s if mean_log_s is not None else 0.0, 1.0, np.log(0.1)),
               (0.0, 0.5, np.log(0.3)), (-5.0, 0.0, 0.0)]
     best = min((minimize(nll, np.array(x0, dtype=float), jac=True, method="L-BFGS-B", bounds=bounds)
                  for x0 in starts),
@@ -366,20 +410,39 @@ def shrinkage_weight(residuals: np.ndarray, spreads: np.ndarray, dof: np.ndarray
     return float(SHRINKAGE_WEIGHTS[np.argmax(log_likelihood)])
 
 
+@dataclass(frozen=True)
+class CalibrationFit:
+    """A fitted calibration (:func:`fit_calibration`): the law u(s) = sqrt(a² s^(2b) + c²)
+    (``scale`` a, ``power`` b, ``floor`` c), the RMS out-of-sample residual ``constant_sigma``
+    σ₀ ("power", "power_eiv"; else None) and the shrinkage weight w of "power_eiv" folded into
+    (a, c) (:func:`shrinkage_weight`; else None). Unpacks as (a, b, c, σ₀)."""
+
+    scale: float
+    power: float
+    floor: float
+    constant_sigma: float | None = None
+    shrinkage_weight: float | None = None
+
+    def __iter__(self) -> Iterator[float | None]:
+        return iter((self.scale, self.power, self.floor, self.constant_sigma))
+
+
 def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.ndarray, seen: np.ndarray,
-                    refit_predict: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float, float, float | None]:
-    """(a, b, c, σ_const) of the calibration ``method`` (:data:`CALIBRATIONS`) from training rows.
+                    refit_predict: Callable[[np.ndarray], np.ndarray]) -> CalibrationFit:
+    """The calibration ``method`` (:data:`CALIBRATIONS`) fitted on training rows.
 
     ``member_predictions`` (K, n[, d]), ``targets`` (n[, d]), ``seen`` (K, n) bool as for
     :func:`calibration_factor`; ``refit_predict(rows)`` fits the full model, same
     hyper-parameters, on the rows where ``rows`` ((n,) bool) and returns its predictions
     on all n rows (``"power"`` and ``"power_eiv"`` call it once per calibration fold).
-    ``"scale"``: (α, 1, 0, None); ``"power_eiv"``: (√w a, b, sqrt(w c² + (1 − w) σ₀²), σ₀)
-    with √w floored at 1e-6 (a > 0). σ_const ("power", "power_eiv") is the RMS per scalar of the full model's out-of-sample
-    residuals: the best constant σ on the training side, the reference a calibration must beat.
+    ``"scale"``: (a, b, c) = (α, 1, 0); ``"power"``: :func:`power_calibration`; ``"power_eiv"``:
+    (√w a, b, sqrt(w c² + (1 − w) σ₀²)) from the noise-aware fit (a, b, c) and the weight w of
+    :func:`shrinkage_weight`, √w floored at 1e-6 (a > 0). σ₀ ("power", "power_eiv") is the RMS
+    per scalar of the full model's out-of-sample residuals: the best constant σ on the
+    training side, the reference a calibration must beat.
     """
     if method == "scale":
-        return calibration_factor(member_predictions, targets, seen), 1.0, 0.0, None
+        return CalibrationFit(calibration_factor(member_predictions, targets, seen), 1.0, 0.0)
     if method not in CALIBRATIONS:
         raise ValueError(f"committee calibration must be one of {list(CALIBRATIONS)}, got {method!r}")
     targets = np.asarray(targets, dtype=float)
@@ -391,11 +454,12 @@ def fit_calibration(method: str, member_predictions: np.ndarray, targets: np.nda
     spreads = out_of_sample_spread(member_predictions, seen)
     sigma0 = float(np.sqrt(np.mean(residuals**2)))
     if method == "power":
-        return (*power_calibration(residuals, spreads), sigma0)
+        return CalibrationFit(*power_calibration(residuals, spreads), sigma0)
     dof = residuals[0].size * ((~np.asarray(seen, dtype=bool)).sum(axis=0) - 1)
     a, b, c = power_calibration(residuals, spreads, dof)
     w = shrinkage_weight(residuals, spreads, dof, folds)
-    return max(np.sqrt(w), SHRINKAGE_MIN_SCALE) * a, b, float(np.sqrt(w * c**2 + (1.0 - w) * sigma0**2)), sigma0
+    return CalibrationFit(max(np.sqrt(w), SHRINKAGE_MIN_SCALE) * a, b, float(np.sqrt(w * c**2 + (1.0 - w) * sigma0**2)),
+                          sigma0, w)
 
 
 def calibration_params(scale: float, power: float, floor: float) -> dict:

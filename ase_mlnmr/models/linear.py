@@ -349,6 +349,7 @@ class EquivariantRidge:
         self.calibration_: float | None = None
         self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
         self.calibration_constant_sigma_: float | None = None  # "power": RMS out-of-sample residual
+        self.calibration_shrinkage_weight_: float | None = None  # "power_eiv": w (not in the model file)
 
     @property
     def n_components(self) -> int:
@@ -388,6 +389,7 @@ class EquivariantRidge:
         n, k, p = X.shape
         self.member_scaled_weights_ = self.calibration_ = None
         self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
+        self.calibration_shrinkage_weight_ = None
         flat = X.reshape(n * k, p)  # the mu components act as extra samples
         self.feature_scale_ = equivariant_feature_scale(flat, self.feature_scaling)
         self.target_scale_ = float(_positive_scale(np.sqrt(np.mean(y**2)))) if self.scale_targets else 1.0
@@ -460,9 +462,10 @@ class EquivariantRidge:
         n_members = len(member_rows)
         predictions = predictions.reshape(-1, n, k) * self.target_scale_
         refits = {rows.tobytes(): prediction for rows, prediction in zip(refit_rows, predictions[n_members:])}
-        (self.calibration_, self.calibration_power_, self.calibration_floor_,
-         self.calibration_constant_sigma_) = fit_calibration(
-            calibration, predictions[:n_members], y, member_rows, lambda rows: refits[rows.tobytes()])
+        fitted = fit_calibration(calibration, predictions[:n_members], y, member_rows,
+                                 lambda rows: refits[rows.tobytes()])
+        (self.calibration_, self.calibration_power_, self.calibration_floor_, self.calibration_constant_sigma_) = fitted
+        self.calibration_shrinkage_weight_ = fitted.shrinkage_weight
         self.member_scaled_weights_ = recentred(weights[int(with_full):int(with_full) + n_members],
                                                 self.scaled_weights_)
         return self

@@ -392,6 +392,7 @@ class NystromKernelRidge:
         self.calibration_: float | None = None
         self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
         self.calibration_constant_sigma_: float | None = None  # "power": RMS out-of-sample residual
+        self.calibration_shrinkage_weight_: float | None = None  # "power_eiv": w (not in the model file)
 
     # ------------------------------------------------------------------ preprocessing
     def _check_X(self, X: np.ndarray) -> np.ndarray:
@@ -435,6 +436,7 @@ class NystromKernelRidge:
         self._fitted = False
         self.member_weights_ = self.calibration_ = None
         self.calibration_power_, self.calibration_floor_ = 1.0, 0.0
+        self.calibration_shrinkage_weight_ = None
         X = self._check_X(X)
         y = np.asarray(y, dtype=float)
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
@@ -519,10 +521,10 @@ class NystromKernelRidge:
             held_out = L[~rows]
             refits[rows.tobytes()] = predict(solve(gram - held_out.T @ held_out, rhs - held_out.T @ Ys[~rows]))
         targets = Ys * self.y_std_ + self.y_mean_
-        (self.calibration_, self.calibration_power_, self.calibration_floor_,
-         self.calibration_constant_sigma_) = fit_calibration(
-            calibration, np.array([predict(beta) for beta in betas]), targets, member_rows,
-            lambda rows: refits[rows.tobytes()])
+        fitted = fit_calibration(calibration, np.array([predict(beta) for beta in betas]), targets, member_rows,
+                                 lambda rows: refits[rows.tobytes()])
+        (self.calibration_, self.calibration_power_, self.calibration_floor_, self.calibration_constant_sigma_) = fitted
+        self.calibration_shrinkage_weight_ = fitted.shrinkage_weight
         members = [solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False) for beta in betas]
         self.member_weights_ = recentred(np.array(members), self.weights_)
 
