@@ -509,13 +509,13 @@ cdef inline void sums_of_products(const double* x, int x_step, const double* Y, 
         out[j] = s0
 
 
-cdef inline void sums_of_products_two_rows(const double* x, int x_step, int x_offset, const double* Y,
+cdef inline void sums_of_products_two_rows(const double* x, int x_step, const double* Y,
                                            int y_step, int n, int width, double* out0,
                                            double* out1) noexcept nogil:
-    """:func:`sums_of_products` for two x at once, x and x + ``x_offset``: out0[j] = Σ_k x[k·x_step]
-    Y[k·y_step + j], out1[j] = Σ_k x[k·x_step + x_offset] Y[k·y_step + j], each sum in the order
-    k = 0, 1, …; four j at a time (one load of four Y serves eight multiply-adds), the last
-    width mod 4 columns by :func:`sums_of_products` row by row."""
+    """:func:`sums_of_products` for two neighbouring x at once, x and x + 1 (two columns of a
+    coefficient block): out0[j] = Σ_k x[k·x_step] Y[k·y_step + j], out1[j] = Σ_k x[k·x_step + 1]
+    Y[k·y_step + j], each sum in the order k = 0, 1, …; four j at a time (one load of four Y
+    serves eight multiply-adds), the last width mod 4 columns by :func:`sums_of_products`."""
     cdef int j = 0, k
     cdef double s0, s1, s2, s3, t0, t1, t2, t3, u, v
     cdef const double* y_row
@@ -524,7 +524,7 @@ cdef inline void sums_of_products_two_rows(const double* x, int x_step, int x_of
         t0 = 0.0; t1 = 0.0; t2 = 0.0; t3 = 0.0
         for k in range(n):
             u = x[k * x_step]
-            v = x[k * x_step + x_offset]
+            v = x[k * x_step + 1]
             y_row = Y + k * y_step + j
             s0 += u * y_row[0]
             s1 += u * y_row[1]
@@ -539,7 +539,7 @@ cdef inline void sums_of_products_two_rows(const double* x, int x_step, int x_of
         j += 4
     if j < width:
         sums_of_products(x, x_step, Y + j, y_step, n, width - j, out0 + j)
-        sums_of_products(x + x_offset, x_step, Y + j, y_step, n, width - j, out1 + j)
+        sums_of_products(x + 1, x_step, Y + j, y_step, n, width - j, out1 + j)
 
 
 cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const ContractionSpec* weights,
@@ -577,7 +577,7 @@ cdef void contract_centre(const SoapSpec* spec, const LambdaSpec* lam, const Con
             width = min(4, m_rows - b)
             n_sum = b + width if lam.l1[p] == lam.l2[p] else m_rows   # W upper triangular: a ≤ b
             for m1 in range(0, w1 - 1, 2):
-                sums_of_products_two_rows(block1 + m1, w1, 1, W + b, m_rows, n_sum, width,
+                sums_of_products_two_rows(block1 + m1, w1, W + b, m_rows, n_sum, width,
                                           product + m1 * m_rows + b, product + (m1 + 1) * m_rows + b)
             sums_of_products(block1 + w1 - 1, w1, W + b, m_rows, n_sum, width, product + (w1 - 1) * m_rows + b)
         for m1 in range(w1):            # G[m1, m2] = Σ_b A[m1, b] c_{l2}[b, m2]
