@@ -9,7 +9,8 @@ import pytest
 
 from ase_mlnmr.models import linear
 from ase_mlnmr.models.committee import CommitteeSettings, committee_design
-from ase_mlnmr.models.linear import EquivariantRidge, member_normal_equations
+from ase_mlnmr.models.linear import EquivariantRidge, member_gram_batches, member_normal_equations, member_ridge_weights
+from ase_mlnmr.models.nystrom import NystromKernelRidge
 
 
 def _problem(n_atoms: int, p: int, seed: int):
@@ -116,3 +117,49 @@ def test_solve_ridge_keeps_or_uses_the_gram_and_falls_back_to_least_squares():
     for overwrite in (False, True):
         got = linear.solve_ridge(indefinite.copy(), rhs, alpha, overwrite_gram=overwrite)
         np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_member_gram_batches_cover_every_fit_once_within_the_memory():
+    p = 100
+    one_gram = 8 * p * p
+    for n_fits, memory in [(13, 13 * one_gram), (13, 4 * one_gram), (13, one_gram // 2), (1, 1), (7, 100 * one_gram)]:
+        batches = member_gram_batches(n_fits, p, memory)
+        assert np.concatenate([np.arange(n_fits)[b] for b in batches]).tolist() == list(range(n_fits))
+        sizes = [b.stop - b.start for b in batches]
+        assert max(sizes) <= max(1, memory // one_gram) and max(sizes) - min(sizes) <= 1
+        assert len(batches) == -(-n_fits // max(1, memory // one_gram))     # no more passes than needed
+
+
+@pytest.mark.parametrize("memory_in_grams", [100, 3])
+def test_member_ridge_weights_equal_numpy_solves_in_one_or_several_passes(memory_in_grams, monkeypatch):
+    """Fits in one pass or in several (a memory of 3 Grams: 5 passes for 13 fits), rows not
+    sorted by cell (short runs: gathered) and two target columns: each equals
+    np.linalg.solve(X_Sᵀ X_S + αI, X_Sᵀ Y_S) on its own rows."""
+    rng = np.random.default_rng(11)
+    n, p, alpha = 400, linear.MEMBER_GRAM_BLOCK + 30, 0.3
+    design, targets = rng.normal(size=(n, p)), rng.normal(size=(n, 2))
+    fits = committee_design(rng.integers(0, 20, size=n), CommitteeSettings(size=13, fraction=0.6, seed=1))
+    monkeypatch.setattr(linear, "MEMBER_GRAM_MEMORY", memory_in_grams * 8 * p * p)
+    got = member_ridge_weights(design, targets, fits, alpha)
+    assert got.shape == (13, p, 2)
+    for weights, rows in zip(got, fits):
+        X = design[rows]
+        want = np.linalg.solve(X.T @ X + alpha * np.eye(p), X.T @ targets[rows])
+        np.testing.assert_allclose(weights, want, rtol=0, atol=1e-10 * np.abs(want).max())
+
+
+def test_nystrom_members_in_several_gram_passes_equal_one_pass(monkeypatch):
+    """The Nyström committee with its member and refit Grams split over several passes (a
+    memory of two Grams) equals the one-pass fit: same members, same calibration."""
+    from test_committee import _regression_data
+
+    X, y, groups = _regression_data(n_groups=30, per_group=6, seed=8)
+    rows = committee_design(groups, CommitteeSettings(size=8, fraction=0.5, seed=2))
+    settings = dict(n_inducing=40, length_scale=2.0, ridge=1e-3)
+    one = NystromKernelRidge(**settings).fit(X, y, member_rows=rows, calibration="power_eiv")
+    monkeypatch.setattr(linear, "MEMBER_GRAM_MEMORY", 2 * 8 * 40 * 40)
+    several = NystromKernelRidge(**settings).fit(X, y, member_rows=rows, calibration="power_eiv")
+    scale = np.abs(one.member_weights_).max()
+    np.testing.assert_allclose(several.member_weights_, one.member_weights_, rtol=0, atol=1e-9 * scale)
+    assert several.calibration_power_ == pytest.approx(one.calibration_power_, rel=1e-6, abs=1e-9)
+    assert several.calibration_constant_sigma_ == pytest.approx(one.calibration_constant_sigma_, rel=1e-9)

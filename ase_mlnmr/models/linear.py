@@ -43,10 +43,15 @@ from .committee import (calibration_fit_rows, calibration_from_params, calibrati
                         member_spread, recentred)
 
 __all__ = ["RidgeRegression", "EquivariantRidge", "FEATURE_SCALINGS", "equivariant_feature_scale", "solve_ridge",
-           "ridge_weights", "membership_cells", "member_normal_equations"]
+           "ridge_weights", "membership_cells", "member_normal_equations", "member_gram_batches",
+           "member_ridge_weights"]
 
 #: Gram rows per block of :func:`member_normal_equations` (buffer memory ~ (cells + members) · p · block · 8 bytes).
 MEMBER_GRAM_BLOCK = 256
+
+#: Bytes of p × p Grams that one pass of :func:`member_normal_equations` may hold; fits
+#: beyond that take further passes over the rows (:func:`member_gram_batches`).
+MEMBER_GRAM_MEMORY = 512 * 2**20
 
 
 def solve_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: float, *, overwrite_gram: bool = False) -> np.ndarray:
@@ -99,35 +104,35 @@ def membership_cells(member_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
     """(X_Sᵀ X_S, X_Sᵀ y_S) of every member S (rows where ``member_rows[k]``, (K, n) bool):
-    shapes (K, p, p) and (K, p), for ``design`` (n, p) and ``targets`` (n,).
+    shapes (K, p, p) and (K, p[, T]), for ``design`` (n, p) and ``targets`` (n[, T]).
 
-    The rows fall into cells of equal membership (:func:`membership_cells`); with A (K × C)
-    the membership of the C cells, G_k = Σ_c A_kc X_cᵀ X_c. Per block J of rows the cells'
-    blocks X_cᵀ X_c[J, :end] (lower triangle; per cell a GEMM X_c[:, J]ᵀ X_c[:, :start] and
-    a SYRK X_c[:, J]ᵀ X_c[:, J]) are stacked in one buffer, reused by every J, and combined
-    for all members by one product with A, which fills G_k[J, :end] and, transposed,
-    G_k[:start, J]: the cost of one Gram of all rows plus K·C·p²/2, against K f times that
-    Gram for separate member Grams (f the members' fraction of rows). Rows are gathered
-    cell by cell only when a cell is not one contiguous run of rows (callers that sort the
-    rows by cell save that copy).
+    The rows fall into runs of consecutive rows with equal membership (cells of
+    :func:`membership_cells`, or pieces of them); with A (K × R) the membership of the R
+    runs, G_k = Σ_r A_kr X_rᵀ X_r. Per block J of rows the runs' blocks X_rᵀ X_r[J, :end]
+    (lower triangle; per run a GEMM X_r[:, J]ᵀ X_r[:, :start] and a SYRK X_r[:, J]ᵀ X_r[:, J])
+    are stacked in one buffer, reused by every J, and combined for all members by one
+    product with A, which fills G_k[J, :end] and, transposed, G_k[:start, J]: the cost of one
+    Gram of all rows plus K·R·p²/2, against K f times that Gram for separate member Grams
+    (f the members' fraction of rows). Rows are gathered cell by cell only when the runs
+    are more than twice the cells (callers that sort the rows by cell save that copy).
     """
     membership, row_cell = membership_cells(member_rows)
-    if np.count_nonzero(np.diff(row_cell)) + 1 != len(membership):  # a cell in several runs: gather
+    if np.count_nonzero(np.diff(row_cell)) + 1 > 2 * len(membership):  # cells scattered in short runs: gather
         order = np.argsort(row_cell, kind="stable")
         design, targets, row_cell = design[order], targets[order], row_cell[order]
     edges = np.concatenate(([0], np.flatnonzero(np.diff(row_cell)) + 1, [len(row_cell)]))
-    cells = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
-    combine = membership[row_cell[edges[:-1]]].T.astype(float)            # A, (K, C), cells in row order
+    runs = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    combine = membership[row_cell[edges[:-1]]].T.astype(float)             # A, (K, R), runs in row order
     n_members, p = combine.shape[0], design.shape[1]
     width = min(MEMBER_GRAM_BLOCK, p)
-    cell_buffer = np.empty(len(cells) * width * p)                         # reused by every block J
+    run_buffer = np.empty(len(runs) * width * p)                            # reused by every block J
     member_buffer = np.empty(n_members * width * p)
     grams = np.empty((n_members, p, p))
     for start in range(0, p, width):
         stop = min(start + width, p)
         shape = (stop - start, stop)
-        stacked = cell_buffer[:len(cells) * shape[0] * stop].reshape(len(cells), -1)
-        for rows, block in zip(cells, stacked.reshape(len(cells), *shape)):
+        stacked = run_buffer[:len(runs) * shape[0] * stop].reshape(len(runs), -1)
+        for rows, block in zip(runs, stacked.reshape(len(runs), *shape)):
             columns = design[rows, start:stop]
             np.matmul(columns.T, design[rows, :start], out=block[:, :start])
             np.matmul(columns.T, columns, out=block[:, start:])              # NumPy's symmetric rank-k update
@@ -135,8 +140,31 @@ def member_normal_equations(design: np.ndarray, targets: np.ndarray, member_rows
             n_members, -1)).reshape(n_members, *shape)
         grams[:, start:stop, :stop] = combined
         grams[:, :start, start:stop] = combined[:, :, :start].transpose(0, 2, 1)   # the mirror above the diagonal
-    rhs = combine @ np.stack([design[rows].T @ targets[rows] for rows in cells])
+    rhs = np.tensordot(combine, np.stack([design[rows].T @ targets[rows] for rows in runs]), axes=1)
     return grams, rhs
+
+
+def member_gram_batches(n_fits: int, p: int, memory: int | None = None) -> list[slice]:
+    """Consecutive slices of ``n_fits`` fits whose p × p float64 Grams fit together in
+    ``memory`` bytes (default :data:`MEMBER_GRAM_MEMORY`; one fit per slice at least), of
+    balanced sizes: one pass of :func:`member_normal_equations` (≈ one Gram of all rows) per slice."""
+    per_pass = max(1, (MEMBER_GRAM_MEMORY if memory is None else memory) // (8 * p * p))
+    edges = np.linspace(0, n_fits, -(-n_fits // per_pass) + 1).round().astype(int)   # ceil(n / per_pass) passes
+    return [slice(int(start), int(stop)) for start, stop in zip(edges[:-1], edges[1:])]
+
+
+def member_ridge_weights(design: np.ndarray, targets: np.ndarray, fit_rows: np.ndarray, alpha: float) -> np.ndarray:
+    """argmin_w ||X_S w − y_S||² + α||w||² of every fit S (rows where ``fit_rows[k]``, (K, n)
+    bool), (K, p[, T]): the normal equations of all fits from shared passes over the rows
+    (:func:`member_normal_equations`, as many passes as :func:`member_gram_batches` needs to
+    keep the Grams within :data:`MEMBER_GRAM_MEMORY`), each solved by :func:`solve_ridge`.
+    Rows sorted by cell of ``fit_rows`` (:func:`membership_cells`) save a gather per pass."""
+    fit_rows = np.asarray(fit_rows, dtype=bool)
+    weights = []
+    for batch in member_gram_batches(len(fit_rows), design.shape[1]):
+        grams, rhs = member_normal_equations(design, targets, fit_rows[batch])
+        weights.extend(solve_ridge(gram, b, alpha, overwrite_gram=True) for gram, b in zip(grams, rhs))
+    return np.array(weights)
 
 
 def _symmetric_kernel(design: np.ndarray) -> np.ndarray:
@@ -443,8 +471,7 @@ class EquivariantRidge:
         Xs /= self.feature_scale_
         flat, ys = Xs.reshape(n * k, p), (y / self.target_scale_).reshape(n * k)
         if p <= k * member_rows.sum(axis=1).min():   # primal for every fit: Grams built together
-            grams, rhs = member_normal_equations(flat, ys, np.repeat(fits, k, axis=1))
-            weights = np.array([solve_ridge(gram, b, self.alpha, overwrite_gram=True) for gram, b in zip(grams, rhs)])
+            weights = member_ridge_weights(flat, ys, np.repeat(fits, k, axis=1), self.alpha)
             predictions = (flat @ weights[int(with_full):].T).T
         elif p >= n * k:   # dual for every fit: principal blocks of one kernel matrix (smaller than one p × p Gram)
             kernel = _symmetric_kernel(flat)

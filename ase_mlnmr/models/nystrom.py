@@ -47,8 +47,11 @@ factorisation), so the cost drops from m^2 to p^2 per sample.
 Committee (``fit(..., member_rows=...)``, :mod:`ase_mlnmr.models.committee`): member k keeps
 the inducing points, L and the scalings and solves the same ridge problem on its rows S_k
 only, beta_k = (L_S^T L_S + eps I)^-1 L_S^T y_S, w_k = L_Z^-T beta_k; its predictions on the
-training rows are L beta_k (no kernel evaluation). The members are re-centred on the full
-weights; ``member_weights_`` (K, m, T) are extra weight columns on the same kernel block.
+training rows are L beta_k (no kernel evaluation). The Grams L_S^T L_S of all members (and of
+the calibration's refits) are built together in one pass over the rows of L, at about the
+cost of one L^T L (``linear.member_ridge_weights``; more passes if their m x m Grams exceed
+``linear.MEMBER_GRAM_MEMORY``). The members are re-centred on the full weights;
+``member_weights_`` (K, m, T) are extra weight columns on the same kernel block.
 """
 from __future__ import annotations
 
@@ -56,10 +59,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import blas, cho_factor, cho_solve, eigh, solve_triangular
+from scipy.linalg import blas, eigh, solve_triangular
 
 from .committee import (calibration_fit_rows, calibration_from_params, calibration_params, fit_calibration,
                         member_spread, recentred)
+from .linear import member_ridge_weights, membership_cells
 
 __all__ = ["NystromKernelRidge", "PivotedCholesky", "pivoted_cholesky", "held_out_residuals", "KERNELS"]
 
@@ -493,39 +497,37 @@ class NystromKernelRidge:
         self._fitted = True
         self._solve()
         if member_rows is not None:
-            self._fit_members(L, Ys, np.asarray(member_rows, dtype=bool), calibration, gram, rhs)
+            self._fit_members(L, Ys, np.asarray(member_rows, dtype=bool), calibration)
         return self
 
-    def _fit_members(self, L: np.ndarray, Ys: np.ndarray, member_rows: np.ndarray, calibration: str,
-                     gram: np.ndarray, rhs: np.ndarray) -> None:
+    def _fit_members(self, L: np.ndarray, Ys: np.ndarray, member_rows: np.ndarray, calibration: str) -> None:
         """Member weights on the shared factor L (N x m) and the calibration.
 
-        ``gram`` = LᵀL and ``rhs`` = LᵀY of all rows: a calibration refit on the rows R outside
-        a fold F solves with L_RᵀL_R = LᵀL − L_FᵀL_F (and the same for the right-hand side),
-        a Gram of the fold's rows instead of the other folds' four times as many.
+        Every member k and every calibration refit (the full model on the rows outside a
+        calibration fold, :func:`~ase_mlnmr.models.committee.calibration_fit_rows`) solves
+        (L_SᵀL_S + εI) β = L_SᵀY_S on its rows S; their Grams come out of shared passes over
+        the rows of L sorted by cell (:func:`~ase_mlnmr.models.linear.member_ridge_weights`),
+        at about the cost of one Gram LᵀL per pass instead of K/2 of it for the members alone.
         """
         if member_rows.ndim != 2 or member_rows.shape[1] != L.shape[0]:
             raise ValueError(f"member_rows must be (n_members, {L.shape[0]}), got {member_rows.shape}")
-
-        def solve(rows_gram: np.ndarray, rows_rhs: np.ndarray) -> np.ndarray:  # β, scaled targets
-            rows_gram[np.diag_indices_from(rows_gram)] += max(self.ridge, PIVOT_FLOOR)
-            return cho_solve(cho_factor(rows_gram, lower=True, overwrite_a=True, check_finite=False), rows_rhs,
-                             check_finite=False)
+        refit_rows = calibration_fit_rows(calibration, member_rows)
+        fits = np.vstack([member_rows, refit_rows])
+        order = np.argsort(membership_cells(fits)[1], kind="stable")   # one gather of L, not one per pass
+        betas = member_ridge_weights(L[order], Ys[order], fits[:, order], max(self.ridge, PIVOT_FLOOR))
 
         def predict(beta: np.ndarray) -> np.ndarray:
             return L @ beta * self.y_std_ + self.y_mean_
 
-        betas = [solve(blas.dsyrk(1.0, L[rows], trans=1, lower=1), L[rows].T @ Ys[rows]) for rows in member_rows]
-        refits = {}
-        for rows in calibration_fit_rows(calibration, member_rows):
-            held_out = L[~rows]
-            refits[rows.tobytes()] = predict(solve(gram - held_out.T @ held_out, rhs - held_out.T @ Ys[~rows]))
+        n_members = len(member_rows)
+        refits = {rows.tobytes(): predict(beta) for rows, beta in zip(refit_rows, betas[n_members:])}
         targets = Ys * self.y_std_ + self.y_mean_
-        fitted = fit_calibration(calibration, np.array([predict(beta) for beta in betas]), targets, member_rows,
-                                 lambda rows: refits[rows.tobytes()])
+        fitted = fit_calibration(calibration, np.array([predict(beta) for beta in betas[:n_members]]), targets,
+                                 member_rows, lambda rows: refits[rows.tobytes()])
         (self.calibration_, self.calibration_power_, self.calibration_floor_, self.calibration_constant_sigma_) = fitted
         self.calibration_shrinkage_weight_ = fitted.shrinkage_weight
-        members = [solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False) for beta in betas]
+        members = [solve_triangular(self.chol_zz_, beta, lower=True, trans="T", check_finite=False)
+                   for beta in betas[:n_members]]
         self.member_weights_ = recentred(np.array(members), self.weights_)
 
     def _solve(self) -> None:
