@@ -11,9 +11,11 @@ Run from the repository root (package built in place)::
 Outer fold 0 of each set, its hyper-parameters held fixed. Venetos: outer fold 0 of the
 model-selection protocol (docs/protocols/venetos_model_selection.md, seed 20261130) with
 the settings its run chose for that fold (σiso only), ``committee: {size: 8, fraction: 0.5,
-calibration: "power_eiv"}`` (protocol v2's calibration). Gehlenite: the v1 splits and the
-fixed configuration of docs/protocols/committee_calibration.md, α "auto" re-chosen on
-every subset by the package's inner search, calibration ``"power"``. Training subsets: nested random subsets of the
+calibration: "power_eiv"}`` (protocol v2's calibration). Gehlenite: outer fold 0 of protocol
+v2's cell folds (``fold_assignment(24, 5, seed=20261201)``) and the fixed configuration of
+docs/protocols/committee_calibration_v2.md, α "auto" re-chosen on every subset by the
+package's inner search, calibration ``"power_eiv"`` (until 2026-12-01: v1's cell folds and
+``"power"``). Training subsets: nested random subsets of the
 training groups (seed 0; Venetos groups, gehlenite cells); every subset is scored on the
 whole outer test fold 0: MAE of the prediction and mean calibrated uncertainty u (σiso in
 ppm; EFG: the 5 spherical components pooled, a.u.), plus the ±1u coverage. Nothing is
@@ -43,7 +45,7 @@ from calibration_committee import (COMMITTEE, GEHLENITE_SPECIES, RESULTS, VENETO
 from ase_mlnmr.nmr_model import NMRModel  # noqa: E402
 
 VENETOS_FRACTIONS = (0.2, 0.4, 0.7, 1.0)
-VENETOS_COMMITTEE = {**COMMITTEE, "calibration": "power_eiv"}
+VENETOS_COMMITTEE = GEHLENITE_COMMITTEE = {**COMMITTEE, "calibration": "power_eiv"}
 GEHLENITE_CELLS = (5, 10, 19)
 FIGURE = HERE.parent / "docs" / "figures" / "committee_learning_curves.png"
 
@@ -96,7 +98,7 @@ def venetos() -> dict:
 
 
 def gehlenite() -> dict:
-    dataset, fold_of_cell, config = gehlenite_setup(False, COMMITTEE)
+    dataset, fold_of_cell, config = gehlenite_setup(True, GEHLENITE_COMMITTEE)
     train, test = np.flatnonzero(fold_of_cell != 0), np.flatnonzero(fold_of_cell == 0)
     curve: dict = {f"{el} efg": [] for el in GEHLENITE_SPECIES}
     for cells in nested_groups(train, GEHLENITE_CELLS):
