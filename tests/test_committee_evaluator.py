@@ -123,3 +123,30 @@ def test_calculator_and_csv_carry_the_uncertainties(trained, tmp_path):
             assert float(row["cq_std_MHz"]) == pytest.approx(prediction.cq_std[i], rel=1e-5)
             assert float(row["pq_std_MHz"]) == pytest.approx(prediction.pq_std[i], rel=1e-5)
             assert row["vzz_axis_flag"] in ("0", "1")
+
+
+def test_members_closed_form_eigenvalues_match_numpy_and_keep_vzz_exact_at_degeneracy():
+    """The members' closed-form EFG eigenvalues against np.linalg.eigvalsh: generic tensors
+    to 1e-13 ‖t‖; axial tensors (a degenerate pair, η = 0), η = 1 and the zero tensor, each
+    turned by random rotations: the value set apart (Vzz) to 1e-13 ‖t‖, the pair to 1e-6 ‖t‖,
+    and the same whatever the rotation (an invariant)."""
+    from scipy.spatial.transform import Rotation
+
+    from ase_mlnmr.core._evaluator import _closed_form_eigenvalues
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        a = rng.normal(size=(3, 3)) * rng.uniform(1e-4, 1e2)
+        t = a + a.T
+        norm = np.linalg.norm(t)
+        np.testing.assert_allclose(_closed_form_eigenvalues(t), np.linalg.eigvalsh(t), rtol=0, atol=1e-13 * norm)
+    for diagonal in ([1.0, 1.0, -2.0], [-3e-3, -3e-3, 6e-3], [0.0, 1.0, -1.0], [0.0, 0.0, 0.0], [2.0, 2.0, 2.0]):
+        diagonal = np.array(diagonal)
+        apart = np.argmax(np.abs(diagonal - diagonal.mean()))
+        scale = max(np.linalg.norm(diagonal), 1e-300)
+        for rotation in Rotation.random(20, random_state=4).as_matrix():
+            values = _closed_form_eigenvalues(rotation @ np.diag(diagonal) @ rotation.T)
+            expected = np.sort(diagonal)
+            np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6 * scale)
+            vzz = values[np.argmax(np.abs(values - values.mean()))]
+            assert abs(abs(vzz) - abs(diagonal[apart])) <= 1e-13 * scale

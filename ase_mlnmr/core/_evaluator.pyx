@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport sqrt, pow, fabs, isfinite, NAN
+from libc.math cimport sqrt, pow, fabs, isfinite, acos, cos, NAN
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset, memcpy
 from libc.stdint cimport int32_t, int64_t, uintptr_t
@@ -272,8 +272,8 @@ cdef struct LambdaModel:
     const LambdaSpec* lam
     ContractionSpec weights
     int n_members               # committee members (0: none)
-    const double* member_pair_weights  # per (l1, l2) pair [M][n_members][M]: member folded weights, rows
-                                #   the index contracted second (see lambda_member_std)
+    const double* member_pair_weights  # per (l1, l2) pair [M][n_members][M]: member folded weights, the
+                                #   index contracted first outermost (see lambda_member_std)
     const int32_t* member_swap  # per pair: 1 when c_{l1} is contracted first (2 l1 + 1 < 2 l2 + 1)
     const double* member_two_body  # [n_members][M] or NULL
     double calibration          # committee calibration: scale a (α), power b, floor c
@@ -812,9 +812,10 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
 
     All K members' folded weights W_k (M × M per (l1, l2) pair, as the mean's contraction) in
     two GEMMs per pair, y_kμ = Σ_t C_t G_k[m1_t, m2_t] with G_k = c_{l1}ᵀ W_k c_{l2}:
-    T[r][k][x] = Σ_s V[r][k][s] X[s][x] (X the coefficient block of the smaller l, V the
-    members' weights stacked by row), then G[y][k][x] = Σ_r Y[r][y] T[r][k][x] (Y the other
-    block). Fixed shapes per pair: every centre's result is the same whatever the others."""
+    T[x][k][r] = Σ_s V[s][k][r] X[s][x] (X the coefficient block of the smaller l, V the
+    members' weights stacked by the index contracted first), then G[x][k][y] =
+    Σ_r T[x][k][r] Y[r][y] (Y the other block). Fixed shapes per pair: every centre's result
+    is the same whatever the others."""
     cdef int a, k, mu, p, n = lm.n_members, n_mu = lm.n_mu
     cdef int m_rows = spec.n_channels * spec.n_max
     cdef int w1, w2, wx, wy, mx, my, kx, kmr
@@ -825,8 +826,8 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
     cdef const double* x_block
     cdef const double* y_block
     cdef const double* weights = lm.member_pair_weights
-    cdef double* stage = scratch          # T: [M][K][wx]
-    cdef double* gram                     # G: [wy][K][wx]
+    cdef double* stage = scratch          # T: [wx][K][M]
+    cdef double* gram                     # G: [wx][K][wy]
     memset(members, 0, n * n_mu * sizeof(double))
     if lm.member_two_body != NULL:
         block = coeff + m_rows * lm.lam.lam * lm.lam.lam
@@ -848,11 +849,12 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
         kx = n * wx
         kmr = n * m_rows
         gram = scratch + <int64_t>m_rows * kx
-        # column-major views: Tᵀ (wx × MK) = Xᵀ (wx × M) Vᵀ (M × MK),
-        # Gᵀ (K wx × wy) = Tᵀ (K wx × M) Y (M × wy)
-        dgemm(&NOTRANS, &NOTRANS, &wx, &kmr, &m_rows, &one, <double*>x_block, &wx, <double*>weights, &m_rows,
-              &zero, stage, &wx)
-        dgemm(&NOTRANS, &TRANS, &kx, &wy, &m_rows, &one, stage, &kx, <double*>y_block, &wy, &zero, gram, &kx)
+        # column-major views: T (KM × wx) = V (KM × M) X (M × wx; the coefficient block, stored
+        # transposed), the long side K·M as the rows (BLAS vectorises along them);
+        # Gᵀ (wy × K wx) = Yᵀ (wy × M, Y stored transposed) T' (M × K wx: T seen with leading dimension M)
+        dgemm(&NOTRANS, &TRANS, &kmr, &wx, &m_rows, &one, <double*>weights, &kmr, <double*>x_block, &wx,
+              &zero, stage, &kmr)
+        dgemm(&NOTRANS, &NOTRANS, &wy, &kx, &m_rows, &one, <double*>y_block, &wy, stage, &m_rows, &zero, gram, &wy)
         weights += <int64_t>m_rows * kmr
         for t in range(lm.lam.cg_offsets[p], lm.lam.cg_offsets[p + 1]):
             if lm.member_swap[p]:
@@ -862,7 +864,7 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
             mu = lm.lam.cg_mu[t]
             value = lm.lam.cg_value[t]
             for k in range(n):
-                members[k * n_mu + mu] += value * gram[my * kx + k * wx + mx]
+                members[k * n_mu + mu] += value * gram[(mx * n + k) * wy + my]
     spread = isotropic_spread(members, n_mu, n)
     for mu in range(n_mu):
         for k in range(n):
@@ -870,10 +872,37 @@ cdef void lambda_member_std(const SoapSpec* spec, const LambdaModel* lm, const d
         std[mu] = calibrated_std(sample_std(column, n), spread, lm.calibration, lm.cal_power, lm.cal_floor)
 
 
+cdef void closed_form_eigenvalues(const double* t, double* values) noexcept nogil:
+    """Eigenvalues (ascending) of a symmetric 3×3 t in closed form (trigonometric solution of
+    the characteristic cubic, O. K. Smith, Commun. ACM 4, 168 (1961)): q = tr t / 3,
+    p = sqrt(‖t − q1‖²_F / 6), r = det((t − q1)/p) / 2, φ = acos(r)/3,
+    λ = q + 2p cos(φ + 2πj/3). The eigenvalue set apart from a (near-)degenerate pair is
+    accurate to rounding; the pair itself to ~1e-8 of p (acos near ±1)."""
+    cdef double q = (t[0] + t[4] + t[8]) / 3.0
+    cdef double p1 = t[1] * t[1] + t[2] * t[2] + t[5] * t[5]
+    cdef double d0 = t[0] - q, d1 = t[4] - q, d2 = t[8] - q
+    cdef double p = sqrt((d0 * d0 + d1 * d1 + d2 * d2 + 2.0 * p1) / 6.0)
+    cdef double r, phi, largest, smallest
+    if p == 0.0:
+        values[0] = values[1] = values[2] = q
+        return
+    r = (d0 * (d1 * d2 - t[5] * t[5]) - t[1] * (t[1] * d2 - t[5] * t[2])
+         + t[2] * (t[1] * t[5] - d1 * t[2])) / (2.0 * p * p * p)
+    r = -1.0 if r < -1.0 else (1.0 if r > 1.0 else r)
+    phi = acos(r) / 3.0
+    largest = q + 2.0 * p * cos(phi)
+    smallest = q + 2.0 * p * cos(phi + 2.0943951023931957)   # + 2π/3
+    values[0] = smallest
+    values[1] = 3.0 * q - largest - smallest
+    values[2] = largest
+
+
 cdef void efg_member_stats(const Element* el, const double* mean, const double* members, double* stats) noexcept nogil:
     """stats[0:4]: calibrated std over the members of |Vzz| (a.u.), |CQ| and PQ (MHz) (floor
     c in a.u., times |CQ per a.u.| for |CQ| and PQ), and the Vzz-axis flag (1 when a
-    member's Vzz axis is more than 45° from the mean tensor's)."""
+    member's Vzz axis is more than 45° from the mean tensor's). The members' eigenvalues in
+    closed form (closed_form_eigenvalues: Vzz, never in a degenerate pair, to rounding; the
+    mean tensor's by Jacobi rotations), a third of the cost of the Jacobi sweeps."""
     cdef int k, n = el.efg.n_members
     cdef double v[9]
     cdef double values[3]
@@ -891,7 +920,7 @@ cdef void efg_member_stats(const Element* el, const double* mean, const double* 
     principal_axis(v, ordered[2], mean_axis)
     for k in range(n):
         l2_to_cartesian(members + 5 * k, v)
-        symmetric_eigenvalues(v, values)
+        closed_form_eigenvalues(v, values)
         principal_order(values, 0, ordered)
         eta = 0.0 if is_isotropic(ordered) else clip01((ordered[0] - ordered[1]) / ordered[2])
         vzz[k] = fabs(ordered[2])
@@ -1463,6 +1492,15 @@ cdef const double* _ptr(object array):
     return <const double*>cnp.PyArray_DATA(array)
 
 
+def _closed_form_eigenvalues(tensor) -> np.ndarray:
+    """closed_form_eigenvalues (the committee members' EFG eigenvalues) of one symmetric
+    3×3 ``tensor``, ascending; for the tests."""
+    cdef double[::1] t = np.ascontiguousarray(tensor, dtype=float).reshape(9)
+    cdef double[::1] values = np.empty(3)
+    closed_form_eigenvalues(&t[0], &values[0])
+    return np.asarray(values)
+
+
 def _committee_size(regressor) -> int:
     """Members of a regressor's committee (0: none), at most MAX_MEMBERS."""
     size = getattr(regressor, "committee_size", 0)
@@ -1651,8 +1689,9 @@ cdef class Evaluator:
         folded = [descriptor.fold_weights(coef) for coef in component.regressor.member_coef_]
         pair_weights = np.stack([pairs for pairs, _ in folded], axis=1)   # [pair][K][a][b]
         swap = np.array([2 * l1 + 1 < 2 * l2 + 1 for l1, l2 in descriptor.pairs], dtype=np.int32)
-        # rows of the index contracted second: [a][K][b], or [b][K][a] when c_{l1} goes first
-        stacked = np.concatenate([(w.transpose(2, 0, 1) if swapped else w.transpose(1, 0, 2)).ravel()
+        # column-major V (K M × M): [index contracted first][K][index contracted second], i.e.
+        # [b][K][a], or [a][K][b] when c_{l1} goes first
+        stacked = np.concatenate([(w.transpose(1, 0, 2) if swapped else w.transpose(2, 0, 1)).ravel()
                                   for w, swapped in zip(pair_weights, swap)])
         self._keep.extend([stacked, swap])
         lm.member_pair_weights = _ptr(stacked)
