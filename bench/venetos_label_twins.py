@@ -125,7 +125,8 @@ def conflicting_twins(data, partner: np.ndarray, distance: np.ndarray, gap: np.n
         structures = [data.dataset.structures[data.sel.structure_index[i]] for i in (site, partner[site])]
         out.append({"site": int(site), "partner": int(partner[site]),
                     "formula": data.formulas[data.sel.structure_index[site]],
-                    "distance": float(distance[site]), "wide_distance": float(np.linalg.norm(wide[site] - wide[partner[site]])),
+                    "distance": float(distance[site]),
+                    "wide_distance": float(np.linalg.norm(wide[site] - wide[partner[site]])),
                     "gap_ppm": float(gap[site]), "atoms": [len(a) for a in structures],
                     "volume_per_atom": [float(a.get_volume() / len(a)) for a in structures]})
     return out
@@ -137,8 +138,8 @@ def duplicate_structures(data, unit: np.ndarray) -> list[dict]:
     pair: both groups and the mean and range of the label difference Δ (ppm) over the matched sites."""
     structures = np.unique(data.sel.structure_index)
     rows = {s: np.flatnonzero(data.sel.structure_index == s) for s in structures}
-    shape = {s: (len(data.dataset.structures[s]), data.dataset.structures[s].get_volume() / len(data.dataset.structures[s]))
-             for s in structures}
+    atoms = {s: data.dataset.structures[s] for s in structures}
+    shape = {s: (len(atoms[s]), atoms[s].get_volume() / len(atoms[s])) for s in structures}
     out = []
     for i, first in enumerate(structures):
         for second in structures[i + 1:]:
@@ -206,7 +207,8 @@ def main() -> None:
         for row in result[label]:
             gaps = " | ".join(str(row.get(f"gap_above_{g:g}_ppm", 0)) for g in LABEL_GAPS_PPM)
             print(f"| {label.replace('_', ' ')} | {row['distance_below']:g} | {row['sites']} | "
-                  f"{row.get('median_gap_ppm', float('nan')):.2f} | {row.get('max_gap_ppm', float('nan')):.2f} | {gaps} |")
+                  f"{row.get('median_gap_ppm', float('nan')):.2f} | "
+                  f"{row.get('max_gap_ppm', float('nan')):.2f} | {gaps} |")
     print("\nLargest label gaps between twins of different groups (d < 1e-2):")
     for row in result["largest_gaps"]:
         print(f"  site {row['site']:4d} {row['formula']:>14s} ~ {row['partner_formula']:<14s} "
@@ -214,17 +216,20 @@ def main() -> None:
     wide_max = max((row["wide_distance"] for row in conflicts), default=float("nan"))
     same_cell = sum(row["atoms"][0] == row["atoms"][1]
                     and abs(row["volume_per_atom"][0] - row["volume_per_atom"][1]) < 1e-2 for row in conflicts)
-    print(f"\nConflicting twins (d < {TWIN_DISTANCES[0]:g}, |Δ| > {CONFLICT_GAP_PPM:g} ppm): {len(conflicts)} sites of "
+    print(f"\nConflicting twins (d < {TWIN_DISTANCES[0]:g}, |Δ| > {CONFLICT_GAP_PPM:g} ppm): "
+          f"{len(conflicts)} sites of "
           f"{len({data.sel.structure_index[row['site']] for row in conflicts})} structures; largest distance with "
           f"r_cut {WIDE_DESCRIPTOR['r_cut']:g} Å {wide_max:.5f}; {same_cell} with the same atom count and volume per "
           f"atom within 0.01 Å³ as their twin's structure")
     pairs = result["duplicate_structures"]
     offsets = np.abs([pair["mean_gap_ppm"] for pair in pairs])
     print(f"Structures entered twice (same atom count and volume per atom, every Si site a twin): {len(pairs)} pairs, "
-          f"{sum(pair['groups'][0] == pair['groups'][1] for pair in pairs)} of them in one group; mean label difference "
+          f"{sum(pair['groups'][0] == pair['groups'][1] for pair in pairs)} of them in one group; "
+          f"mean label difference "
           f"|Δ| per pair: " + ", ".join(f"{value:.2f}" for value in sorted(offsets)) + " ppm")
     for pair in sorted(pairs, key=lambda pair: -abs(pair["mean_gap_ppm"])):
-        print(f"  {pair['formula']:>14s} structures {pair['structures']} groups {pair['groups']}: {pair['si_sites']} Si, "
+        print(f"  {pair['formula']:>14s} structures {pair['structures']} groups {pair['groups']}: "
+              f"{pair['si_sites']} Si, "
               f"largest site distance {pair['max_distance']:.1e}, Δ {pair['mean_gap_ppm']:+.2f} ppm "
               f"({pair['gap_range_ppm'][0]:+.2f} … {pair['gap_range_ppm'][1]:+.2f})")
     check = result["v2_outer_rescaling"]
